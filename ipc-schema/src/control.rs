@@ -1,0 +1,123 @@
+//! Payloads of the kernel's own methods (destination [`crate::KERNEL_DESTINATION`]):
+//! the service registry and the supervisor's control plane used by `oictl`.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::messages::ToolSpec;
+
+/// Method names the kernel answers.
+pub mod methods {
+    /// -> [`super::RegistrySnapshot`]
+    pub const REGISTRY_SERVICES: &str = "registry.services";
+    /// -> [`super::ToolList`]
+    pub const REGISTRY_TOOLS: &str = "registry.tools";
+    /// -> [`super::StatusReport`]
+    pub const STATUS: &str = "supervisor.status";
+    /// [`super::ServiceName`] -> empty
+    pub const RESTART: &str = "supervisor.restart";
+    /// [`super::ServiceName`] -> empty
+    pub const STOP: &str = "supervisor.stop";
+    /// [`super::ServiceName`] -> empty
+    pub const START: &str = "supervisor.start";
+    /// [`super::LogsRequest`] -> [`super::LogLines`] (streamed when `follow`)
+    pub const LOGS: &str = "supervisor.logs";
+}
+
+/// One connected service as the broker's registry sees it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredService {
+    pub name: String,
+    pub pid: u32,
+    pub ready: bool,
+    pub connected_ms: u64,
+    /// Milliseconds since the last heartbeat echo, if any arrived yet.
+    pub heartbeat_age_ms: Option<u64>,
+    pub tools: Vec<ToolSpec>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySnapshot {
+    pub services: Vec<RegisteredService>,
+}
+
+/// A tool and the service that serves it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredTool {
+    pub service: String,
+    pub spec: ToolSpec,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ToolList {
+    pub tools: Vec<RegisteredTool>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName {
+    pub name: String,
+}
+
+/// A child's state in the supervisor's state machine.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildState {
+    Starting,
+    Ready,
+    /// Waiting before the next restart; see `backoff_remaining_ms`.
+    Backoff,
+    Stopping,
+    /// Not running, not scheduled (stopped by hand, temporary, or done).
+    Exited,
+    /// Will not be restarted (configuration error, or given up).
+    Fatal,
+}
+
+impl ChildState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildState::Starting => "STARTING",
+            ChildState::Ready => "READY",
+            ChildState::Backoff => "BACKOFF",
+            ChildState::Stopping => "STOPPING",
+            ChildState::Exited => "EXITED",
+            ChildState::Fatal => "FATAL",
+        }
+    }
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub state: ChildState,
+    pub pid: Option<u32>,
+    pub uptime_ms: Option<u64>,
+    pub restarts_window: u32,
+    pub restarts_total: u32,
+    pub last_exit: Option<String>,
+    pub heartbeat_age_ms: Option<u64>,
+    pub rss_kb: Option<u64>,
+    pub backoff_remaining_ms: Option<u64>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub supervisor_pid: u32,
+    pub uptime_ms: u64,
+    pub config_path: String,
+    pub config_generation: u64,
+    /// The error of the last rejected config reload, if the running config
+    /// is older than the file on disk.
+    pub config_error: Option<String>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LogsRequest {
+    pub name: String,
+    pub lines: u32,
+    pub follow: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LogLines {
+    pub lines: Vec<String>,
+}

@@ -1,0 +1,1030 @@
+//! The bus broker.
+//!
+//! Listens on `bus.sock` (socket 0600 inside the 0700 runtime directory).
+//! Every connection starts with `Hello`; the broker checks the peer's
+//! credentials (same uid, and for a connection that claims a service name,
+//! the pid the supervisor spawned for it). After that it routes frames by
+//! header and destination: a request's payload is validated once and then
+//! forwarded as the same bytes, with only the correlation id in the header
+//! rewritten. Replies travel back the same way.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use oi_ipc_schema::control::methods;
+use oi_ipc_schema::frame::{Frame, Kind};
+use oi_ipc_schema::{
+    Cancel, ErrorCode, ErrorReply, Heartbeat, Hello, KERNEL_DESTINATION, Message,
+    PROTOCOL_VERSION, RegisterTools, Request, StreamChunk, StreamEnd, ToolSpec, Welcome,
+};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::framing::{FramingError, read_frame, write_frame};
+use crate::registry::{Registry, ServiceEntry};
+
+/// Broker settings (from `[bus]` in the config).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub socket_path: PathBuf,
+    pub max_frame_bytes: u32,
+    pub heartbeat_interval: Duration,
+    /// Deadline for requests that carry none.
+    pub default_deadline: Duration,
+    /// How long a new connection may take to send `Hello`.
+    pub hello_timeout: Duration,
+}
+
+impl BrokerConfig {
+    pub fn new(socket_path: PathBuf) -> Self {
+        BrokerConfig {
+            socket_path,
+            max_frame_bytes: oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES,
+            heartbeat_interval: Duration::from_secs(1),
+            default_deadline: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("another broker is already listening on {0}; is openintentd already running?")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot remove stale bus socket {path}: {source}")]
+    RemoveStale { path: PathBuf, source: io::Error },
+    #[error("cannot listen on bus socket {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+/// What the broker tells the supervisor about services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusEvent {
+    Connected { name: String, pid: u32 },
+    Ready { name: String, pid: u32 },
+    Disconnected { name: String, pid: u32 },
+}
+
+/// Who sent a request to the kernel.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub conn_id: u64,
+    pub service: Option<String>,
+    pub pid: u32,
+    pub uid: u32,
+}
+
+/// A reply from a kernel method: one payload, or a stream of chunks.
+pub enum KernelReply {
+    Once(Vec<u8>),
+    Stream(mpsc::Receiver<Vec<u8>>),
+}
+
+pub type KernelResult = Result<KernelReply, (ErrorCode, String)>;
+pub type KernelFuture = Pin<Box<dyn std::future::Future<Output = KernelResult> + Send>>;
+
+/// Answers kernel methods the broker does not answer itself (the
+/// supervisor's control plane).
+pub trait KernelHandler: Send + Sync + 'static {
+    fn handle(&self, caller: Caller, method: String, payload: Vec<u8>) -> KernelFuture;
+}
+
+/// A frame queued for a connection's writer task.
+enum Outbound {
+    Frame(Frame),
+    /// Write this, then close the connection.
+    Close(Frame),
+}
+
+struct Conn {
+    tx: mpsc::UnboundedSender<Outbound>,
+    service: Option<String>,
+    pid: u32,
+}
+
+/// A request forwarded to a service and not yet answered.
+struct Pending {
+    origin_conn: u64,
+    origin_corr: u64,
+    target_conn: u64,
+    target: String,
+    deadline: Instant,
+}
+
+/// A request waiting for its destination to become ready.
+struct Waiting {
+    origin_conn: u64,
+    frame: Frame,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<u64, Conn>,
+    registry: Registry,
+    /// Pids the supervisor spawned, by service name.
+    expected: HashMap<String, u32>,
+    pending: HashMap<u64, Pending>,
+    /// (origin connection, origin correlation) -> broker correlation.
+    by_origin: HashMap<(u64, u64), u64>,
+    waiting: HashMap<String, Vec<Waiting>>,
+    next_conn: u64,
+    next_corr: u64,
+}
+
+struct Shared {
+    cfg: BrokerConfig,
+    state: Mutex<State>,
+    events: mpsc::UnboundedSender<BusEvent>,
+    handler: Mutex<Option<Arc<dyn KernelHandler>>>,
+    /// Set when the broker closes; every connection task stops reading.
+    closing: tokio::sync::watch::Sender<bool>,
+    uid: u32,
+    pid: u32,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic while routing; the state itself is
+        // plain data, so keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to a running broker. Cloning is cheap.
+#[derive(Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+    tasks: Arc<Vec<tokio::task::AbortHandle>>,
+}
+
+fn error_frame(corr: u64, code: ErrorCode, message: impl Into<String>) -> Option<Frame> {
+    Frame::new(
+        corr,
+        &ErrorReply {
+            code,
+            message: message.into(),
+        },
+    )
+    .ok()
+}
+
+impl Broker {
+    /// Removes a stale socket left by a crash (refusing if a live broker
+    /// answers on it), binds, restricts the socket to its owner, and starts
+    /// accepting. Must be called inside a tokio runtime.
+    pub async fn bind(
+        cfg: BrokerConfig,
+    ) -> Result<(Broker, mpsc::UnboundedReceiver<BusEvent>), BrokerError> {
+        let path = cfg.socket_path.clone();
+        remove_stale_socket(&path).await?;
+        let listener = UnixListener::bind(&path).map_err(|source| BrokerError::Bind {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| BrokerError::Bind {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            cfg,
+            state: Mutex::new(State::default()),
+            events,
+            handler: Mutex::new(None),
+            closing: tokio::sync::watch::channel(false).0,
+            uid: nix::unistd::geteuid().as_raw(),
+            pid: std::process::id(),
+        });
+        let accept = tokio::spawn(accept_loop(shared.clone(), listener).instrument(info_span!(
+            "bus",
+            service = "kernel"
+        )));
+        let beat = tokio::spawn(heartbeat_loop(shared.clone()));
+        let sweep = tokio::spawn(deadline_loop(shared.clone()));
+        info!(socket = %path.display(), "bus broker listening");
+        Ok((
+            Broker {
+                shared,
+                tasks: Arc::new(vec![
+                    accept.abort_handle(),
+                    beat.abort_handle(),
+                    sweep.abort_handle(),
+                ]),
+            },
+            events_rx,
+        ))
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.shared.cfg.socket_path
+    }
+
+    pub fn set_kernel_handler(&self, handler: Arc<dyn KernelHandler>) {
+        *self
+            .shared
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
+    /// The supervisor spawned `pid` for `service`: only that process may
+    /// connect under that name.
+    pub fn expect_service(&self, service: &str, pid: u32) {
+        self.shared.lock().expected.insert(service.to_string(), pid);
+    }
+
+    pub fn forget_service(&self, service: &str) {
+        self.shared.lock().expected.remove(service);
+    }
+
+    pub fn registry(&self) -> oi_ipc_schema::control::RegistrySnapshot {
+        self.shared.lock().registry.snapshot(Instant::now())
+    }
+
+    pub fn tools(&self) -> oi_ipc_schema::control::ToolList {
+        self.shared.lock().registry.tools()
+    }
+
+    /// Time since `service` last answered a heartbeat, if it is connected.
+    pub fn heartbeat_age(&self, service: &str) -> Option<Duration> {
+        let now = Instant::now();
+        self.shared
+            .lock()
+            .registry
+            .get(service)
+            .map(|e| e.heartbeat_age(now))
+    }
+
+    /// Sends a message to a connected service; false if it is not connected.
+    pub fn send_to_service<M>(&self, service: &str, msg: &M) -> bool
+    where
+        M: Message,
+        M::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let Ok(frame) = Frame::new(0, msg) else {
+            return false;
+        };
+        let st = self.shared.lock();
+        let Some(entry) = st.registry.get(service) else {
+            return false;
+        };
+        st.conns
+            .get(&entry.conn_id)
+            .is_some_and(|c| c.tx.send(Outbound::Frame(frame)).is_ok())
+    }
+
+    /// Sends a message to every connected service.
+    pub fn broadcast<M>(&self, msg: &M) -> usize
+    where
+        M: Message,
+        M::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let Ok(frame) = Frame::new(0, msg) else {
+            return 0;
+        };
+        let st = self.shared.lock();
+        st.registry
+            .iter()
+            .filter_map(|e| st.conns.get(&e.conn_id))
+            .filter(|c| {
+                c.tx.send(Outbound::Frame(Frame {
+                    header: frame.header,
+                    kind: frame.kind,
+                    payload: frame.payload.clone(),
+                }))
+                .is_ok()
+            })
+            .count()
+    }
+
+    /// Number of open connections (services and clients).
+    pub fn connection_count(&self) -> usize {
+        self.shared.lock().conns.len()
+    }
+
+    /// Stops accepting, closes every connection and removes the socket file.
+    pub fn close(&self) {
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.shared.cfg.socket_path);
+        self.shared.closing.send_replace(true);
+        let mut st = self.shared.lock();
+        for (_, conn) in st.conns.drain() {
+            if let Some(f) = error_frame(0, ErrorCode::Unavailable, "the broker is shutting down") {
+                let _ = conn.tx.send(Outbound::Close(f));
+            }
+        }
+    }
+}
+
+async fn remove_stale_socket(path: &Path) -> Result<(), BrokerError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(BrokerError::RemoveStale {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Ok(_) => {}
+    }
+    if UnixStream::connect(path).await.is_ok() {
+        return Err(BrokerError::AlreadyRunning(path.to_path_buf()));
+    }
+    info!(socket = %path.display(), "removing stale bus socket left by an earlier run");
+    std::fs::remove_file(path).map_err(|source| BrokerError::RemoveStale {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { serve_connection(shared, stream).await });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept on bus socket failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.cfg.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        let Ok(frame) = Frame::new(0, &Heartbeat { seq }) else {
+            continue;
+        };
+        let st = shared.lock();
+        for e in st.registry.iter() {
+            if let Some(c) = st.conns.get(&e.conn_id) {
+                let _ = c.tx.send(Outbound::Frame(Frame {
+                    header: frame.header,
+                    kind: frame.kind,
+                    payload: frame.payload.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// Fails requests whose deadline passed, both forwarded and waiting ones.
+async fn deadline_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let mut st = shared.lock();
+        let expired: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(g, _)| *g)
+            .collect();
+        for g in expired {
+            if let Some(p) = st.pending.remove(&g) {
+                st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+                reply_error(
+                    &st,
+                    p.origin_conn,
+                    p.origin_corr,
+                    ErrorCode::Timeout,
+                    format!("service '{}' did not answer before the deadline", p.target),
+                );
+                if let Some(c) = st.conns.get(&p.target_conn) {
+                    if let Ok(f) = Frame::new(
+                        g,
+                        &Cancel {
+                            reason: "deadline passed".into(),
+                        },
+                    ) {
+                        let _ = c.tx.send(Outbound::Frame(f));
+                    }
+                }
+            }
+        }
+        let st = &mut *st;
+        for (service, queue) in st.waiting.iter_mut() {
+            let (expired, keep): (Vec<_>, Vec<_>) =
+                queue.drain(..).partition(|w| w.deadline <= now);
+            *queue = keep;
+            for w in expired {
+                if let Some(c) = st.conns.get(&w.origin_conn) {
+                    if let Some(f) = error_frame(
+                        w.frame.corr(),
+                        ErrorCode::Timeout,
+                        format!("service '{service}' did not become available before the deadline"),
+                    ) {
+                        let _ = c.tx.send(Outbound::Frame(f));
+                    }
+                }
+            }
+        }
+        st.waiting.retain(|_, q| !q.is_empty());
+    }
+}
+
+fn reply_error(st: &State, conn: u64, corr: u64, code: ErrorCode, message: String) {
+    if let (Some(c), Some(f)) = (st.conns.get(&conn), error_frame(corr, code, message)) {
+        let _ = c.tx.send(Outbound::Frame(f));
+    }
+}
+
+/// Writes frames for one connection, coalescing whatever is queued into one
+/// flush.
+async fn writer_loop(half: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, half);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut close = false;
+        while let Some(out) = next.take() {
+            let frame = match out {
+                Outbound::Frame(f) => f,
+                Outbound::Close(f) => {
+                    close = true;
+                    f
+                }
+            };
+            if write_frame(&mut w, &frame).await.is_err() {
+                return;
+            }
+            if !close {
+                next = rx.try_recv().ok();
+            }
+        }
+        if w.flush().await.is_err() || close {
+            let _ = w.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("{0}")]
+    Framing(#[from] FramingError),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+async fn refuse(half: OwnedWriteHalf, code: ErrorCode, message: String) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    if let Some(f) = error_frame(0, code, message) {
+        let _ = tx.send(Outbound::Close(f));
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer_loop(half, rx)).await;
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot read peer credentials; closing connection");
+            return;
+        }
+    };
+    let peer_pid = cred.pid().map(|p| p as u32).unwrap_or(0);
+    let (rd, wr) = stream.into_split();
+    if cred.uid() != shared.uid {
+        warn!(peer_uid = cred.uid(), peer_pid, "refusing bus connection from another user");
+        refuse(
+            wr,
+            ErrorCode::Denied,
+            format!(
+                "the bus only accepts connections from uid {}, not uid {}",
+                shared.uid,
+                cred.uid()
+            ),
+        )
+        .await;
+        return;
+    }
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let hello =
+        match tokio::time::timeout(shared.cfg.hello_timeout, read_frame(&mut rd, shared.cfg.max_frame_bytes))
+            .await
+        {
+            Err(_) => {
+                warn!(peer_pid, "no Hello within the timeout; closing connection");
+                return refuse(wr, ErrorCode::BadRequest, "no Hello received in time".into()).await;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                warn!(peer_pid, error = %e, "bad first frame; closing connection");
+                return refuse(wr, ErrorCode::BadRequest, e.to_string()).await;
+            }
+            Ok(Ok(Some(f))) => f,
+        };
+    let identity = match check_hello(&shared, &hello, peer_pid) {
+        Ok(identity) => identity,
+        Err((code, message)) => {
+            warn!(peer_pid, reason = %message, "refusing bus connection");
+            return refuse(wr, code, message).await;
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer_loop(wr, rx));
+    let registered = {
+        let mut st = shared.lock();
+        st.next_conn += 1;
+        let conn_id = st.next_conn;
+        let mut duplicate = false;
+        if let Some(name) = &identity {
+            let existing = st.registry.get(name).map(|e| (e.conn_id, e.pid));
+            match existing {
+                Some((_, old_pid)) if old_pid == peer_pid => duplicate = true,
+                Some((old_conn, _)) => {
+                    // The supervisor already started a replacement (it
+                    // checked the pid); the old connection's EOF has not
+                    // arrived yet.
+                    st.registry.remove_conn(name, old_conn);
+                }
+                None => {}
+            }
+            if !duplicate {
+                st.registry.insert(ServiceEntry {
+                    name: name.clone(),
+                    pid: peer_pid,
+                    conn_id,
+                    ready: false,
+                    connected_at: Instant::now(),
+                    last_heartbeat: None,
+                    tools: Vec::new(),
+                });
+            }
+        }
+        if !duplicate {
+            st.conns.insert(
+                conn_id,
+                Conn {
+                    tx: tx.clone(),
+                    service: identity.clone(),
+                    pid: peer_pid,
+                },
+            );
+        }
+        (!duplicate).then_some(conn_id)
+    };
+    let Some(conn_id) = registered else {
+        let msg = format!(
+            "service '{}' is already connected to the bus",
+            identity.as_deref().unwrap_or("")
+        );
+        warn!(peer_pid, "{msg}");
+        if let Some(f) = error_frame(0, ErrorCode::Denied, msg) {
+            let _ = tx.send(Outbound::Close(f));
+        }
+        drop(tx);
+        let _ = writer.await;
+        return;
+    };
+    let span = info_span!(
+        "bus_conn",
+        service = "kernel",
+        conn = conn_id,
+        peer = identity.as_deref().unwrap_or("client"),
+        pid = peer_pid
+    );
+    async {
+        if let Some(name) = &identity {
+            let _ = shared.events.send(BusEvent::Connected {
+                name: name.clone(),
+                pid: peer_pid,
+            });
+        }
+        if let Ok(f) = Frame::new(
+            hello.corr(),
+            &Welcome {
+                connection_id: conn_id,
+                broker_pid: shared.pid,
+                protocol_version: PROTOCOL_VERSION,
+                build_id: crate::BUILD_ID.to_string(),
+                heartbeat_interval_ms: u32::try_from(shared.cfg.heartbeat_interval.as_millis())
+                    .unwrap_or(u32::MAX),
+            },
+        ) {
+            let _ = tx.send(Outbound::Frame(f));
+        }
+        debug!("connected");
+        let caller = Caller {
+            conn_id,
+            service: identity.clone(),
+            pid: peer_pid,
+            uid: cred.uid(),
+        };
+        let mut closing = shared.closing.subscribe();
+        let reason = loop {
+            let next = tokio::select! {
+                r = read_frame(&mut rd, shared.cfg.max_frame_bytes) => r,
+                _ = closing.wait_for(|c| *c) => break None,
+            };
+            match next {
+                Ok(None) => break None,
+                Ok(Some(frame)) => {
+                    if let Err(e) = frame.validate() {
+                        break Some(Refusal::Framing(e.into()));
+                    }
+                    if let Err(r) = dispatch(&shared, &caller, frame) {
+                        break Some(r);
+                    }
+                }
+                Err(e) => break Some(Refusal::Framing(e)),
+            }
+        };
+        match &reason {
+            None => debug!("peer closed the connection"),
+            Some(r) => {
+                warn!(reason = %r, "closing bus connection after a bad frame");
+                if let Some(f) = error_frame(0, ErrorCode::BadRequest, r.to_string()) {
+                    let _ = tx.send(Outbound::Close(f));
+                }
+            }
+        }
+        disconnect(&shared, conn_id);
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Validates `Hello` and the peer's claim; returns the service name the
+/// connection may act as (None for a plain client).
+fn check_hello(
+    shared: &Shared,
+    frame: &Frame,
+    peer_pid: u32,
+) -> Result<Option<String>, (ErrorCode, String)> {
+    let hello = frame
+        .access::<Hello>()
+        .map_err(|e| (ErrorCode::BadRequest, format!("the first frame must be a valid Hello: {e}")))?;
+    let version = hello.protocol_version.to_native();
+    if version != PROTOCOL_VERSION {
+        return Err((
+            ErrorCode::BadRequest,
+            format!(
+                "protocol version mismatch: the peer speaks bus protocol version {version}, the broker speaks version {PROTOCOL_VERSION}; run the same release of openintentd and oictl"
+            ),
+        ));
+    }
+    if hello.pid.to_native() != peer_pid {
+        return Err((
+            ErrorCode::Denied,
+            format!(
+                "Hello claims pid {} but the socket peer is pid {peer_pid}",
+                hello.pid.to_native()
+            ),
+        ));
+    }
+    let Some(name) = hello.service.as_ref() else {
+        return Ok(None);
+    };
+    let name = name.as_str();
+    if name.is_empty() || name == KERNEL_DESTINATION {
+        return Err((ErrorCode::Denied, format!("'{name}' is not a valid service name")));
+    }
+    match shared.lock().expected.get(name) {
+        Some(&pid) if pid == peer_pid => Ok(Some(name.to_string())),
+        Some(&pid) => Err((
+            ErrorCode::Denied,
+            format!(
+                "pid {peer_pid} claims to be service '{name}', but the supervisor started that service as pid {pid}"
+            ),
+        )),
+        None => Err((
+            ErrorCode::Denied,
+            format!("pid {peer_pid} claims to be service '{name}', which the supervisor did not start"),
+        )),
+    }
+}
+
+fn forward(st: &State, conn: u64, mut frame: Frame, corr: u64) -> bool {
+    frame.header.corr = corr;
+    st.conns
+        .get(&conn)
+        .is_some_and(|c| c.tx.send(Outbound::Frame(frame)).is_ok())
+}
+
+/// Handles one validated frame from `caller`. An error closes the
+/// connection.
+fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), Refusal> {
+    let service = caller.service.as_deref();
+    match (frame.kind, service) {
+        (Kind::Ready, Some(name)) => {
+            let queued = {
+                let mut st = shared.lock();
+                if let Some(e) = st.registry.get_mut(name) {
+                    e.ready = true;
+                    e.last_heartbeat = Some(Instant::now());
+                }
+                st.waiting.remove(name).unwrap_or_default()
+            };
+            info!("service ready");
+            let _ = shared.events.send(BusEvent::Ready {
+                name: name.to_string(),
+                pid: caller.pid,
+            });
+            for w in queued {
+                route_request(shared, w.origin_conn, w.frame, Some(w.deadline));
+            }
+            Ok(())
+        }
+        (Kind::Heartbeat, Some(name)) => {
+            if let Some(e) = shared.lock().registry.get_mut(name) {
+                e.last_heartbeat = Some(Instant::now());
+            }
+            Ok(())
+        }
+        (Kind::RegisterTools, Some(name)) => {
+            let tools = frame
+                .decode::<RegisterTools>()
+                .map_err(|e| Refusal::Framing(e.into()))?;
+            let tools: Vec<ToolSpec> = tools.tools;
+            info!(count = tools.len(), "tools registered");
+            if let Some(e) = shared.lock().registry.get_mut(name) {
+                e.tools = tools;
+            }
+            Ok(())
+        }
+        (Kind::Request, _) => {
+            let req = frame
+                .access::<Request>()
+                .map_err(|e| Refusal::Framing(e.into()))?;
+            if req.caller.as_str() != service.unwrap_or("") {
+                reply_error(
+                    &shared.lock(),
+                    caller.conn_id,
+                    frame.corr(),
+                    ErrorCode::Denied,
+                    format!(
+                        "request claims caller '{}' but this connection is '{}'",
+                        req.caller,
+                        service.unwrap_or("")
+                    ),
+                );
+                return Ok(());
+            }
+            if req.destination.as_str() == KERNEL_DESTINATION {
+                kernel_request(shared, caller, &frame);
+                return Ok(());
+            }
+            route_request(shared, caller.conn_id, frame, None);
+            Ok(())
+        }
+        (Kind::Response | Kind::StreamEnd | Kind::Error, _) => {
+            let corr = frame.corr();
+            let mut st = shared.lock();
+            match st.pending.get(&corr) {
+                Some(p) if p.target_conn == caller.conn_id => {
+                    let Some(p) = st.pending.remove(&corr) else {
+                        return Ok(());
+                    };
+                    st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+                    forward(&st, p.origin_conn, frame, p.origin_corr);
+                }
+                _ => debug!(corr, kind = ?frame.kind, "reply for an unknown or finished request dropped"),
+            }
+            Ok(())
+        }
+        (Kind::StreamChunk, _) => {
+            let st = shared.lock();
+            if let Some(p) = st.pending.get(&frame.corr())
+                && p.target_conn == caller.conn_id
+            {
+                let (origin, corr) = (p.origin_conn, p.origin_corr);
+                forward(&st, origin, frame, corr);
+            }
+            Ok(())
+        }
+        (Kind::Cancel, _) => {
+            let mut st = shared.lock();
+            let key = (caller.conn_id, frame.corr());
+            if let Some(g) = st.by_origin.remove(&key) {
+                if let Some(p) = st.pending.remove(&g) {
+                    forward(&st, p.target_conn, frame, g);
+                }
+            } else {
+                for queue in st.waiting.values_mut() {
+                    queue.retain(|w| !(w.origin_conn == caller.conn_id && w.frame.corr() == key.1));
+                }
+            }
+            Ok(())
+        }
+        (kind, _) => Err(Refusal::Protocol(format!(
+            "a {} may not send a {kind:?} frame",
+            if service.is_some() { "service" } else { "client" }
+        ))),
+    }
+}
+
+/// Forwards a request to its destination, queues it until the destination is
+/// ready (when the caller asked to wait), or fails it with `unavailable`.
+fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline: Option<Instant>) {
+    let Ok(req) = frame.access::<Request>() else {
+        return;
+    };
+    let destination = req.destination.as_str().to_string();
+    let wait = req.wait_for_service;
+    let deadline = deadline.unwrap_or_else(|| {
+        let ms = req.deadline_ms.to_native();
+        Instant::now()
+            + if ms == 0 {
+                shared.cfg.default_deadline
+            } else {
+                Duration::from_millis(u64::from(ms))
+            }
+    });
+    let origin_corr = frame.corr();
+    let mut st = shared.lock();
+    let target = st
+        .registry
+        .get(&destination)
+        .filter(|e| e.ready)
+        .map(|e| e.conn_id);
+    match target {
+        Some(target_conn) => {
+            st.next_corr += 1;
+            let g = st.next_corr;
+            st.pending.insert(
+                g,
+                Pending {
+                    origin_conn,
+                    origin_corr,
+                    target_conn,
+                    target: destination,
+                    deadline,
+                },
+            );
+            st.by_origin.insert((origin_conn, origin_corr), g);
+            forward(&st, target_conn, frame, g);
+        }
+        None if wait => {
+            st.waiting.entry(destination).or_default().push(Waiting {
+                origin_conn,
+                frame,
+                deadline,
+            });
+        }
+        None => {
+            let why = if st.registry.get(&destination).is_some() {
+                "is starting and not ready yet"
+            } else if st.expected.contains_key(&destination) {
+                "is restarting"
+            } else {
+                "is not running"
+            };
+            reply_error(
+                &st,
+                origin_conn,
+                origin_corr,
+                ErrorCode::Unavailable,
+                format!("service '{destination}' {why}"),
+            );
+        }
+    }
+}
+
+fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
+    let Ok(req) = frame.access::<Request>() else {
+        return;
+    };
+    let corr = frame.corr();
+    let method = req.method.as_str().to_string();
+    let conn = caller.conn_id;
+    let send = {
+        let shared = shared.clone();
+        move |f: Option<Frame>| {
+            if let Some(f) = f {
+                let st = shared.lock();
+                if let Some(c) = st.conns.get(&conn) {
+                    let _ = c.tx.send(Outbound::Frame(f));
+                }
+            }
+        }
+    };
+    let builtin = match method.as_str() {
+        methods::REGISTRY_SERVICES => Some(oi_ipc_schema::encode_payload(
+            &shared.lock().registry.snapshot(Instant::now()),
+        )),
+        methods::REGISTRY_TOOLS => Some(oi_ipc_schema::encode_payload(&shared.lock().registry.tools())),
+        _ => None,
+    };
+    if let Some(res) = builtin {
+        send(match res {
+            Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
+            Err(e) => error_frame(corr, ErrorCode::Internal, e.to_string()),
+        });
+        return;
+    }
+    let handler = shared
+        .handler
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(handler) = handler else {
+        send(error_frame(
+            corr,
+            ErrorCode::BadRequest,
+            format!("the kernel has no method '{method}'"),
+        ));
+        return;
+    };
+    let fut = handler.handle(caller.clone(), method, req.payload.as_slice().to_vec());
+    tokio::spawn(async move {
+        match fut.await {
+            Ok(KernelReply::Once(payload)) => {
+                send(Frame::new(corr, &oi_ipc_schema::Response { payload }).ok())
+            }
+            Ok(KernelReply::Stream(mut rx)) => {
+                let mut seq = 0u32;
+                while let Some(payload) = rx.recv().await {
+                    send(Frame::new(corr, &StreamChunk { seq, payload }).ok());
+                    seq = seq.wrapping_add(1);
+                }
+                send(Frame::new(corr, &StreamEnd { payload: Vec::new() }).ok());
+            }
+            Err((code, message)) => send(error_frame(corr, code, message)),
+        }
+    });
+}
+
+/// Forgets a closed connection: its registry entry, the requests it was
+/// serving (their callers get `unavailable`), and the requests it made (their
+/// services get `Cancel`).
+fn disconnect(shared: &Arc<Shared>, conn_id: u64) {
+    let mut st = shared.lock();
+    let Some(conn) = st.conns.remove(&conn_id) else {
+        return;
+    };
+    let served: Vec<u64> = st
+        .pending
+        .iter()
+        .filter(|(_, p)| p.target_conn == conn_id || p.origin_conn == conn_id)
+        .map(|(g, _)| *g)
+        .collect();
+    for g in served {
+        let Some(p) = st.pending.remove(&g) else {
+            continue;
+        };
+        st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+        if p.target_conn == conn_id {
+            reply_error(
+                &st,
+                p.origin_conn,
+                p.origin_corr,
+                ErrorCode::Unavailable,
+                format!("service '{}' exited while handling the request", p.target),
+            );
+        } else if let (Some(c), Ok(f)) = (
+            st.conns.get(&p.target_conn),
+            Frame::new(
+                g,
+                &Cancel {
+                    reason: "caller disconnected".into(),
+                },
+            ),
+        ) {
+            let _ = c.tx.send(Outbound::Frame(f));
+        }
+    }
+    for queue in st.waiting.values_mut() {
+        queue.retain(|w| w.origin_conn != conn_id);
+    }
+    if let Some(name) = conn.service {
+        if st.registry.remove_conn(&name, conn_id).is_some() {
+            info!(service = %name, pid = conn.pid, "service left the bus");
+            let _ = shared.events.send(BusEvent::Disconnected {
+                name,
+                pid: conn.pid,
+            });
+        }
+    }
+}

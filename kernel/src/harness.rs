@@ -1,0 +1,280 @@
+//! The harness every service process runs on.
+//!
+//! A service implements [`Service`]; [`run`] does the rest: connect to the
+//! bus and say `Hello`, initialise, register tools, send `Ready`, serve
+//! requests concurrently (each cancellable), answer heartbeats, pass on
+//! `ConfigChanged`, and exit cleanly on `Shutdown`, SIGTERM, or EOF on the
+//! bus (the supervisor is gone). A panic anywhere ends the process with exit
+//! status 70, so the supervisor sees a crash instead of a hung half-process.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oi_ipc_schema::{ErrorCode, ToolSpec};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::client::{BusClient, BusError, Inbound, IncomingRequest};
+
+/// Exit status of a service that panicked (EX_SOFTWARE).
+pub const EXIT_PANIC: i32 = 70;
+/// Exit status for a configuration error (EX_CONFIG); never restarted.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// A failed request, as the caller will see it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ServiceError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServiceError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+}
+
+impl From<BusError> for ServiceError {
+    fn from(e: BusError) -> Self {
+        ServiceError::new(e.code(), e.to_string())
+    }
+}
+
+/// What a handler returns: one payload, or a stream of chunks.
+pub enum Reply {
+    Once(Vec<u8>),
+    Stream(mpsc::Receiver<Result<Vec<u8>, ServiceError>>),
+}
+
+/// A service process's behaviour.
+pub trait Service: Send + Sync + 'static {
+    /// Tools this service offers to the agent.
+    fn tools(&self) -> Vec<ToolSpec> {
+        Vec::new()
+    }
+
+    /// Handles one request. Runs concurrently with other requests; dropped
+    /// (cancelled) when the caller cancels or its deadline passes.
+    fn handle(&self, req: IncomingRequest) -> impl Future<Output = Result<Reply, ServiceError>> + Send;
+
+    /// A new configuration took effect.
+    fn config_changed(&self, _generation: u64, _config_toml: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Why the service stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopReason {
+    BusClosed,
+    Shutdown,
+    Signal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{} is not set: services are started by openintentd (`openintentd service <name>`)", crate::ENV_BUS_SOCKET)]
+    NoBusSocket,
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("initialisation failed: {0}")]
+    Init(String),
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+impl HarnessError {
+    /// The exit status the process should end with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HarnessError::NoBusSocket => EXIT_CONFIG,
+            _ => 1,
+        }
+    }
+}
+
+/// Makes every panic end the process, after logging it.
+pub fn install_panic_exit(service: &'static str) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        error!(service, panic = %info, "service panicked; exiting");
+        std::process::exit(EXIT_PANIC);
+    }));
+}
+
+/// The bus socket path the supervisor passed down.
+pub fn bus_socket_from_env() -> Result<PathBuf, HarnessError> {
+    std::env::var_os(crate::ENV_BUS_SOCKET)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or(HarnessError::NoBusSocket)
+}
+
+/// Runs a service to completion on a fresh runtime and returns the process
+/// exit status. `init` gets the bus client (to call other services while
+/// starting) and builds the service.
+pub fn run<S, F, Fut>(name: &'static str, init: F) -> i32
+where
+    S: Service,
+    F: FnOnce(BusClient) -> Fut,
+    Fut: Future<Output = Result<S, ServiceError>>,
+{
+    crate::telemetry::init();
+    install_panic_exit(name);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(service = name, error = %e, "cannot start the async runtime");
+            return 1;
+        }
+    };
+    let result = rt.block_on(
+        async move {
+            let path = bus_socket_from_env()?;
+            serve(name, &path, init).await
+        }
+        .instrument(info_span!("service", service = name)),
+    );
+    // In-flight blocking work must not hold the process open.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(reason) => {
+            info!(service = name, ?reason, "service stopped");
+            0
+        }
+        Err(e) => {
+            error!(service = name, error = %e, "service failed");
+            e.exit_code()
+        }
+    }
+}
+
+/// Connects, initialises and serves until a stop reason arrives.
+pub async fn serve<S, F, Fut>(
+    name: &str,
+    socket: &std::path::Path,
+    init: F,
+) -> Result<StopReason, HarnessError>
+where
+    S: Service,
+    F: FnOnce(BusClient) -> Fut,
+    Fut: Future<Output = Result<S, ServiceError>>,
+{
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(HarnessError::Signal)?;
+    let (client, mut inbound) =
+        BusClient::connect(socket, Some(name), oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES).await?;
+    let service = Arc::new(
+        init(client.clone())
+            .await
+            .map_err(|e| HarnessError::Init(e.to_string()))?,
+    );
+    client.register_tools(service.tools())?;
+    client.send_ready("")?;
+    info!("ready");
+
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut running: HashMap<u64, tokio::task::AbortHandle> = HashMap::new();
+    let mut grace = Duration::from_secs(5);
+    let reason = loop {
+        tokio::select! {
+            msg = inbound.recv() => match msg {
+                None => break StopReason::BusClosed,
+                Some(Inbound::Request(req)) => {
+                    let corr = req.corr();
+                    let handle = tasks.spawn(handle_one(service.clone(), client.clone(), req));
+                    running.insert(corr, handle);
+                }
+                Some(Inbound::Cancel { corr }) => {
+                    if let Some(h) = running.remove(&corr) {
+                        h.abort();
+                    }
+                }
+                Some(Inbound::Shutdown { reason, grace: g }) => {
+                    info!(%reason, "shutdown requested");
+                    if !g.is_zero() {
+                        grace = g;
+                    }
+                    break StopReason::Shutdown;
+                }
+                Some(Inbound::ConfigChanged { generation, config_toml }) => {
+                    service.config_changed(generation, &config_toml).await;
+                }
+            },
+            _ = sigterm.recv() => break StopReason::Signal,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                running.retain(|_, h| !h.is_finished());
+            }
+        }
+    };
+    if reason == StopReason::BusClosed {
+        warn!("bus closed: the supervisor is gone");
+    }
+    // Let in-flight requests finish within the grace period.
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!(remaining = tasks.len(), "in-flight requests cut off at shutdown");
+        tasks.abort_all();
+    }
+    Ok(reason)
+}
+
+async fn handle_one<S: Service>(service: Arc<S>, client: BusClient, req: IncomingRequest) {
+    let corr = req.corr();
+    let method = req.method().to_string();
+    let span = info_span!("request", corr, method = %method);
+    async {
+        match service.handle(req).await {
+            Ok(Reply::Once(payload)) => {
+                let _ = client.respond(corr, payload);
+            }
+            Ok(Reply::Stream(mut rx)) => {
+                let mut seq = 0u32;
+                loop {
+                    match rx.recv().await {
+                        Some(Ok(chunk)) => {
+                            if client.stream_chunk(corr, seq, chunk).is_err() {
+                                return;
+                            }
+                            seq = seq.wrapping_add(1);
+                        }
+                        Some(Err(e)) => {
+                            let _ = client.respond_error(corr, e.code, e.message);
+                            return;
+                        }
+                        None => {
+                            let _ = client.stream_end(corr, Vec::new());
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = client.respond_error(corr, e.code, e.message);
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,25 @@
+//! The OpenIntentOS micro-kernel (layer 3).
+//!
+//! - [`framing`]: reading and writing frames on sockets, with the size cap
+//!   checked before any allocation.
+//! - [`broker`]: the bus broker on `bus.sock`, routing frames between
+//!   services and clients by header and destination.
+//! - [`registry`]: which services are connected, their state and tools.
+//! - [`client`]: the bus client every process uses (`request`, `stream`).
+//! - [`harness`]: what every service process runs on.
+//! - [`paths`]: config, data and runtime directories.
+
+pub mod broker;
+pub mod client;
+pub mod framing;
+pub mod harness;
+pub mod paths;
+pub mod registry;
+pub mod telemetry;
+
+/// Identifies the build in `Hello` and `Welcome`.
+pub const BUILD_ID: &str = concat!(env!("CARGO_PKG_NAME"), "-", env!("CARGO_PKG_VERSION"));
+
+/// Environment variable through which the supervisor tells a service where
+/// the bus socket is.
+pub const ENV_BUS_SOCKET: &str = "OPENINTENT_BUS_SOCKET";
