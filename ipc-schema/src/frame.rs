@@ -51,7 +51,11 @@ pub enum FrameError {
     #[error("frame (correlation {corr}) has unknown message kind {kind}")]
     UnknownKind { kind: u16, corr: u64 },
     #[error("frame (correlation {corr}) is a {got:?} where a {expected:?} was expected")]
-    UnexpectedKind { expected: Kind, got: Kind, corr: u64 },
+    UnexpectedKind {
+        expected: Kind,
+        got: Kind,
+        corr: u64,
+    },
     #[error("invalid {kind:?} payload in frame (correlation {corr}, {len} bytes): {reason}")]
     Invalid {
         kind: Kind,

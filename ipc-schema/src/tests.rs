@@ -40,9 +40,8 @@ fn tool_spec() -> impl Strategy<Value = ToolSpec> {
 fn round_trip<M>(corr: u64, msg: &M)
 where
     M: crate::Message + std::fmt::Debug + PartialEq,
-    M::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-            rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
-        > + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    M::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
     let wire = encode_frame(corr, msg).expect("encode");
     let frame = Frame::parse(&wire, DEFAULT_MAX_FRAME_BYTES).expect("parse");
@@ -150,19 +149,96 @@ fn samples() -> Vec<Vec<u8>> {
         args_schema_json: r#"{"type":"object","properties":{"path":{"type":"string"}}}"#.into(),
     }];
     vec![
-        encode_frame(1, &Hello { service: Some("vault".into()), pid: 4242, protocol_version: 1, build_id: "0.1.0-abc".into() }).unwrap(),
-        encode_frame(2, &Welcome { connection_id: 9, broker_pid: 1, protocol_version: 1, build_id: "x".into(), heartbeat_interval_ms: 1000 }).unwrap(),
-        encode_frame(3, &Ready { detail: "ok".into() }).unwrap(),
+        encode_frame(
+            1,
+            &Hello {
+                service: Some("vault".into()),
+                pid: 4242,
+                protocol_version: 1,
+                build_id: "0.1.0-abc".into(),
+            },
+        )
+        .unwrap(),
+        encode_frame(
+            2,
+            &Welcome {
+                connection_id: 9,
+                broker_pid: 1,
+                protocol_version: 1,
+                build_id: "x".into(),
+                heartbeat_interval_ms: 1000,
+            },
+        )
+        .unwrap(),
+        encode_frame(
+            3,
+            &Ready {
+                detail: "ok".into(),
+            },
+        )
+        .unwrap(),
         encode_frame(4, &Heartbeat { seq: 77 }).unwrap(),
-        encode_frame(5, &Request { destination: "memory".into(), caller: "agent".into(), method: "memory_search".into(), deadline_ms: 5000, wait_for_service: true, stream: false, payload: br#"{"query":"rust"}"#.to_vec() }).unwrap(),
-        encode_frame(6, &Response { payload: vec![1, 2, 3, 4, 5, 6, 7, 8, 9] }).unwrap(),
-        encode_frame(7, &StreamChunk { seq: 3, payload: "token 🚀".as_bytes().to_vec() }).unwrap(),
+        encode_frame(
+            5,
+            &Request {
+                destination: "memory".into(),
+                caller: "agent".into(),
+                method: "memory_search".into(),
+                deadline_ms: 5000,
+                wait_for_service: true,
+                stream: false,
+                payload: br#"{"query":"rust"}"#.to_vec(),
+            },
+        )
+        .unwrap(),
+        encode_frame(
+            6,
+            &Response {
+                payload: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+            },
+        )
+        .unwrap(),
+        encode_frame(
+            7,
+            &StreamChunk {
+                seq: 3,
+                payload: "token 🚀".as_bytes().to_vec(),
+            },
+        )
+        .unwrap(),
         encode_frame(8, &StreamEnd { payload: vec![] }).unwrap(),
-        encode_frame(9, &ErrorReply { code: ErrorCode::Timeout, message: "deadline of 5000 ms passed".into() }).unwrap(),
-        encode_frame(10, &Shutdown { reason: "SIGTERM".into(), grace_ms: 5000 }).unwrap(),
-        encode_frame(11, &ConfigChanged { generation: 2, config_toml: "[bus]\nmax_frame_bytes = 1024\n".into() }).unwrap(),
+        encode_frame(
+            9,
+            &ErrorReply {
+                code: ErrorCode::Timeout,
+                message: "deadline of 5000 ms passed".into(),
+            },
+        )
+        .unwrap(),
+        encode_frame(
+            10,
+            &Shutdown {
+                reason: "SIGTERM".into(),
+                grace_ms: 5000,
+            },
+        )
+        .unwrap(),
+        encode_frame(
+            11,
+            &ConfigChanged {
+                generation: 2,
+                config_toml: "[bus]\nmax_frame_bytes = 1024\n".into(),
+            },
+        )
+        .unwrap(),
         encode_frame(12, &RegisterTools { tools }).unwrap(),
-        encode_frame(13, &Cancel { reason: "Ctrl-C".into() }).unwrap(),
+        encode_frame(
+            13,
+            &Cancel {
+                reason: "Ctrl-C".into(),
+            },
+        )
+        .unwrap(),
     ]
 }
 
@@ -216,50 +292,120 @@ fn truncated_frames_are_errors() {
 fn truncated_payload_with_matching_header_is_an_error() {
     // A header that agrees with the shortened payload: validation must still
     // notice the archive is cut.
-    let wire = encode_frame(5, &Request { destination: "memory".into(), caller: String::new(), method: "m".into(), deadline_ms: 1, wait_for_service: false, stream: false, payload: vec![7; 64] }).unwrap();
+    let wire = encode_frame(
+        5,
+        &Request {
+            destination: "memory".into(),
+            caller: String::new(),
+            method: "m".into(),
+            deadline_ms: 1,
+            wait_for_service: false,
+            stream: false,
+            payload: vec![7; 64],
+        },
+    )
+    .unwrap();
     let payload = &wire[HEADER_LEN..];
     for cut in 0..payload.len() {
         let mut aligned = Payload::new();
         aligned.extend_from_slice(&payload[..cut]);
-        assert!(decode::<Request>(&aligned, 5).is_err(), "payload cut at {cut} accepted");
+        assert!(
+            decode::<Request>(&aligned, 5).is_err(),
+            "payload cut at {cut} accepted"
+        );
     }
 }
 
 #[test]
 fn misaligned_buffer_is_an_error_not_ub() {
-    let wire = encode_frame(6, &Response { payload: vec![1; 40] }).unwrap();
+    let wire = encode_frame(
+        6,
+        &Response {
+            payload: vec![1; 40],
+        },
+    )
+    .unwrap();
     let payload = &wire[HEADER_LEN..];
     let mut shifted = Payload::new();
     shifted.push(0);
     shifted.extend_from_slice(payload);
     let err = decode::<Response>(&shifted[1..], 6).unwrap_err();
-    assert!(matches!(err, FrameError::Invalid { kind: Kind::Response, corr: 6, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            FrameError::Invalid {
+                kind: Kind::Response,
+                corr: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn oversized_length_is_rejected_by_header_check() {
-    let h = FrameHeader { len: u32::MAX, version: PROTOCOL_VERSION, kind: Kind::Request as u16, corr: 9 };
+    let h = FrameHeader {
+        len: u32::MAX,
+        version: PROTOCOL_VERSION,
+        kind: Kind::Request as u16,
+        corr: 9,
+    };
     let err = h.check(DEFAULT_MAX_FRAME_BYTES).unwrap_err();
-    assert_eq!(err, FrameError::TooLarge { kind: 5, corr: 9, len: u32::MAX, max: DEFAULT_MAX_FRAME_BYTES });
-    assert!(err.to_string().contains("over the maximum frame size of 8388608 bytes"));
+    assert_eq!(
+        err,
+        FrameError::TooLarge {
+            kind: 5,
+            corr: 9,
+            len: u32::MAX,
+            max: DEFAULT_MAX_FRAME_BYTES
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("over the maximum frame size of 8388608 bytes")
+    );
 }
 
 #[test]
 fn version_mismatch_names_both_versions() {
-    let h = FrameHeader { len: 0, version: 7, kind: 1, corr: 0 };
+    let h = FrameHeader {
+        len: 0,
+        version: 7,
+        kind: 1,
+        corr: 0,
+    };
     let msg = h.check(DEFAULT_MAX_FRAME_BYTES).unwrap_err().to_string();
-    assert!(msg.contains("version 7") && msg.contains(&format!("version {PROTOCOL_VERSION}")), "{msg}");
+    assert!(
+        msg.contains("version 7") && msg.contains(&format!("version {PROTOCOL_VERSION}")),
+        "{msg}"
+    );
 }
 
 #[test]
 fn unknown_kind_is_rejected() {
-    let h = FrameHeader { len: 0, version: PROTOCOL_VERSION, kind: 999, corr: 3 };
-    assert_eq!(h.check(DEFAULT_MAX_FRAME_BYTES).unwrap_err(), FrameError::UnknownKind { kind: 999, corr: 3 });
+    let h = FrameHeader {
+        len: 0,
+        version: PROTOCOL_VERSION,
+        kind: 999,
+        corr: 3,
+    };
+    assert_eq!(
+        h.check(DEFAULT_MAX_FRAME_BYTES).unwrap_err(),
+        FrameError::UnknownKind { kind: 999, corr: 3 }
+    );
 }
 
 #[test]
 fn wrong_kind_access_is_rejected() {
     let wire = encode_frame(1, &Heartbeat { seq: 1 }).unwrap();
     let frame = Frame::parse(&wire, DEFAULT_MAX_FRAME_BYTES).unwrap();
-    assert!(matches!(frame.access::<Request>(), Err(FrameError::UnexpectedKind { expected: Kind::Request, got: Kind::Heartbeat, corr: 1 })));
+    assert!(matches!(
+        frame.access::<Request>(),
+        Err(FrameError::UnexpectedKind {
+            expected: Kind::Request,
+            got: Kind::Heartbeat,
+            corr: 1
+        })
+    ));
 }

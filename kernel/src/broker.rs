@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use oi_ipc_schema::control::methods;
 use oi_ipc_schema::frame::{Frame, Kind};
 use oi_ipc_schema::{
-    Cancel, ErrorCode, ErrorReply, Heartbeat, Hello, KERNEL_DESTINATION, Message,
-    PROTOCOL_VERSION, RegisterTools, Request, StreamChunk, StreamEnd, ToolSpec, Welcome,
+    Cancel, ErrorCode, ErrorReply, Heartbeat, Hello, KERNEL_DESTINATION, Message, PROTOCOL_VERSION,
+    RegisterTools, Request, StreamChunk, StreamEnd, ToolSpec, Welcome,
 };
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::unix::OwnedWriteHalf;
@@ -206,10 +206,9 @@ impl Broker {
             uid: nix::unistd::geteuid().as_raw(),
             pid: std::process::id(),
         });
-        let accept = tokio::spawn(accept_loop(shared.clone(), listener).instrument(info_span!(
-            "bus",
-            service = "kernel"
-        )));
+        let accept = tokio::spawn(
+            accept_loop(shared.clone(), listener).instrument(info_span!("bus", service = "kernel")),
+        );
         let beat = tokio::spawn(heartbeat_loop(shared.clone()));
         let sweep = tokio::spawn(deadline_loop(shared.clone()));
         info!(socket = %path.display(), "bus broker listening");
@@ -417,36 +416,43 @@ async fn deadline_loop(shared: Arc<Shared>) {
                     ErrorCode::Timeout,
                     format!("service '{}' did not answer before the deadline", p.target),
                 );
-                if let Some(c) = st.conns.get(&p.target_conn) {
-                    if let Ok(f) = Frame::new(
-                        g,
-                        &Cancel {
-                            reason: "deadline passed".into(),
-                        },
-                    ) {
-                        let _ = c.tx.send(Outbound::Frame(f));
-                    }
-                }
+                send_cancel(&st, p.target_conn, g, "deadline passed");
             }
         }
         let st = &mut *st;
+        let mut timed_out = Vec::new();
         for (service, queue) in st.waiting.iter_mut() {
             let (expired, keep): (Vec<_>, Vec<_>) =
                 queue.drain(..).partition(|w| w.deadline <= now);
             *queue = keep;
             for w in expired {
-                if let Some(c) = st.conns.get(&w.origin_conn) {
-                    if let Some(f) = error_frame(
-                        w.frame.corr(),
-                        ErrorCode::Timeout,
-                        format!("service '{service}' did not become available before the deadline"),
-                    ) {
-                        let _ = c.tx.send(Outbound::Frame(f));
-                    }
-                }
+                timed_out.push((w.origin_conn, w.frame.corr(), service.clone()));
             }
         }
         st.waiting.retain(|_, q| !q.is_empty());
+        for (conn, corr, service) in timed_out {
+            reply_error(
+                st,
+                conn,
+                corr,
+                ErrorCode::Timeout,
+                format!("service '{service}' did not become available before the deadline"),
+            );
+        }
+    }
+}
+
+fn send_cancel(st: &State, conn: u64, corr: u64, reason: &str) {
+    if let (Some(c), Ok(f)) = (
+        st.conns.get(&conn),
+        Frame::new(
+            corr,
+            &Cancel {
+                reason: reason.to_string(),
+            },
+        ),
+    ) {
+        let _ = c.tx.send(Outbound::Frame(f));
     }
 }
 
@@ -514,7 +520,10 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
     let peer_pid = cred.pid().map(|p| p as u32).unwrap_or(0);
     let (rd, wr) = stream.into_split();
     if cred.uid() != shared.uid {
-        warn!(peer_uid = cred.uid(), peer_pid, "refusing bus connection from another user");
+        warn!(
+            peer_uid = cred.uid(),
+            peer_pid, "refusing bus connection from another user"
+        );
         refuse(
             wr,
             ErrorCode::Denied,
@@ -528,21 +537,28 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
         return;
     }
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let hello =
-        match tokio::time::timeout(shared.cfg.hello_timeout, read_frame(&mut rd, shared.cfg.max_frame_bytes))
-            .await
-        {
-            Err(_) => {
-                warn!(peer_pid, "no Hello within the timeout; closing connection");
-                return refuse(wr, ErrorCode::BadRequest, "no Hello received in time".into()).await;
-            }
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                warn!(peer_pid, error = %e, "bad first frame; closing connection");
-                return refuse(wr, ErrorCode::BadRequest, e.to_string()).await;
-            }
-            Ok(Ok(Some(f))) => f,
-        };
+    let hello = match tokio::time::timeout(
+        shared.cfg.hello_timeout,
+        read_frame(&mut rd, shared.cfg.max_frame_bytes),
+    )
+    .await
+    {
+        Err(_) => {
+            warn!(peer_pid, "no Hello within the timeout; closing connection");
+            return refuse(
+                wr,
+                ErrorCode::BadRequest,
+                "no Hello received in time".into(),
+            )
+            .await;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            warn!(peer_pid, error = %e, "bad first frame; closing connection");
+            return refuse(wr, ErrorCode::BadRequest, e.to_string()).await;
+        }
+        Ok(Ok(Some(f))) => f,
+    };
     let identity = match check_hello(&shared, &hello, peer_pid) {
         Ok(identity) => identity,
         Err((code, message)) => {
@@ -683,9 +699,12 @@ fn check_hello(
     frame: &Frame,
     peer_pid: u32,
 ) -> Result<Option<String>, (ErrorCode, String)> {
-    let hello = frame
-        .access::<Hello>()
-        .map_err(|e| (ErrorCode::BadRequest, format!("the first frame must be a valid Hello: {e}")))?;
+    let hello = frame.access::<Hello>().map_err(|e| {
+        (
+            ErrorCode::BadRequest,
+            format!("the first frame must be a valid Hello: {e}"),
+        )
+    })?;
     let version = hello.protocol_version.to_native();
     if version != PROTOCOL_VERSION {
         return Err((
@@ -709,7 +728,10 @@ fn check_hello(
     };
     let name = name.as_str();
     if name.is_empty() || name == KERNEL_DESTINATION {
-        return Err((ErrorCode::Denied, format!("'{name}' is not a valid service name")));
+        return Err((
+            ErrorCode::Denied,
+            format!("'{name}' is not a valid service name"),
+        ));
     }
     match shared.lock().expected.get(name) {
         Some(&pid) if pid == peer_pid => Ok(Some(name.to_string())),
@@ -721,7 +743,9 @@ fn check_hello(
         )),
         None => Err((
             ErrorCode::Denied,
-            format!("pid {peer_pid} claims to be service '{name}', which the supervisor did not start"),
+            format!(
+                "pid {peer_pid} claims to be service '{name}', which the supervisor did not start"
+            ),
         )),
     }
 }
@@ -810,7 +834,9 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
                     st.by_origin.remove(&(p.origin_conn, p.origin_corr));
                     forward(&st, p.origin_conn, frame, p.origin_corr);
                 }
-                _ => debug!(corr, kind = ?frame.kind, "reply for an unknown or finished request dropped"),
+                _ => {
+                    debug!(corr, kind = ?frame.kind, "reply for an unknown or finished request dropped")
+                }
             }
             Ok(())
         }
@@ -840,7 +866,11 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
         }
         (kind, _) => Err(Refusal::Protocol(format!(
             "a {} may not send a {kind:?} frame",
-            if service.is_some() { "service" } else { "client" }
+            if service.is_some() {
+                "service"
+            } else {
+                "client"
+            }
         ))),
     }
 }
@@ -919,14 +949,15 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
     let corr = frame.corr();
     let method = req.method.as_str().to_string();
     let conn = caller.conn_id;
+    // Sends a reply frame; false once the caller's connection is gone.
     let send = {
         let shared = shared.clone();
-        move |f: Option<Frame>| {
-            if let Some(f) = f {
-                let st = shared.lock();
-                if let Some(c) = st.conns.get(&conn) {
-                    let _ = c.tx.send(Outbound::Frame(f));
-                }
+        move |f: Option<Frame>| -> bool {
+            let st = shared.lock();
+            match (st.conns.get(&conn), f) {
+                (Some(c), Some(f)) => c.tx.send(Outbound::Frame(f)).is_ok(),
+                (Some(_), None) => true,
+                (None, _) => false,
             }
         }
     };
@@ -934,11 +965,13 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
         methods::REGISTRY_SERVICES => Some(oi_ipc_schema::encode_payload(
             &shared.lock().registry.snapshot(Instant::now()),
         )),
-        methods::REGISTRY_TOOLS => Some(oi_ipc_schema::encode_payload(&shared.lock().registry.tools())),
+        methods::REGISTRY_TOOLS => Some(oi_ipc_schema::encode_payload(
+            &shared.lock().registry.tools(),
+        )),
         _ => None,
     };
     if let Some(res) = builtin {
-        send(match res {
+        let _ = send(match res {
             Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
             Err(e) => error_frame(corr, ErrorCode::Internal, e.to_string()),
         });
@@ -950,7 +983,7 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let Some(handler) = handler else {
-        send(error_frame(
+        let _ = send(error_frame(
             corr,
             ErrorCode::BadRequest,
             format!("the kernel has no method '{method}'"),
@@ -961,17 +994,29 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
     tokio::spawn(async move {
         match fut.await {
             Ok(KernelReply::Once(payload)) => {
-                send(Frame::new(corr, &oi_ipc_schema::Response { payload }).ok())
+                let _ = send(Frame::new(corr, &oi_ipc_schema::Response { payload }).ok());
             }
             Ok(KernelReply::Stream(mut rx)) => {
                 let mut seq = 0u32;
                 while let Some(payload) = rx.recv().await {
-                    send(Frame::new(corr, &StreamChunk { seq, payload }).ok());
+                    if !send(Frame::new(corr, &StreamChunk { seq, payload }).ok()) {
+                        return;
+                    }
                     seq = seq.wrapping_add(1);
                 }
-                send(Frame::new(corr, &StreamEnd { payload: Vec::new() }).ok());
+                send(
+                    Frame::new(
+                        corr,
+                        &StreamEnd {
+                            payload: Vec::new(),
+                        },
+                    )
+                    .ok(),
+                );
             }
-            Err((code, message)) => send(error_frame(corr, code, message)),
+            Err((code, message)) => {
+                let _ = send(error_frame(corr, code, message));
+            }
         }
     });
 }
@@ -1003,28 +1048,20 @@ fn disconnect(shared: &Arc<Shared>, conn_id: u64) {
                 ErrorCode::Unavailable,
                 format!("service '{}' exited while handling the request", p.target),
             );
-        } else if let (Some(c), Ok(f)) = (
-            st.conns.get(&p.target_conn),
-            Frame::new(
-                g,
-                &Cancel {
-                    reason: "caller disconnected".into(),
-                },
-            ),
-        ) {
-            let _ = c.tx.send(Outbound::Frame(f));
+        } else {
+            send_cancel(&st, p.target_conn, g, "caller disconnected");
         }
     }
     for queue in st.waiting.values_mut() {
         queue.retain(|w| w.origin_conn != conn_id);
     }
-    if let Some(name) = conn.service {
-        if st.registry.remove_conn(&name, conn_id).is_some() {
-            info!(service = %name, pid = conn.pid, "service left the bus");
-            let _ = shared.events.send(BusEvent::Disconnected {
-                name,
-                pid: conn.pid,
-            });
-        }
+    if let Some(name) = conn.service
+        && st.registry.remove_conn(&name, conn_id).is_some()
+    {
+        info!(service = %name, pid = conn.pid, "service left the bus");
+        let _ = shared.events.send(BusEvent::Disconnected {
+            name,
+            pid: conn.pid,
+        });
     }
 }

@@ -82,9 +82,17 @@ pub enum StreamItem {
 pub enum Inbound {
     /// A request for the service on this connection.
     Request(IncomingRequest),
-    Cancel { corr: u64 },
-    Shutdown { reason: String, grace: Duration },
-    ConfigChanged { generation: u64, config_toml: String },
+    Cancel {
+        corr: u64,
+    },
+    Shutdown {
+        reason: String,
+        grace: Duration,
+    },
+    ConfigChanged {
+        generation: u64,
+        config_toml: String,
+    },
 }
 
 /// A validated request frame, read in place.
@@ -186,15 +194,17 @@ impl BusClient {
         service: Option<&str>,
         max_frame_bytes: u32,
     ) -> Result<(BusClient, mpsc::UnboundedReceiver<Inbound>), BusError> {
-        let stream = UnixStream::connect(path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => BusError::PermissionDenied {
-                path: path.display().to_string(),
-            },
-            _ => BusError::NoDaemon {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            },
-        })?;
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => BusError::PermissionDenied {
+                    path: path.display().to_string(),
+                },
+                _ => BusError::NoDaemon {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                },
+            })?;
         let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
         let mut wr = BufWriter::with_capacity(64 * 1024, wr);
@@ -222,7 +232,11 @@ impl BusClient {
                 let e = first.decode::<ErrorReply>()?;
                 return Err(BusError::Refused(e.message));
             }
-            other => return Err(BusError::Protocol(format!("expected Welcome, got {other:?}"))),
+            other => {
+                return Err(BusError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )));
+            }
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
@@ -249,7 +263,9 @@ impl BusClient {
 
     fn send(&self, frame: Frame) -> Result<(), BusError> {
         if self.is_closed() {
-            return Err(BusError::Disconnected("the broker closed the connection".into()));
+            return Err(BusError::Disconnected(
+                "the broker closed the connection".into(),
+            ));
         }
         self.inner
             .tx
@@ -370,7 +386,12 @@ impl BusClient {
     }
 
     /// Service side: an error reply to request `corr`.
-    pub fn respond_error(&self, corr: u64, code: ErrorCode, message: String) -> Result<(), BusError> {
+    pub fn respond_error(
+        &self,
+        corr: u64,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), BusError> {
         self.send(Frame::new(corr, &ErrorReply { code, message })?)
     }
 
@@ -413,7 +434,8 @@ impl Drop for ReplyStream {
     fn drop(&mut self) {
         if !self.done {
             self.client.inner.pending().remove(&self.corr);
-            self.client.cancel(self.corr, "stream dropped by the caller");
+            self.client
+                .cancel(self.corr, "stream dropped by the caller");
         }
     }
 }

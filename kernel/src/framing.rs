@@ -127,15 +127,25 @@ mod tests {
         let res = rt.block_on(read_frame(&mut reader, DEFAULT_MAX_FRAME_BYTES));
         TRACK.with(|t| t.set(false));
         let largest = LARGEST.with(|l| l.get());
-        assert!(matches!(res, Err(FramingError::Frame(FrameError::TooLarge { .. }))), "{res:?}");
-        assert!(largest < 64 * 1024, "an allocation of {largest} bytes was made");
+        assert!(
+            matches!(res, Err(FramingError::Frame(FrameError::TooLarge { .. }))),
+            "{res:?}"
+        );
+        assert!(
+            largest < 64 * 1024,
+            "an allocation of {largest} bytes was made"
+        );
     }
 
     #[test]
     fn clean_eof_between_frames_is_none() {
         let rt = rt();
         let mut reader: &[u8] = &[];
-        assert!(rt.block_on(read_frame(&mut reader, 1024)).unwrap().is_none());
+        assert!(
+            rt.block_on(read_frame(&mut reader, 1024))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -157,7 +167,10 @@ mod tests {
         for cut in [1, 8, 15, 16, 17, wire.len() - 1] {
             let mut reader = &wire[..cut];
             let res = rt.block_on(read_frame(&mut reader, DEFAULT_MAX_FRAME_BYTES));
-            assert!(matches!(res, Err(FramingError::TruncatedFrame { .. })), "cut {cut}: {res:?}");
+            assert!(
+                matches!(res, Err(FramingError::TruncatedFrame { .. })),
+                "cut {cut}: {res:?}"
+            );
         }
     }
 
@@ -174,6 +187,10 @@ mod tests {
             assert_eq!(frame.payload.as_ptr() as usize % 16, 0);
             assert_eq!(frame.access::<Heartbeat>().unwrap().seq.to_native(), seq);
         }
-        assert!(rt.block_on(read_frame(&mut reader, 1024)).unwrap().is_none());
+        assert!(
+            rt.block_on(read_frame(&mut reader, 1024))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -69,10 +69,17 @@ pub trait Service: Send + Sync + 'static {
 
     /// Handles one request. Runs concurrently with other requests; dropped
     /// (cancelled) when the caller cancels or its deadline passes.
-    fn handle(&self, req: IncomingRequest) -> impl Future<Output = Result<Reply, ServiceError>> + Send;
+    fn handle(
+        &self,
+        req: IncomingRequest,
+    ) -> impl Future<Output = Result<Reply, ServiceError>> + Send;
 
     /// A new configuration took effect.
-    fn config_changed(&self, _generation: u64, _config_toml: &str) -> impl Future<Output = ()> + Send {
+    fn config_changed(
+        &self,
+        _generation: u64,
+        _config_toml: &str,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 }
@@ -87,7 +94,10 @@ pub enum StopReason {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("{} is not set: services are started by openintentd (`openintentd service <name>`)", crate::ENV_BUS_SOCKET)]
+    #[error(
+        "{} is not set: services are started by openintentd (`openintentd service <name>`)",
+        crate::ENV_BUS_SOCKET
+    )]
     NoBusSocket,
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -234,7 +244,10 @@ where
         .await
         .is_err()
     {
-        warn!(remaining = tasks.len(), "in-flight requests cut off at shutdown");
+        warn!(
+            remaining = tasks.len(),
+            "in-flight requests cut off at shutdown"
+        );
         tasks.abort_all();
     }
     Ok(reason)

@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod config;
 pub mod framing;
 pub mod harness;
 pub mod paths;

@@ -160,7 +160,12 @@ mod tests {
         let p = Paths::under(tmp.path());
         p.prepare().unwrap();
         for d in [&p.runtime_dir, &p.data_dir] {
-            assert_eq!(fs::metadata(d).unwrap().mode() & 0o777, 0o700, "{}", d.display());
+            assert_eq!(
+                fs::metadata(d).unwrap().mode() & 0o777,
+                0o700,
+                "{}",
+                d.display()
+            );
         }
     }
 }

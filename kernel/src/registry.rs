@@ -39,7 +39,11 @@ impl Registry {
     /// Removes the entry only if it still belongs to `conn_id` (a replacement
     /// process may already have connected under the same name).
     pub fn remove_conn(&mut self, name: &str, conn_id: u64) -> Option<ServiceEntry> {
-        if self.services.get(name).is_some_and(|e| e.conn_id == conn_id) {
+        if self
+            .services
+            .get(name)
+            .is_some_and(|e| e.conn_id == conn_id)
+        {
             self.services.remove(name)
         } else {
             None

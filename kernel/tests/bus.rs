@@ -98,13 +98,19 @@ impl Service for TestService {
 }
 
 /// Runs the test service in this process under `name`.
-fn spawn_service(f: &Fixture, name: &'static str) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+fn spawn_service(
+    f: &Fixture,
+    name: &'static str,
+) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     f.broker.expect_service(name, std::process::id());
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
     let socket = f.socket.clone();
     let task = tokio::spawn(async move {
-        let _ = harness::serve(name, &socket, |_client| async move { Ok(TestService { dropped: d }) }).await;
+        let _ = harness::serve(name, &socket, |_client| async move {
+            Ok(TestService { dropped: d })
+        })
+        .await;
     });
     (dropped, task)
 }
@@ -120,19 +126,39 @@ async fn wait_ready(events: &mut mpsc::UnboundedReceiver<BusEvent>, name: &str) 
 }
 
 async fn client(socket: &Path) -> BusClient {
-    BusClient::connect(socket, None, DEFAULT_MAX_FRAME_BYTES).await.unwrap().0
+    BusClient::connect(socket, None, DEFAULT_MAX_FRAME_BYTES)
+        .await
+        .unwrap()
+        .0
 }
 
 async fn raw_hello(socket: &Path, service: Option<&str>, pid: u32) -> (UnixStream, Frame) {
     let mut s = UnixStream::connect(socket).await.unwrap();
-    let hello = Frame::new(1, &Hello { service: service.map(Into::into), pid, protocol_version: PROTOCOL_VERSION, build_id: "test".into() }).unwrap();
+    let hello = Frame::new(
+        1,
+        &Hello {
+            service: service.map(Into::into),
+            pid,
+            protocol_version: PROTOCOL_VERSION,
+            build_id: "test".into(),
+        },
+    )
+    .unwrap();
     write_frame(&mut s, &hello).await.unwrap();
-    let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+    let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+        .await
+        .unwrap()
+        .unwrap();
     (s, answer)
 }
 
 fn refusal(frame: &Frame) -> String {
-    assert_eq!(frame.kind, Kind::Error, "expected a refusal, got {:?}", frame.kind);
+    assert_eq!(
+        frame.kind,
+        Kind::Error,
+        "expected a refusal, got {:?}",
+        frame.kind
+    );
     frame.decode::<ErrorReply>().unwrap().message
 }
 
@@ -144,10 +170,22 @@ async fn request_response_and_stream_through_the_broker() {
         wait_ready(&mut f.events, "echo").await;
         let c = client(&f.socket).await;
         let big = vec![0xAB; 1 << 20];
-        assert_eq!(c.request("echo", "echo", &big, CallOptions::default()).await.unwrap(), big);
-        assert_eq!(c.request("echo", "caller", b"", CallOptions::default()).await.unwrap(), b"");
+        assert_eq!(
+            c.request("echo", "echo", &big, CallOptions::default())
+                .await
+                .unwrap(),
+            big
+        );
+        assert_eq!(
+            c.request("echo", "caller", b"", CallOptions::default())
+                .await
+                .unwrap(),
+            b""
+        );
 
-        let mut s = c.stream("echo", "stream", &[5], CallOptions::default()).unwrap();
+        let mut s = c
+            .stream("echo", "stream", &[5], CallOptions::default())
+            .unwrap();
         let mut got = Vec::new();
         while let Some(item) = s.next().await {
             match item {
@@ -158,8 +196,17 @@ async fn request_response_and_stream_through_the_broker() {
         }
         assert_eq!(got, [0, 1, 2, 3, 4]);
 
-        let err = c.request("echo", "fail", b"", CallOptions::default()).await.unwrap_err();
-        assert_eq!(err, BusError::Remote { code: ErrorCode::BadRequest, message: "argument 'path' is missing".into() });
+        let err = c
+            .request("echo", "fail", b"", CallOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BusError::Remote {
+                code: ErrorCode::BadRequest,
+                message: "argument 'path' is missing".into()
+            }
+        );
     })
     .await
     .unwrap();
@@ -177,7 +224,12 @@ async fn concurrent_requests_from_many_clients_are_not_mixed_up() {
             tasks.push(tokio::spawn(async move {
                 for j in 0..200u32 {
                     let body = format!("{i}-{j}").into_bytes();
-                    assert_eq!(c.request("echo", "echo", &body, CallOptions::default()).await.unwrap(), body);
+                    assert_eq!(
+                        c.request("echo", "echo", &body, CallOptions::default())
+                            .await
+                            .unwrap(),
+                        body
+                    );
                 }
             }));
         }
@@ -196,13 +248,30 @@ async fn registry_lists_services_and_tools() {
         let (_d, _svc) = spawn_service(&f, "echo");
         wait_ready(&mut f.events, "echo").await;
         let c = client(&f.socket).await;
-        let bytes = c.request(KERNEL_DESTINATION, methods::REGISTRY_TOOLS, b"", CallOptions::default()).await.unwrap();
+        let bytes = c
+            .request(
+                KERNEL_DESTINATION,
+                methods::REGISTRY_TOOLS,
+                b"",
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
         let tools: ToolList = oi_ipc_schema::decode_payload(&bytes, Kind::Response, 0).unwrap();
         assert_eq!(tools.tools.len(), 1);
         assert_eq!(tools.tools[0].service, "echo");
         assert_eq!(tools.tools[0].spec.name, "echo_tool");
-        let bytes = c.request(KERNEL_DESTINATION, methods::REGISTRY_SERVICES, b"", CallOptions::default()).await.unwrap();
-        let snap: RegistrySnapshot = oi_ipc_schema::decode_payload(&bytes, Kind::Response, 0).unwrap();
+        let bytes = c
+            .request(
+                KERNEL_DESTINATION,
+                methods::REGISTRY_SERVICES,
+                b"",
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        let snap: RegistrySnapshot =
+            oi_ipc_schema::decode_payload(&bytes, Kind::Response, 0).unwrap();
         assert_eq!(snap.services.len(), 1);
         assert!(snap.services[0].ready);
         assert_eq!(snap.services[0].pid, std::process::id());
@@ -210,7 +279,15 @@ async fn registry_lists_services_and_tools() {
         tokio::time::sleep(Duration::from_millis(350)).await;
         let age = f.broker.heartbeat_age("echo").unwrap();
         assert!(age < Duration::from_millis(250), "heartbeat age {age:?}");
-        let err = c.request(KERNEL_DESTINATION, "no.such.method", b"", CallOptions::default()).await.unwrap_err();
+        let err = c
+            .request(
+                KERNEL_DESTINATION,
+                "no.such.method",
+                b"",
+                CallOptions::default(),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::BadRequest);
     })
     .await
@@ -223,20 +300,40 @@ async fn down_service_is_unavailable_at_once_or_waited_for() {
         let mut f = fixture().await;
         let c = client(&f.socket).await;
         let t0 = Instant::now();
-        let err = c.request("echo", "echo", b"x", CallOptions::default()).await.unwrap_err();
+        let err = c
+            .request("echo", "echo", b"x", CallOptions::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Unavailable, "{err}");
-        assert!(err.to_string().contains("service 'echo' is not running"), "{err}");
+        assert!(
+            err.to_string().contains("service 'echo' is not running"),
+            "{err}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(1));
 
         // Waiting, with a deadline that passes: a timeout naming the service.
-        let err = c.request("echo", "echo", b"x", CallOptions::deadline(Duration::from_millis(200)).waiting()).await.unwrap_err();
+        let err = c
+            .request(
+                "echo",
+                "echo",
+                b"x",
+                CallOptions::deadline(Duration::from_millis(200)).waiting(),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Timeout, "{err}");
         assert!(err.to_string().contains("'echo'"), "{err}");
 
         // Waiting while the service comes up: answered once it is ready.
         let c2 = c.clone();
         let pending = tokio::spawn(async move {
-            c2.request("echo", "echo", b"late", CallOptions::deadline(Duration::from_secs(10)).waiting()).await
+            c2.request(
+                "echo",
+                "echo",
+                b"late",
+                CallOptions::deadline(Duration::from_secs(10)).waiting(),
+            )
+            .await
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (_d, _svc) = spawn_service(&f, "echo");
@@ -255,12 +352,20 @@ async fn service_dying_mid_request_gives_an_error_not_a_hang() {
         // A hand-written service that accepts one request and then dies.
         let (mut s, welcome) = raw_hello(&f.socket, Some("fragile"), std::process::id()).await;
         assert_eq!(welcome.kind, Kind::Welcome);
-        write_frame(&mut s, &Frame::new(0, &Ready::default()).unwrap()).await.unwrap();
+        write_frame(&mut s, &Frame::new(0, &Ready::default()).unwrap())
+            .await
+            .unwrap();
         wait_ready(&mut f.events, "fragile").await;
         let c = client(&f.socket).await;
-        let call = tokio::spawn(async move { c.request("fragile", "anything", b"", CallOptions::default()).await });
+        let call = tokio::spawn(async move {
+            c.request("fragile", "anything", b"", CallOptions::default())
+                .await
+        });
         loop {
-            let frame = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+            let frame = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap()
+                .unwrap();
             if frame.kind == Kind::Request {
                 break;
             }
@@ -270,8 +375,15 @@ async fn service_dying_mid_request_gives_an_error_not_a_hang() {
         let err = call.await.unwrap().unwrap_err();
         assert!(t0.elapsed() < Duration::from_secs(2));
         assert_eq!(err.code(), ErrorCode::Unavailable);
-        assert!(err.to_string().contains("exited while handling the request"), "{err}");
-        assert!(matches!(f.events.recv().await, Some(BusEvent::Disconnected { .. })));
+        assert!(
+            err.to_string()
+                .contains("exited while handling the request"),
+            "{err}"
+        );
+        assert!(matches!(
+            f.events.recv().await,
+            Some(BusEvent::Disconnected { .. })
+        ));
     })
     .await
     .unwrap();
@@ -285,22 +397,38 @@ async fn deadline_and_cancellation_reach_the_service() {
         wait_ready(&mut f.events, "echo").await;
         let c = client(&f.socket).await;
         let t0 = Instant::now();
-        let err = c.request("echo", "hang", b"", CallOptions::deadline(Duration::from_millis(300))).await.unwrap_err();
+        let err = c
+            .request(
+                "echo",
+                "hang",
+                b"",
+                CallOptions::deadline(Duration::from_millis(300)),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Timeout);
         assert!(t0.elapsed() < Duration::from_secs(2));
         // The broker sent Cancel; the handler future was dropped.
         let t0 = Instant::now();
         while dropped.load(Ordering::SeqCst) < 1 {
-            assert!(t0.elapsed() < Duration::from_secs(3), "handler not cancelled after deadline");
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "handler not cancelled after deadline"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Dropping a stream cancels it too.
-        let s = c.stream("echo", "hang", b"", CallOptions::default()).unwrap();
+        let s = c
+            .stream("echo", "hang", b"", CallOptions::default())
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(s);
         let t0 = Instant::now();
         while dropped.load(Ordering::SeqCst) < 2 {
-            assert!(t0.elapsed() < Duration::from_secs(3), "handler not cancelled after drop");
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "handler not cancelled after drop"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -320,7 +448,11 @@ async fn liars_and_strangers_are_refused() {
         f.broker.expect_service("vault", 1);
         let (_s, answer) = raw_hello(&f.socket, Some("vault"), me).await;
         let msg = refusal(&answer);
-        assert!(msg.contains(&format!("pid {me} claims to be service 'vault'")) && msg.contains("as pid 1"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {me} claims to be service 'vault'"))
+                && msg.contains("as pid 1"),
+            "{msg}"
+        );
         // A Hello that lies about its own pid.
         let (_s, answer) = raw_hello(&f.socket, None, me + 1).await;
         assert!(refusal(&answer).contains("socket peer is pid"));
@@ -330,9 +462,24 @@ async fn liars_and_strangers_are_refused() {
         // A client that sends requests under a service's name.
         let (mut s, answer) = raw_hello(&f.socket, None, me).await;
         assert_eq!(answer.kind, Kind::Welcome);
-        let req = Frame::new(9, &Request { destination: "x".into(), caller: "vault".into(), method: "get".into(), deadline_ms: 0, wait_for_service: false, stream: false, payload: vec![] }).unwrap();
+        let req = Frame::new(
+            9,
+            &Request {
+                destination: "x".into(),
+                caller: "vault".into(),
+                method: "get".into(),
+                deadline_ms: 0,
+                wait_for_service: false,
+                stream: false,
+                payload: vec![],
+            },
+        )
+        .unwrap();
         write_frame(&mut s, &req).await.unwrap();
-        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
         let err = answer.decode::<ErrorReply>().unwrap();
         assert_eq!((err.code, answer.corr()), (ErrorCode::Denied, 9));
         assert_eq!(f.broker.registry().services.len(), 0);
@@ -346,14 +493,29 @@ async fn protocol_version_mismatch_names_both_versions() {
     tokio::time::timeout(LIMIT, async {
         let f = fixture().await;
         let mut s = UnixStream::connect(&f.socket).await.unwrap();
-        let mut hello = Frame::new(1, &Hello { service: None, pid: std::process::id(), protocol_version: 9, build_id: "future".into() }).unwrap();
+        let mut hello = Frame::new(
+            1,
+            &Hello {
+                service: None,
+                pid: std::process::id(),
+                protocol_version: 9,
+                build_id: "future".into(),
+            },
+        )
+        .unwrap();
         hello.header.version = 9;
         // One write: the broker may close as soon as it has read the header.
         let _ = s.write_all(&hello.to_bytes()).await;
         // The refusal is sent in our version's framing; read it raw.
-        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
         let msg = refusal(&answer);
-        assert!(msg.contains("version 9") && msg.contains(&format!("version {PROTOCOL_VERSION}")), "{msg}");
+        assert!(
+            msg.contains("version 9") && msg.contains(&format!("version {PROTOCOL_VERSION}")),
+            "{msg}"
+        );
     })
     .await
     .unwrap();
@@ -369,30 +531,74 @@ async fn bad_frames_close_only_their_connection() {
 
         // Oversized length: refused from the header alone.
         let (mut s, _) = raw_hello(&f.socket, None, std::process::id()).await;
-        s.write_all(&FrameHeader { len: 1 << 30, version: PROTOCOL_VERSION, kind: Kind::Request as u16, corr: 4 }.to_bytes()).await.unwrap();
-        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+        s.write_all(
+            &FrameHeader {
+                len: 1 << 30,
+                version: PROTOCOL_VERSION,
+                kind: Kind::Request as u16,
+                corr: 4,
+            }
+            .to_bytes(),
+        )
+        .await
+        .unwrap();
+        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(refusal(&answer).contains("over the maximum frame size of 65536 bytes"));
-        assert!(read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().is_none(), "connection must be closed");
+        assert!(
+            read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap()
+                .is_none(),
+            "connection must be closed"
+        );
 
         // A corrupt archive.
         let (mut s, _) = raw_hello(&f.socket, None, std::process::id()).await;
-        let mut req = Frame::new(5, &Request { destination: "echo".into(), caller: String::new(), method: "echo".into(), deadline_ms: 0, wait_for_service: false, stream: false, payload: vec![1; 8] }).unwrap();
+        let mut req = Frame::new(
+            5,
+            &Request {
+                destination: "echo".into(),
+                caller: String::new(),
+                method: "echo".into(),
+                deadline_ms: 0,
+                wait_for_service: false,
+                stream: false,
+                payload: vec![1; 8],
+            },
+        )
+        .unwrap();
         let n = req.payload.len();
         for b in &mut req.payload[n - 8..] {
             *b = 0xFF;
         }
         write_frame(&mut s, &req).await.unwrap();
-        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(refusal(&answer).contains("invalid Request payload in frame (correlation 5"));
 
         // A frame kind a client may not send.
         let (mut s, _) = raw_hello(&f.socket, None, std::process::id()).await;
-        write_frame(&mut s, &Frame::new(0, &Ready::default()).unwrap()).await.unwrap();
-        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES).await.unwrap().unwrap();
+        write_frame(&mut s, &Frame::new(0, &Ready::default()).unwrap())
+            .await
+            .unwrap();
+        let answer = read_frame(&mut s, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(refusal(&answer).contains("a client may not send a Ready frame"));
 
         // Everyone else is still served.
-        assert_eq!(good.request("echo", "echo", b"still here", CallOptions::default()).await.unwrap(), b"still here");
+        assert_eq!(
+            good.request("echo", "echo", b"still here", CallOptions::default())
+                .await
+                .unwrap(),
+            b"still here"
+        );
     })
     .await
     .unwrap();
@@ -446,16 +652,30 @@ async fn socket_is_private_and_stale_sockets_are_replaced() {
         let mode = std::fs::metadata(&f.socket).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // A second broker on a live socket is refused.
-        let err = Broker::bind(BrokerConfig::new(f.socket.clone())).await.err().unwrap();
+        let err = Broker::bind(BrokerConfig::new(f.socket.clone()))
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, BrokerError::AlreadyRunning(_)), "{err}");
         // A stale socket file (nobody listening) is removed and rebound.
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join("bus.sock");
         drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
         assert!(stale.exists());
-        let (b, _ev) = Broker::bind(BrokerConfig::new(stale.clone())).await.unwrap();
+        let (b, _ev) = Broker::bind(BrokerConfig::new(stale.clone()))
+            .await
+            .unwrap();
         let c = client(&stale).await;
-        assert!(c.request(KERNEL_DESTINATION, methods::REGISTRY_SERVICES, b"", CallOptions::default()).await.is_ok());
+        assert!(
+            c.request(
+                KERNEL_DESTINATION,
+                methods::REGISTRY_SERVICES,
+                b"",
+                CallOptions::default()
+            )
+            .await
+            .is_ok()
+        );
         b.close();
         assert!(!stale.exists());
     })
@@ -470,11 +690,20 @@ async fn harness_exits_on_bus_eof() {
         f.broker.expect_service("echo", std::process::id());
         let socket = f.socket.clone();
         let svc = tokio::spawn(async move {
-            harness::serve("echo", &socket, |_c| async { Ok(TestService { dropped: Arc::new(AtomicUsize::new(0)) }) }).await
+            harness::serve("echo", &socket, |_c| async {
+                Ok(TestService {
+                    dropped: Arc::new(AtomicUsize::new(0)),
+                })
+            })
+            .await
         });
         wait_ready(&mut f.events, "echo").await;
         f.broker.close();
-        let reason = tokio::time::timeout(Duration::from_secs(3), svc).await.expect("harness must stop on EOF").unwrap().unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(3), svc)
+            .await
+            .expect("harness must stop on EOF")
+            .unwrap()
+            .unwrap();
         assert_eq!(reason, harness::StopReason::BusClosed);
     })
     .await
@@ -486,7 +715,13 @@ fn response_payload_is_forwarded_unchanged() {
     // The broker rewrites only the correlation id: a frame's payload bytes
     // are identical on both sides. (Exercised end to end above; here the
     // header rewrite itself.)
-    let mut f = Frame::new(7, &Response { payload: vec![1, 2, 3] }).unwrap();
+    let mut f = Frame::new(
+        7,
+        &Response {
+            payload: vec![1, 2, 3],
+        },
+    )
+    .unwrap();
     let before = f.payload.to_vec();
     f.header.corr = 99;
     let wire = f.to_bytes();

@@ -1,0 +1,510 @@
+//! Configuration: the shipped defaults (`config/default.toml`, compiled in)
+//! with the user's `config.toml` laid over them key by key.
+//!
+//! Errors name the file, line and column, and say what was expected.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The shipped defaults.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub bus: BusConfig,
+    pub supervisor: SupervisorConfig,
+    pub groups: BTreeMap<String, GroupSpec>,
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    pub max_frame_bytes: u32,
+    pub heartbeat_interval_ms: u64,
+    pub default_deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorConfig {
+    pub intensity: u32,
+    pub period_secs: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub backoff_jitter: f64,
+    pub min_unready_backoff_ms: u64,
+    pub backoff_reset_secs: u64,
+    pub start_timeout_secs: u64,
+    pub shutdown_timeout_secs: u64,
+    pub missed_heartbeats: u32,
+    pub log_lines: usize,
+    pub config_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    OneForOne,
+    RestForOne,
+    OneForAll,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartType {
+    #[default]
+    Permanent,
+    Transient,
+    Temporary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSpec {
+    pub strategy: Strategy,
+    pub order: i64,
+    pub intensity: u32,
+    pub period_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub kind: Option<String>,
+    pub enabled: bool,
+    pub group: String,
+    pub restart: RestartType,
+    pub order: i64,
+    pub depends_on: Vec<String>,
+    pub start_timeout_secs: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            kind: None,
+            enabled: true,
+            group: "core".into(),
+            restart: RestartType::Permanent,
+            order: 100,
+            depends_on: Vec::new(),
+            start_timeout_secs: None,
+            shutdown_timeout_secs: None,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// The built-in service this entry runs.
+    pub fn kind<'a>(&'a self, name: &'a str) -> &'a str {
+        self.kind.as_deref().unwrap_or(name)
+    }
+}
+
+/// A configuration error, located in its file where possible.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{}{}: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column.
+    pub location: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl Config {
+    /// The shipped defaults alone.
+    pub fn defaults() -> Config {
+        match Self::parse_layers(None, Path::new("config/default.toml")) {
+            Ok(c) => c,
+            // The defaults are tested; this cannot fail in a released build.
+            Err(e) => panic!("shipped defaults are invalid: {e}"),
+        }
+    }
+
+    /// Loads `path` over the defaults; a missing file means defaults only.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_checked(path, None)
+    }
+
+    /// Like [`Config::load`], and every enabled service must be of one of
+    /// `known_kinds` (the services compiled into this build).
+    pub fn load_checked(path: &Path, known_kinds: Option<&[&str]>) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    location: None,
+                    message: format!("cannot read: {e}"),
+                });
+            }
+        };
+        let config = Self::parse_layers(text.as_deref(), path)?;
+        if let Some(known) = known_kinds {
+            for (name, spec) in config.services.iter().filter(|(_, s)| s.enabled) {
+                let kind = spec.kind(name);
+                if !known.contains(&kind) {
+                    return Err(ConfigError {
+                        file: path.to_path_buf(),
+                        location: text
+                            .as_deref()
+                            .and_then(|t| find_key(t, &format!("services.{name}"))),
+                        message: format!(
+                            "service '{name}' is of kind '{kind}', which this build does not have (kinds: {})",
+                            known.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses the user's text (if any) over the defaults.
+    pub fn parse_layers(user: Option<&str>, file: &Path) -> Result<Config, ConfigError> {
+        let mut base: toml::Table = toml::from_str(DEFAULT_TOML)
+            .map_err(|e| located(e, DEFAULT_TOML, Path::new("config/default.toml")))?;
+        if let Some(text) = user {
+            // First pass: the user's file alone, so type errors and unknown
+            // keys are reported with their line and column.
+            let _: Config = toml::from_str(text).map_err(|e| located(e, text, file))?;
+            let layer: toml::Table = toml::from_str(text).map_err(|e| located(e, text, file))?;
+            merge(&mut base, layer);
+        }
+        let config: Config =
+            toml::Value::Table(base)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError {
+                    file: file.to_path_buf(),
+                    location: None,
+                    message: e.message().to_string(),
+                })?;
+        config.validate().map_err(|(key, message)| ConfigError {
+            file: file.to_path_buf(),
+            location: user.and_then(|t| find_key(t, &key)),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Cross-field checks: groups exist, dependencies exist and form no
+    /// cycle, durations are positive. Returns the offending key path.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.bus.heartbeat_interval_ms == 0 {
+            return Err((
+                "bus.heartbeat_interval_ms".into(),
+                "bus.heartbeat_interval_ms must be at least 1".into(),
+            ));
+        }
+        if self.bus.max_frame_bytes < 1024 {
+            return Err((
+                "bus.max_frame_bytes".into(),
+                "bus.max_frame_bytes must be at least 1024".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.supervisor.backoff_jitter) {
+            return Err((
+                "supervisor.backoff_jitter".into(),
+                "supervisor.backoff_jitter must be between 0.0 and 1.0".into(),
+            ));
+        }
+        if self.supervisor.missed_heartbeats == 0 {
+            return Err((
+                "supervisor.missed_heartbeats".into(),
+                "supervisor.missed_heartbeats must be at least 1".into(),
+            ));
+        }
+        for (name, spec) in &self.services {
+            if !valid_name(name) {
+                return Err((
+                    format!("services.{name}"),
+                    format!("service name '{name}' may only contain a-z, 0-9, '-' and '_'"),
+                ));
+            }
+            if !self.groups.contains_key(&spec.group) {
+                let known: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+                return Err((
+                    format!("services.{name}"),
+                    format!(
+                        "service '{name}' is in group '{}', which is not defined (groups: {})",
+                        spec.group,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            for dep in &spec.depends_on {
+                match self.services.get(dep) {
+                    None => {
+                        return Err((
+                            format!("services.{name}"),
+                            format!(
+                                "service '{name}' depends on '{dep}', which is not a configured service"
+                            ),
+                        ));
+                    }
+                    Some(d) if !d.enabled && spec.enabled => {
+                        return Err((
+                            format!("services.{name}"),
+                            format!("service '{name}' depends on '{dep}', which is disabled"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(cycle) = self.dependency_cycle() {
+            return Err((
+                format!("services.{}", cycle[0]),
+                format!(
+                    "services depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn dependency_cycle(&self) -> Option<Vec<String>> {
+        fn visit<'a>(
+            c: &'a Config,
+            n: &'a str,
+            stack: &mut Vec<&'a str>,
+            done: &mut std::collections::BTreeSet<&'a str>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = stack.iter().position(|s| *s == n) {
+                let mut cycle: Vec<String> = stack[i..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            if done.contains(n) {
+                return None;
+            }
+            stack.push(n);
+            for d in c
+                .services
+                .get(n)
+                .map(|s| s.depends_on.as_slice())
+                .unwrap_or_default()
+            {
+                if let Some(cycle) = visit(c, d, stack, done) {
+                    return Some(cycle);
+                }
+            }
+            stack.pop();
+            done.insert(n);
+            None
+        }
+        let mut done = std::collections::BTreeSet::new();
+        for name in self.services.keys() {
+            if let Some(c) = visit(self, name, &mut Vec::new(), &mut done) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// The config as TOML text (sent to services in `ConfigChanged`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.bus.heartbeat_interval_ms)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn located(e: toml::de::Error, text: &str, file: &Path) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        location: e.span().map(|s| line_col(text, s.start)),
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// Finds where a dotted key path (`services.vault`) is defined in the text:
+/// its table header, or the last segment as a key.
+fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let header = format!("[{key}]");
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(&header)
+            || trimmed.starts_with(&format!("{last} "))
+            || trimmed.starts_with(&format!("{last}="))
+        {
+            return Some(line_col(text, offset + (line.len() - trimmed.len())));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_layers(Some(text), Path::new("/etc/oi/config.toml"))
+    }
+
+    #[test]
+    fn shipped_defaults_are_complete() {
+        let c = Config::defaults();
+        assert_eq!(c.bus.max_frame_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.bus.heartbeat_interval_ms, 1000);
+        assert_eq!(c.supervisor.backoff_max_ms, 30_000);
+        assert_eq!(c.supervisor.missed_heartbeats, 3);
+        assert_eq!(c.groups["core"].strategy, Strategy::RestForOne);
+        assert_eq!(c.groups["adapters"].strategy, Strategy::OneForOne);
+        assert_eq!(
+            (c.groups["core"].intensity, c.groups["core"].period_secs),
+            (5, 30)
+        );
+        // Every key of every section is present in the file: parsing the
+        // defaults over zeroed structs must not leave any zero behind.
+        let s = &c.supervisor;
+        for v in [
+            s.intensity as u64,
+            s.period_secs,
+            s.backoff_initial_ms,
+            s.backoff_max_ms,
+            s.min_unready_backoff_ms,
+            s.backoff_reset_secs,
+            s.start_timeout_secs,
+            s.shutdown_timeout_secs,
+            s.log_lines as u64,
+            s.config_poll_ms,
+            c.bus.default_deadline_ms,
+        ] {
+            assert_ne!(v, 0);
+        }
+    }
+
+    #[test]
+    fn user_file_overrides_key_by_key() {
+        let c = parse("[supervisor]\nintensity = 9\n\n[services.chaos]\ngroup = \"adapters\"\n")
+            .unwrap();
+        assert_eq!(c.supervisor.intensity, 9);
+        assert_eq!(c.supervisor.period_secs, 120);
+        assert_eq!(c.services["chaos"].group, "adapters");
+        assert!(c.services["chaos"].enabled);
+        assert_eq!(c.services["chaos"].restart, RestartType::Permanent);
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = parse("[bus]\nmax_frame_bytes = = 3\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 19)), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/oi/config.toml:2:19: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn type_error_has_line_column_and_expectation() {
+        let e = parse("[supervisor]\n\nintensity = \"five\"\n").unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
+        assert!(
+            e.message.contains("u32") || e.message.contains("integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_location() {
+        let e = parse("[bus]\nheartbeat_ms = 5\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 1)), "{e}");
+        assert!(e.message.contains("heartbeat_ms"), "{e}");
+        let e = parse("[services.x]\nrestart = \"sometimes\"\n").unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(2), "{e}");
+        assert!(e.message.contains("permanent"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_service() {
+        let e = parse("[services.a]\ngroup = \"nope\"\n").unwrap_err();
+        assert_eq!(e.location, Some((1, 1)));
+        assert!(
+            e.message.contains("group 'nope', which is not defined"),
+            "{e}"
+        );
+        let e = parse("[services.a]\ndepends_on = [\"b\"]\n[services.b]\ndepends_on = [\"a\"]\n")
+            .unwrap_err();
+        assert!(e.message.contains("cycle: a -> b -> a"), "{e}");
+        let e = parse("[services.a]\ndepends_on = [\"ghost\"]\n").unwrap_err();
+        assert!(
+            e.message
+                .contains("'ghost', which is not a configured service"),
+            "{e}"
+        );
+        let e = parse("[services.Bad]\n").unwrap_err();
+        assert!(e.message.contains("may only contain"), "{e}");
+    }
+
+    #[test]
+    fn unknown_service_kind_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "\n[services.mail]\nkind = \"imap\"\n").unwrap();
+        let e = Config::load_checked(&p, Some(&["vault"])).unwrap_err();
+        assert_eq!(e.location, Some((2, 1)));
+        assert!(
+            e.message
+                .contains("kind 'imap', which this build does not have (kinds: vault)"),
+            "{e}"
+        );
+        assert!(Config::load_checked(&p, None).is_ok());
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let c = Config::load(Path::new("/nonexistent/openintent/config.toml")).unwrap();
+        assert_eq!(c, Config::defaults());
+    }
+}

@@ -1,0 +1,449 @@
+//! `oictl`: the control CLI.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use oi_ipc_schema::control::{LogLines, LogsRequest, ServiceName, StatusReport, methods};
+use oi_ipc_schema::frame::Kind;
+use oi_ipc_schema::{DEFAULT_MAX_FRAME_BYTES, KERNEL_DESTINATION, decode_payload, encode_payload};
+use oi_kernel::client::{BusClient, BusError, CallOptions, StreamItem};
+use oi_kernel::paths::Paths;
+
+use crate::install::{self, Platform};
+
+#[derive(Parser)]
+#[command(
+    name = "oictl",
+    version,
+    about = "Control OpenIntentOS: service health, restarts, logs, install"
+)]
+struct Args {
+    /// Use config, data and runtime directories under this directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Do not start openintentd when it is not running.
+    #[arg(long, global = true)]
+    no_autostart: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show every service's state, pid, uptime, restarts and health.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart a service.
+    Restart { service: String },
+    /// Stop a service (it stays down until `oictl start`).
+    Stop { service: String },
+    /// Start a stopped or failed service.
+    Start { service: String },
+    /// Show a service's captured output.
+    Logs {
+        service: String,
+        /// Keep printing new lines as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many past lines to show.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+    },
+    /// Install or remove openintentd as a systemd or launchd service.
+    Service {
+        #[command(subcommand)]
+        action: ServiceCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Write the unit for this platform, then enable and start it.
+    Install {
+        /// Install for this user (systemctl --user, a LaunchAgent).
+        #[arg(long)]
+        user: bool,
+        /// Print the unit and the commands instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Platform::native())]
+        platform: Platform,
+    },
+    /// Stop and disable the service and remove its unit.
+    Uninstall {
+        #[arg(long)]
+        user: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Platform::native())]
+        platform: Platform,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oictl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("oictl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve(args.home.as_deref())?;
+    let connect = || connect(&paths, args.home.as_deref(), !args.no_autostart);
+    match args.command {
+        Cmd::Status { json } => {
+            let client = connect().await?;
+            let bytes = client
+                .request(
+                    KERNEL_DESTINATION,
+                    methods::STATUS,
+                    b"",
+                    CallOptions::deadline(Duration::from_secs(10)),
+                )
+                .await?;
+            let report: StatusReport = decode_payload(&bytes, Kind::Response, 0)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status_json(&report))?);
+            } else {
+                print!("{}", status_table(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Restart { service } => {
+            control(&connect().await?, methods::RESTART, &service, "restarting").await
+        }
+        Cmd::Stop { service } => {
+            control(&connect().await?, methods::STOP, &service, "stopping").await
+        }
+        Cmd::Start { service } => {
+            control(&connect().await?, methods::START, &service, "starting").await
+        }
+        Cmd::Logs {
+            service,
+            follow,
+            lines,
+        } => {
+            let client = connect().await?;
+            let req = encode_payload(&LogsRequest {
+                name: service,
+                lines,
+                follow,
+            })?;
+            let opts = CallOptions::deadline(Duration::from_secs(if follow {
+                u32::MAX as u64 / 1000
+            } else {
+                10
+            }));
+            let mut out = std::io::stdout().lock();
+            if !follow {
+                let bytes = client
+                    .request(KERNEL_DESTINATION, methods::LOGS, &req, opts)
+                    .await?;
+                let l: LogLines = decode_payload(&bytes, Kind::Response, 0)?;
+                for line in l.lines {
+                    writeln!(out, "{line}")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut stream = client.stream(KERNEL_DESTINATION, methods::LOGS, &req, opts)?;
+            while let Some(item) = stream.next().await {
+                match item {
+                    StreamItem::Chunk(c) => {
+                        let l: LogLines = decode_payload(&c, Kind::StreamChunk, 0)?;
+                        for line in l.lines {
+                            writeln!(out, "{line}")?;
+                        }
+                        out.flush()?;
+                    }
+                    StreamItem::End(_) => break,
+                    StreamItem::Error(e) => return Err(e.into()),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Service { action } => service_cmd(action, args.home.as_deref()),
+    }
+}
+
+async fn control(
+    client: &BusClient,
+    method: &str,
+    service: &str,
+    verb: &str,
+) -> anyhow::Result<ExitCode> {
+    let payload = encode_payload(&ServiceName {
+        name: service.to_string(),
+    })?;
+    client
+        .request(
+            KERNEL_DESTINATION,
+            method,
+            &payload,
+            CallOptions::deadline(Duration::from_secs(10)),
+        )
+        .await?;
+    eprintln!("oictl: {verb} {service}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the daemon, starting it in the background when it is not
+/// running (unless autostart is off).
+async fn connect(paths: &Paths, home: Option<&Path>, autostart: bool) -> anyhow::Result<BusClient> {
+    let socket = paths.bus_socket();
+    match BusClient::connect(&socket, None, DEFAULT_MAX_FRAME_BYTES).await {
+        Ok((c, _)) => return Ok(c),
+        Err(BusError::NoDaemon { .. }) if autostart => {}
+        Err(e @ BusError::NoDaemon { .. }) => bail!("{e} (autostart is off)"),
+        Err(e) => return Err(e.into()),
+    }
+    let pid = start_daemon(paths, home)?;
+    eprintln!("oictl: openintentd was not running; started it in the background (pid {pid})");
+    let t0 = Instant::now();
+    loop {
+        match BusClient::connect(&socket, None, DEFAULT_MAX_FRAME_BYTES).await {
+            Ok((c, _)) => return Ok(c),
+            Err(BusError::NoDaemon { .. }) if t0.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                let log = paths.runtime_dir.join("openintentd.log");
+                bail!(
+                    "{e}; the daemon started but did not open its socket in time; see {}",
+                    log.display()
+                );
+            }
+        }
+    }
+}
+
+fn openintentd_exe() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("openintentd")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("openintentd"))
+}
+
+/// Starts openintentd detached from this terminal (its own session), with
+/// its output in `<runtime>/openintentd.log`.
+fn start_daemon(paths: &Paths, home: Option<&Path>) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    paths.prepare()?;
+    let log_path = paths.runtime_dir.join("openintentd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut cmd = std::process::Command::new(openintentd_exe());
+    if let Some(h) = home {
+        cmd.arg("--home").arg(h);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting openintentd")?;
+    Ok(child.id())
+}
+
+fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (install_it, user, dry_run, platform) = match action {
+        ServiceCmd::Install {
+            user,
+            dry_run,
+            platform,
+        } => (true, user, dry_run, platform),
+        ServiceCmd::Uninstall {
+            user,
+            dry_run,
+            platform,
+        } => (false, user, dry_run, platform),
+    };
+    let exe = openintentd_exe();
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    let home = home
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(oi_kernel::paths::ENV_HOME).map(PathBuf::from));
+    let user_home = std::env::var_os("HOME").map(PathBuf::from);
+    let plan = install::plan(
+        platform,
+        user,
+        &exe,
+        home.as_deref(),
+        user_home.as_deref(),
+        nix::unistd::getuid().as_raw(),
+    )?;
+    let cmds = if install_it {
+        &plan.enable
+    } else {
+        &plan.disable
+    };
+    if dry_run {
+        if install_it {
+            println!("# {}", plan.file.display());
+            print!("{}", plan.contents);
+        } else {
+            println!("rm {}", plan.file.display());
+        }
+        for c in cmds {
+            println!("$ {}", c.join(" "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if install_it {
+        if let Some(dir) = plan.file.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&plan.file, &plan.contents)
+            .with_context(|| format!("writing {}", plan.file.display()))?;
+        eprintln!("oictl: wrote {}", plan.file.display());
+    }
+    for c in cmds {
+        let status = std::process::Command::new(&c[0])
+            .args(&c[1..])
+            .status()
+            .with_context(|| format!("running {}", c.join(" ")))?;
+        if !status.success() {
+            bail!("`{}` failed ({status})", c.join(" "));
+        }
+    }
+    if !install_it {
+        match std::fs::remove_file(&plan.file) {
+            Ok(()) => eprintln!("oictl: removed {}", plan.file.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", plan.file.display())),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `--json` shape of `oictl status`.
+pub fn status_json(r: &StatusReport) -> serde_json::Value {
+    serde_json::json!({
+        "supervisor": {
+            "pid": r.supervisor_pid,
+            "uptime_s": r.uptime_ms / 1000,
+            "config": r.config_path,
+            "config_generation": r.config_generation,
+            "config_error": r.config_error,
+        },
+        "services": r.services.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "state": s.state.as_str(),
+            "pid": s.pid,
+            "uptime_s": s.uptime_ms.map(|ms| ms / 1000),
+            "restarts": s.restarts_window,
+            "restarts_total": s.restarts_total,
+            "last_exit": s.last_exit,
+            "heartbeat_age_ms": s.heartbeat_age_ms,
+            "rss_kb": s.rss_kb,
+            "backoff_remaining_ms": s.backoff_remaining_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+pub fn status_table(r: &StatusReport) -> String {
+    let mut rows = vec![[
+        "SERVICE".to_string(),
+        "STATE".into(),
+        "PID".into(),
+        "UPTIME".into(),
+        "RESTARTS".into(),
+        "LAST EXIT".into(),
+        "HEARTBEAT".into(),
+        "RSS".into(),
+    ]];
+    for s in &r.services {
+        let state = match s.backoff_remaining_ms {
+            Some(ms) => format!(
+                "{} ({}.{}s)",
+                s.state.as_str(),
+                ms / 1000,
+                (ms % 1000) / 100
+            ),
+            None => s.state.as_str().to_string(),
+        };
+        rows.push([
+            s.name.clone(),
+            state,
+            s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s.uptime_ms
+                .map(human_duration)
+                .unwrap_or_else(|| "-".into()),
+            format!("{}/{}", s.restarts_window, s.restarts_total),
+            s.last_exit.clone().unwrap_or_else(|| "-".into()),
+            s.heartbeat_age_ms
+                .map(|ms| format!("{ms}ms"))
+                .unwrap_or_else(|| "-".into()),
+            s.rss_kb
+                .map(|kb| format!("{:.1} MB", kb as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "openintentd pid {} up {} · config {} (generation {})\n",
+        r.supervisor_pid,
+        human_duration(r.uptime_ms),
+        r.config_path,
+        r.config_generation
+    );
+    if let Some(e) = &r.config_error {
+        out.push_str(&format!(
+            "config reload failed, still running the previous config: {e}\n"
+        ));
+    }
+    if r.services.is_empty() {
+        out.push_str("no services configured\n");
+        return out;
+    }
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,25 @@
+//! openintentd and oictl.
+//!
+//! - [`daemon`]: the `openintentd` entry point (supervisor or one service).
+//! - [`supervisor`]: the event loop over the supervision tree ([`tree`]).
+//! - [`restart`]: restart types, strategies, backoff, intensity.
+//! - [`process`]: spawning and signalling child processes.
+//! - [`control`]: the control plane `oictl` talks to.
+//! - [`notify`]: systemd notifications.
+//! - [`install`]: systemd and launchd units.
+//! - [`cli`]: the `oictl` command line.
+
+pub mod cli;
+pub mod control;
+pub mod daemon;
+pub mod install;
+pub mod logs;
+pub mod notify;
+pub mod process;
+pub mod restart;
+pub mod services;
+pub mod supervisor;
+pub mod tree;
+
+#[cfg(feature = "chaos")]
+pub mod chaos;

@@ -1,0 +1,33 @@
+//! The services compiled into this build, by kind. `openintentd service
+//! <kind> --name <name>` runs one of them in the current process.
+
+/// Kinds a config entry may name.
+pub fn known_kinds() -> Vec<&'static str> {
+    [
+        #[cfg(feature = "chaos")]
+        "chaos",
+    ]
+    .to_vec()
+}
+
+/// Runs the service and returns the process exit status.
+pub fn run(kind: &str, name: &str) -> i32 {
+    // The harness keeps the name for the life of the process.
+    let _name: &'static str = Box::leak(name.to_string().into_boxed_str());
+    match kind {
+        #[cfg(feature = "chaos")]
+        "chaos" => crate::chaos::run(_name),
+        other => {
+            let known = known_kinds();
+            eprintln!(
+                "openintentd: no service of kind '{other}' in this build (kinds: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+            oi_kernel::harness::EXIT_CONFIG
+        }
+    }
+}

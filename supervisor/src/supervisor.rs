@@ -1,0 +1,929 @@
+//! The supervisor's event loop: starts children in order, watches their
+//! readiness and heartbeats, applies the restart policy of `restart.rs`
+//! when they die, stops them in reverse order, and reloads the config.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use oi_ipc_schema::ConfigChanged;
+use oi_ipc_schema::control::{ChildState, ServiceStatus, StatusReport};
+use oi_kernel::broker::{Broker, BusEvent};
+use oi_kernel::config::{Config, RestartType, Strategy};
+use oi_kernel::paths::Paths;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::logs::LogBuffer;
+use crate::notify::Notifier;
+use crate::process::{self, Launch};
+use crate::restart::{Backoff, ExitReason, Intensity, Jitter, affected, should_restart};
+use crate::tree::{AfterStop, Child, Group, layout};
+
+/// Requests from the control plane (`oictl`).
+pub enum Command {
+    Status(oneshot::Sender<StatusReport>),
+    Restart(String, oneshot::Sender<Result<(), String>>),
+    Stop(String, oneshot::Sender<Result<(), String>>),
+    Start(String, oneshot::Sender<Result<(), String>>),
+    Logs(String, oneshot::Sender<Result<LogBuffer, String>>),
+}
+
+enum Event {
+    Exited {
+        name: String,
+        pid: u32,
+        status: std::process::ExitStatus,
+    },
+    SpawnFailed {
+        name: String,
+        error: String,
+    },
+}
+
+/// Why the loop ended; becomes the exit status of openintentd.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// SIGTERM/SIGINT: everything stopped in order.
+    Stopped,
+    /// Restart intensity exceeded at the top level.
+    Escalated(String),
+}
+
+struct StopSequence {
+    /// Children still to stop; the last one is stopped first.
+    remaining: Vec<String>,
+    /// The child being stopped now; the next waits until it has exited.
+    current: Option<String>,
+    then: Then,
+}
+
+enum Then {
+    Exit(Outcome),
+    RestartGroup(String),
+}
+
+/// Everything the supervisor needs from the daemon.
+pub struct Setup {
+    pub exe: PathBuf,
+    pub paths: Paths,
+    pub config: Config,
+    pub broker: Broker,
+    pub bus_events: mpsc::UnboundedReceiver<BusEvent>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+}
+
+pub struct Supervisor {
+    exe: PathBuf,
+    paths: Paths,
+    config: Config,
+    generation: u64,
+    config_error: Option<String>,
+    config_stamp: Option<FileStamp>,
+    broker: Broker,
+    groups: Vec<Group>,
+    children: BTreeMap<String, Child>,
+    root: Intensity,
+    backoff: Backoff,
+    jitter: Jitter,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    bus_events: mpsc::UnboundedReceiver<BusEvent>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    sequences: VecDeque<StopSequence>,
+    shutting_down: bool,
+    started: Instant,
+    notifier: Notifier,
+    home_env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    ino: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        ino: m.ino(),
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Supervisor {
+    pub fn new(s: Setup) -> Self {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let home_env = vec![
+            (
+                "OPENINTENT_CONFIG".to_string(),
+                s.paths.config_file.display().to_string(),
+            ),
+            (
+                "OPENINTENT_DATA_DIR".to_string(),
+                s.paths.data_dir.display().to_string(),
+            ),
+            (
+                "OPENINTENT_RUNTIME_DIR".to_string(),
+                s.paths.runtime_dir.display().to_string(),
+            ),
+        ];
+        let mut sup = Supervisor {
+            exe: s.exe,
+            config_stamp: stamp(&s.paths.config_file),
+            paths: s.paths,
+            root: Intensity::new(
+                s.config.supervisor.intensity,
+                Duration::from_secs(s.config.supervisor.period_secs),
+            ),
+            backoff: Backoff::from_config(&s.config.supervisor),
+            config: s.config,
+            generation: 1,
+            config_error: None,
+            broker: s.broker,
+            groups: Vec::new(),
+            children: BTreeMap::new(),
+            jitter: Jitter::seeded(),
+            events_tx,
+            events,
+            bus_events: s.bus_events,
+            commands: s.commands,
+            sequences: VecDeque::new(),
+            shutting_down: false,
+            started: Instant::now(),
+            notifier: Notifier::from_env(),
+            home_env,
+        };
+        sup.apply_layout();
+        sup
+    }
+
+    /// Builds groups and children from the current config, keeping the
+    /// runtime state of children that already exist.
+    fn apply_layout(&mut self) {
+        let layout = layout(&self.config);
+        let mut groups = Vec::new();
+        for (gname, kids) in layout {
+            let spec = self.config.groups[&gname].clone();
+            let mut group = match self.groups.iter().position(|g| g.name == gname) {
+                Some(i) => {
+                    let mut g = self.groups.remove(i);
+                    g.intensity.max = spec.intensity;
+                    g.intensity.period = Duration::from_secs(spec.period_secs);
+                    g.spec = spec.clone();
+                    g
+                }
+                None => Group::new(&gname, spec.clone()),
+            };
+            for k in &kids {
+                let sspec = self.config.services[k].clone();
+                match self.children.get_mut(k) {
+                    Some(c) => {
+                        c.removed = false;
+                        c.window.max = spec.intensity;
+                        c.window.period = Duration::from_secs(spec.period_secs);
+                        if !sspec.enabled {
+                            c.wanted = false;
+                        } else if !c.spec.enabled {
+                            c.wanted = true;
+                        }
+                        c.spec = sspec;
+                    }
+                    None => {
+                        let c = Child::new(k, sspec, &spec, self.config.supervisor.log_lines);
+                        self.children.insert(k.clone(), c);
+                    }
+                }
+            }
+            group.children = kids;
+            groups.push(group);
+        }
+        // Children no longer in the config are stopped and then dropped.
+        for (name, c) in self.children.iter_mut() {
+            if !self.config.services.contains_key(name) {
+                c.removed = true;
+                c.wanted = false;
+            }
+        }
+        self.groups = groups;
+    }
+
+    fn group_of(&self, child: &str) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|g| g.children.iter().any(|c| c == child))
+    }
+
+    /// Runs until shutdown or escalation.
+    pub async fn run(mut self) -> Outcome {
+        let mut sigterm = signal(SignalKind::terminate()).ok();
+        let mut sigint = signal(SignalKind::interrupt()).ok();
+        let mut sighup = signal(SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = tokio::time::interval(Duration::from_millis(
+            self.config.supervisor.config_poll_ms.max(50),
+        ));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog_ping = self.notifier.watchdog_interval().map(tokio::time::interval);
+        self.notifier.status(&self.summary());
+        info!(services = self.children.len(), "supervisor started");
+        loop {
+            tokio::select! {
+                Some(ev) = self.events.recv() => self.on_event(ev),
+                Some(ev) = self.bus_events.recv() => self.on_bus_event(ev),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                _ = tick.tick() => self.on_tick(),
+                _ = poll.tick() => self.poll_config(),
+                _ = recv_signal(&mut sigterm) => self.begin_shutdown("SIGTERM"),
+                _ = recv_signal(&mut sigint) => self.begin_shutdown("SIGINT"),
+                _ = recv_signal(&mut sighup) => self.reload("SIGHUP"),
+                _ = async { match watchdog_ping.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => self.notifier.watchdog(),
+            }
+            if let Some(outcome) = self.advance() {
+                self.notifier.stopping();
+                return outcome;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Exited { name, pid, status } => self.on_exit(&name, pid, status),
+            Event::SpawnFailed { name, error } => {
+                error!(service = %name, %error, "cannot start service process");
+                if let Some(c) = self.children.get_mut(&name) {
+                    c.pid = None;
+                    c.last_exit = Some(format!("spawn failed: {error}"));
+                }
+                self.on_failure(&name, ExitReason::Code(127), false, Duration::ZERO);
+            }
+        }
+    }
+
+    fn on_bus_event(&mut self, ev: BusEvent) {
+        if let BusEvent::Ready { name, pid } = ev
+            && let Some(c) = self.children.get_mut(&name)
+            && c.pid == Some(pid)
+            && c.state == ChildState::Starting
+        {
+            let now = Instant::now();
+            c.state = ChildState::Ready;
+            c.ready_at = Some(now);
+            info!(service = %name, pid, startup_ms = c.started_at.map(|t| millis(now - t)).unwrap_or(0), "service ready");
+        }
+    }
+
+    fn exit_reason(status: std::process::ExitStatus) -> ExitReason {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitReason::Code(code),
+            (None, Some(sig)) => ExitReason::Signal(sig),
+            (None, None) => ExitReason::Code(-1),
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, pid: u32, status: std::process::ExitStatus) {
+        let Some(c) = self.children.get_mut(name) else {
+            return;
+        };
+        if c.pid != Some(pid) {
+            return;
+        }
+        self.broker.forget_service(name);
+        let now = Instant::now();
+        let ran_for = c
+            .started_at
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        let was_ready = c.ready_at.is_some();
+        let observed = Self::exit_reason(status);
+        let reason = c.stop_reason.take().unwrap_or(observed.clone());
+        let after = std::mem::replace(&mut c.after_stop, AfterStop::Idle);
+        let deliberate = c.state == ChildState::Stopping && after != AfterStop::Fail;
+        c.pid = None;
+        c.started_at = None;
+        c.ready_at = None;
+        c.stop_deadline = None;
+        c.last_exit = Some(if reason == observed {
+            reason.to_string()
+        } else {
+            format!("{reason} ({observed})")
+        });
+        info!(service = %name, pid, reason = %reason, ran_ms = millis(ran_for), "service exited");
+        if deliberate || self.shutting_down {
+            c.state = ChildState::Exited;
+            if after == AfterStop::Restart && !self.shutting_down {
+                c.wanted = true;
+            }
+            if c.removed {
+                self.children.remove(name);
+            }
+            return;
+        }
+        let held = self.group_of(name).is_some_and(|g| self.groups[g].held);
+        if held {
+            if let Some(c) = self.children.get_mut(name) {
+                c.state = ChildState::Exited;
+            }
+            return;
+        }
+        self.on_failure(name, reason, was_ready, ran_for);
+    }
+
+    /// A child stopped on its own or was killed for failing.
+    fn on_failure(&mut self, name: &str, reason: ExitReason, was_ready: bool, ran_for: Duration) {
+        let now = Instant::now();
+        let Some(gi) = self.group_of(name) else {
+            return;
+        };
+        let Some(c) = self.children.get_mut(name) else {
+            return;
+        };
+        if reason.is_config_error() {
+            error!(service = %name, "service reported a configuration error (exit 78); not restarting it");
+            c.state = ChildState::Fatal;
+            c.wanted = false;
+            return;
+        }
+        if !should_restart(c.spec.restart, &reason) {
+            c.state = ChildState::Exited;
+            c.wanted = false;
+            return;
+        }
+        if !self.groups[gi].intensity.record(now) {
+            let g = &self.groups[gi];
+            error!(group = %g.name, max = g.intensity.max, period_s = g.intensity.period.as_secs(), "restart intensity exceeded; stopping the group and escalating");
+            c.state = ChildState::Exited;
+            self.escalate(gi);
+            return;
+        }
+        let attempt = self.backoff.attempt_for(c.attempt, ran_for);
+        let delay = self.backoff.delay(attempt, was_ready, self.jitter.unit());
+        c.attempt = attempt.saturating_add(1);
+        c.window.record(now);
+        c.restarts_total += 1;
+        c.state = ChildState::Backoff;
+        c.backoff_until = Some(now + delay);
+        warn!(service = %name, reason = %reason, delay_ms = millis(delay), "restarting service");
+        let strategy = self.groups[gi].spec.strategy;
+        let siblings: Vec<String> = affected(strategy, &self.groups[gi].children, name)
+            .iter()
+            .filter(|s| s.as_str() != name)
+            .cloned()
+            .collect();
+        for s in siblings {
+            self.stop_child(&s, AfterStop::Restart);
+        }
+    }
+
+    /// Group restart intensity exceeded: stop its children in reverse order,
+    /// then let the top level decide.
+    fn escalate(&mut self, gi: usize) {
+        let name = self.groups[gi].name.clone();
+        let now = Instant::now();
+        if !self.root.record(now) {
+            error!(group = %name, "restart intensity exceeded at the top level; shutting down");
+            self.begin_shutdown_with(Outcome::Escalated(format!(
+                "restart intensity of group '{name}' exceeded and the top level gave up"
+            )));
+            return;
+        }
+        self.groups[gi].held = true;
+        let remaining = self.groups[gi].children.clone();
+        self.sequences.push_back(StopSequence {
+            remaining,
+            current: None,
+            then: Then::RestartGroup(name),
+        });
+    }
+
+    fn begin_shutdown(&mut self, why: &str) {
+        info!(signal = why, "orderly shutdown");
+        self.begin_shutdown_with(Outcome::Stopped);
+    }
+
+    fn begin_shutdown_with(&mut self, outcome: Outcome) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.notifier.stopping();
+        for c in self.children.values_mut() {
+            c.wanted = false;
+            if c.state == ChildState::Backoff {
+                c.state = ChildState::Exited;
+            }
+        }
+        let remaining: Vec<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.children.iter().cloned())
+            .collect();
+        self.sequences.clear();
+        self.sequences.push_back(StopSequence {
+            remaining,
+            current: None,
+            then: Then::Exit(outcome),
+        });
+    }
+
+    /// SIGTERM to the child's process group; SIGKILL after its timeout.
+    fn stop_child(&mut self, name: &str, after: AfterStop) {
+        let timeout = self.shutdown_timeout(name);
+        let Some(c) = self.children.get_mut(name) else {
+            return;
+        };
+        match c.pid {
+            Some(pid) if c.state != ChildState::Stopping => {
+                let _ = process::signal_group(pid, Signal::SIGTERM);
+                c.state = ChildState::Stopping;
+                c.stop_deadline = Some(Instant::now() + timeout);
+                c.stop_reason.get_or_insert(ExitReason::Stopped);
+                c.after_stop = after;
+            }
+            Some(_) => {
+                if after == AfterStop::Restart || c.after_stop == AfterStop::Idle {
+                    c.after_stop = after;
+                }
+            }
+            None => {
+                if c.state == ChildState::Backoff && after == AfterStop::Restart {
+                    return;
+                }
+                c.state = ChildState::Exited;
+                c.backoff_until = None;
+                if after == AfterStop::Restart {
+                    c.wanted = true;
+                }
+            }
+        }
+    }
+
+    /// Kills a failing child at once; its exit is handled as a failure.
+    fn kill_failed(&mut self, name: &str, reason: ExitReason) {
+        let Some(c) = self.children.get_mut(name) else {
+            return;
+        };
+        if let Some(pid) = c.pid {
+            warn!(service = %name, pid, reason = %reason, "killing service");
+            let _ = process::signal_group(pid, Signal::SIGKILL);
+            c.state = ChildState::Stopping;
+            c.stop_reason = Some(reason);
+            c.after_stop = AfterStop::Fail;
+            c.stop_deadline = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    fn shutdown_timeout(&self, name: &str) -> Duration {
+        let secs = self
+            .children
+            .get(name)
+            .and_then(|c| c.spec.shutdown_timeout_secs)
+            .unwrap_or(self.config.supervisor.shutdown_timeout_secs);
+        Duration::from_secs(secs)
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let beat = self.config.heartbeat_interval();
+        let hung_after = beat * self.config.supervisor.missed_heartbeats;
+        let mut to_kill = Vec::new();
+        for c in self.children.values_mut() {
+            match (c.state, c.pid) {
+                (ChildState::Starting, Some(_)) => {
+                    let limit = Duration::from_secs(
+                        c.spec
+                            .start_timeout_secs
+                            .unwrap_or(self.config.supervisor.start_timeout_secs),
+                    );
+                    if c.started_at
+                        .is_some_and(|t| now.saturating_duration_since(t) >= limit)
+                    {
+                        to_kill.push((c.name.clone(), ExitReason::ReadyTimeout));
+                    }
+                }
+                (ChildState::Ready, Some(_))
+                    if self
+                        .broker
+                        .heartbeat_age(&c.name)
+                        .is_none_or(|age| age > hung_after) =>
+                {
+                    to_kill.push((c.name.clone(), ExitReason::Watchdog));
+                }
+                (ChildState::Stopping, Some(pid)) if c.stop_deadline.is_some_and(|d| d <= now) => {
+                    warn!(service = %c.name, pid, "did not stop in time; sending SIGKILL");
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                    c.stop_deadline = Some(now + Duration::from_secs(5));
+                }
+                _ => {}
+            }
+        }
+        for (name, reason) in to_kill {
+            self.kill_failed(&name, reason);
+        }
+    }
+
+    /// Moves the tree forward: runs stop sequences, starts what may start,
+    /// and reports readiness. Returns the outcome when the loop must end.
+    fn advance(&mut self) -> Option<Outcome> {
+        while let Some(seq) = self.sequences.front_mut() {
+            if let Some(cur) = &seq.current {
+                if self.children.get(cur).is_some_and(Child::is_running) {
+                    break;
+                }
+                seq.current = None;
+            }
+            // The last still-running child of the sequence is next.
+            let mut next = None;
+            while let Some(n) = seq.remaining.pop() {
+                match self.children.get_mut(&n) {
+                    Some(c) if c.is_running() => {
+                        next = Some(n);
+                        break;
+                    }
+                    Some(c) if c.state == ChildState::Backoff => c.state = ChildState::Exited,
+                    _ => {}
+                }
+            }
+            if let Some(n) = next {
+                seq.current = Some(n.clone());
+                self.stop_child(&n, AfterStop::Idle);
+                break;
+            }
+            let Some(done) = self.sequences.pop_front() else {
+                break;
+            };
+            match done.then {
+                Then::Exit(outcome) => return Some(outcome),
+                Then::RestartGroup(g) => {
+                    if let Some(group) = self.groups.iter_mut().find(|x| x.name == g) {
+                        info!(group = %g, "restarting group after escalation");
+                        group.held = false;
+                        group.intensity.reset();
+                        group.booted = false;
+                        for k in group.children.clone() {
+                            if let Some(c) = self.children.get_mut(&k) {
+                                c.wanted =
+                                    c.spec.enabled && !c.removed && c.state != ChildState::Fatal;
+                                c.attempt = 0;
+                                c.state = if c.state == ChildState::Fatal {
+                                    ChildState::Fatal
+                                } else {
+                                    ChildState::Exited
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !self.shutting_down {
+            self.start_what_may_start();
+        }
+        self.report_readiness();
+        None
+    }
+
+    /// Starts every child that may start now. Groups start in order, each
+    /// once the groups before it have booted (every permanent child ready).
+    /// Inside a `rest_for_one` group children start one after another in
+    /// start order (later ones depend on earlier ones, which is why the group
+    /// restarts them together); in other groups they start in parallel.
+    /// `depends_on` is honoured everywhere. Only permanent children hold
+    /// others back.
+    fn start_what_may_start(&mut self) {
+        let now = Instant::now();
+        let mut earlier_groups_booted = true;
+        for gi in 0..self.groups.len() {
+            if self.groups[gi].held {
+                earlier_groups_booted = false;
+                continue;
+            }
+            let sequential = self.groups[gi].spec.strategy == Strategy::RestForOne;
+            if earlier_groups_booted || self.groups[gi].booted {
+                let mut earlier_ready = true;
+                for name in self.groups[gi].children.clone() {
+                    let Some(c) = self.children.get(&name) else {
+                        continue;
+                    };
+                    let deps_ready = c.spec.depends_on.iter().all(|d| {
+                        self.children
+                            .get(d)
+                            .is_some_and(|x| x.state == ChildState::Ready)
+                    });
+                    if c.startable(now) && earlier_ready && deps_ready {
+                        self.start_child(&name);
+                    }
+                    if sequential && self.children.get(&name).is_some_and(holds_back) {
+                        earlier_ready = false;
+                    }
+                }
+            }
+            let booted = self.groups[gi]
+                .children
+                .iter()
+                .all(|n| self.children.get(n).is_none_or(|c| !holds_back(c)));
+            if booted && earlier_groups_booted {
+                self.groups[gi].booted = true;
+            }
+            earlier_groups_booted = earlier_groups_booted && self.groups[gi].booted;
+        }
+    }
+
+    fn start_child(&mut self, name: &str) {
+        let Some(c) = self.children.get_mut(name) else {
+            return;
+        };
+        let kind = c.spec.kind(name).to_string();
+        let launch = Launch {
+            exe: &self.exe,
+            name,
+            kind: &kind,
+            env: &c.spec.env,
+            bus_socket: self.broker.socket_path(),
+            home_env: &self.home_env,
+        };
+        match process::spawn(&launch, &c.logs) {
+            Ok(mut child) => {
+                let Some(pid) = child.id() else {
+                    return;
+                };
+                self.broker.expect_service(name, pid);
+                c.pid = Some(pid);
+                c.state = ChildState::Starting;
+                c.started_at = Some(Instant::now());
+                c.ready_at = None;
+                c.backoff_until = None;
+                c.stop_reason = None;
+                c.after_stop = AfterStop::Idle;
+                info!(service = %name, pid, "service started");
+                let tx = self.events_tx.clone();
+                let name = name.to_string();
+                tokio::spawn(async move {
+                    match child.wait().await {
+                        Ok(status) => {
+                            let _ = tx.send(Event::Exited { name, pid, status });
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Event::SpawnFailed {
+                                name,
+                                error: format!("wait failed: {e}"),
+                            });
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                c.state = ChildState::Starting;
+                let _ = self.events_tx.send(Event::SpawnFailed {
+                    name: name.to_string(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn all_permanent_ready(&self) -> bool {
+        self.children.values().all(|c| {
+            !c.wanted || c.spec.restart != RestartType::Permanent || c.state == ChildState::Ready
+        })
+    }
+
+    fn report_readiness(&mut self) {
+        if !self.shutting_down && self.all_permanent_ready() {
+            self.notifier.ready();
+        }
+        let summary = self.summary();
+        self.notifier.status(&summary);
+    }
+
+    fn summary(&self) -> String {
+        let total = self
+            .children
+            .values()
+            .filter(|c| c.wanted || c.state == ChildState::Fatal)
+            .count();
+        let ready = self
+            .children
+            .values()
+            .filter(|c| c.state == ChildState::Ready)
+            .count();
+        let mut s = format!("{ready}/{total} services ready");
+        let troubled: Vec<String> = self
+            .children
+            .values()
+            .filter(|c| matches!(c.state, ChildState::Backoff | ChildState::Fatal))
+            .map(|c| format!("{} {}", c.name, c.state.as_str()))
+            .collect();
+        if !troubled.is_empty() {
+            s.push_str("; ");
+            s.push_str(&troubled.join(", "));
+        }
+        if self.config_error.is_some() {
+            s.push_str("; config reload failed");
+        }
+        s
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let known = |s: &Self, name: &str| -> Result<(), String> {
+            if s.children.get(name).is_some_and(|c| !c.removed) {
+                Ok(())
+            } else {
+                let names: Vec<&str> = s.children.keys().map(String::as_str).collect();
+                Err(format!(
+                    "no service named '{name}' (services: {})",
+                    names.join(", ")
+                ))
+            }
+        };
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Logs(name, reply) => {
+                let _ = reply.send(known(self, &name).map(|_| self.children[&name].logs.clone()));
+            }
+            Command::Stop(name, reply) => {
+                let r = known(self, &name).map(|_| {
+                    if let Some(c) = self.children.get_mut(&name) {
+                        c.wanted = false;
+                    }
+                    self.stop_child(&name, AfterStop::Idle);
+                });
+                let _ = reply.send(r);
+            }
+            Command::Start(name, reply) => {
+                let r = known(self, &name).map(|_| {
+                    if let Some(c) = self.children.get_mut(&name) {
+                        c.wanted = true;
+                        c.attempt = 0;
+                        if matches!(c.state, ChildState::Fatal | ChildState::Backoff) {
+                            c.state = ChildState::Exited;
+                        }
+                    }
+                });
+                let _ = reply.send(r);
+            }
+            Command::Restart(name, reply) => {
+                let r = known(self, &name).map(|_| {
+                    if let Some(c) = self.children.get_mut(&name) {
+                        c.wanted = true;
+                        c.attempt = 0;
+                        if matches!(c.state, ChildState::Fatal | ChildState::Backoff) {
+                            c.state = ChildState::Exited;
+                        }
+                    }
+                    self.stop_child(&name, AfterStop::Restart);
+                });
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn status(&mut self) -> StatusReport {
+        let now = Instant::now();
+        let order: Vec<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.children.iter().cloned())
+            .collect();
+        let mut services = Vec::with_capacity(order.len());
+        for n in &order {
+            let Some(c) = self.children.get_mut(n) else {
+                continue;
+            };
+            services.push(ServiceStatus {
+                name: c.name.clone(),
+                state: c.state,
+                pid: c.pid,
+                uptime_ms: c
+                    .started_at
+                    .map(|t| millis(now.saturating_duration_since(t))),
+                restarts_window: c.window.count(now),
+                restarts_total: c.restarts_total,
+                last_exit: c.last_exit.clone(),
+                heartbeat_age_ms: if c.state == ChildState::Ready {
+                    self.broker.heartbeat_age(&c.name).map(millis)
+                } else {
+                    None
+                },
+                rss_kb: c.pid.and_then(process::rss_kb),
+                backoff_remaining_ms: if c.state == ChildState::Backoff {
+                    c.backoff_until
+                        .map(|t| millis(t.saturating_duration_since(now)))
+                } else {
+                    None
+                },
+            });
+        }
+        StatusReport {
+            supervisor_pid: std::process::id(),
+            uptime_ms: millis(now.saturating_duration_since(self.started)),
+            config_path: self.paths.config_file.display().to_string(),
+            config_generation: self.generation,
+            config_error: self.config_error.clone(),
+            services,
+        }
+    }
+
+    fn poll_config(&mut self) {
+        let now = stamp(&self.paths.config_file);
+        if now != self.config_stamp {
+            self.config_stamp = now;
+            self.reload("file changed");
+        }
+    }
+
+    /// Reloads the config file. A valid change is applied and pushed to the
+    /// services; an invalid one keeps the running config and is shown in
+    /// `oictl status`.
+    fn reload(&mut self, why: &str) {
+        if self.shutting_down {
+            return;
+        }
+        match Config::load(&self.paths.config_file) {
+            Err(e) => {
+                error!(error = %e, "config reload refused; keeping the running configuration");
+                self.config_error = Some(e.to_string());
+            }
+            Ok(new) => {
+                self.config_error = None;
+                if new == self.config {
+                    return;
+                }
+                info!(trigger = why, "applying new configuration");
+                let old = std::mem::replace(&mut self.config, new);
+                self.generation += 1;
+                self.backoff = Backoff::from_config(&self.config.supervisor);
+                self.root.max = self.config.supervisor.intensity;
+                self.root.period = Duration::from_secs(self.config.supervisor.period_secs);
+                self.apply_layout();
+                // A child whose process would start differently is restarted.
+                let changed: Vec<String> = self
+                    .config
+                    .services
+                    .iter()
+                    .filter(|(n, s)| {
+                        old.services.get(*n).is_some_and(|o| {
+                            o.enabled
+                                && s.enabled
+                                && (o.env != s.env || o.kind != s.kind || o.group != s.group)
+                        })
+                    })
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for n in changed {
+                    info!(service = %n, "service spec changed; restarting it");
+                    self.stop_child(&n, AfterStop::Restart);
+                }
+                let gone: Vec<String> = self
+                    .children
+                    .values()
+                    .filter(|c| !c.wanted && c.is_running() && c.state != ChildState::Stopping)
+                    .map(|c| c.name.clone())
+                    .collect();
+                for n in gone {
+                    self.stop_child(&n, AfterStop::Idle);
+                }
+                self.children.retain(|_, c| !c.removed || c.is_running());
+                let sent = self.broker.broadcast(&ConfigChanged {
+                    generation: self.generation,
+                    config_toml: self.config.to_toml(),
+                });
+                info!(
+                    generation = self.generation,
+                    services = sent,
+                    "configuration applied"
+                );
+            }
+        }
+    }
+}
+
+/// A wanted permanent child that is not ready (and not given up on) holds
+/// back what starts after it.
+fn holds_back(c: &Child) -> bool {
+    c.wanted
+        && c.spec.restart == RestartType::Permanent
+        && !matches!(c.state, ChildState::Ready | ChildState::Fatal)
+}
+
+async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}

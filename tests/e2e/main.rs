@@ -1,0 +1,6 @@
+//! End-to-end tests that run the real `openintentd` and `oictl` binaries
+//! (built with the test-only `chaos` service).
+
+mod oictl;
+mod supervisor;
+mod support;

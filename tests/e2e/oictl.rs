@@ -1,0 +1,291 @@
+//! `oictl` against a real daemon: status matches reality, control commands,
+//! logs, autostart, errors, and the rendered service units.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn status_json_matches_reality() {
+    let d = Daemon::start(&config(
+        &[chaos("alpha", "core", ""), chaos("beta", "adapters", "")].concat(),
+    ));
+    let pid = d.ready_pid("alpha");
+    d.ready_pid("beta");
+    let s = d.status();
+    assert_eq!(s["supervisor"]["pid"], d.pid());
+    let names: Vec<&str> = s["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    let alpha = d.service("alpha");
+    // The pid is a live process running exactly this service.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(&args[1..], ["service", "chaos", "--name", "alpha"]);
+    // Its parent is the supervisor.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: u32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, d.pid());
+    assert!(alpha["rss_kb"].as_u64().unwrap() > 500, "{alpha}");
+    assert!(
+        alpha["heartbeat_age_ms"].as_u64().unwrap() < 1000,
+        "{alpha}"
+    );
+    assert_eq!(alpha["restarts"], 0);
+    assert!(alpha["last_exit"].is_null());
+    for key in [
+        "name",
+        "state",
+        "pid",
+        "uptime_s",
+        "restarts",
+        "restarts_total",
+        "last_exit",
+        "heartbeat_age_ms",
+        "rss_kb",
+    ] {
+        assert!(alpha.get(key).is_some(), "missing {key} in {alpha}");
+    }
+    let table = String::from_utf8(d.oictl(&["status"]).stdout).unwrap();
+    let row = table.lines().find(|l| l.starts_with("alpha")).unwrap();
+    assert!(
+        row.contains("READY") && row.contains(&pid.to_string()),
+        "{table}"
+    );
+}
+
+#[test]
+fn stop_start_restart_and_logs() {
+    let d = Daemon::start(&config(
+        &[chaos("alpha", "core", ""), chaos("beta", "adapters", "")].concat(),
+    ));
+    let a = d.ready_pid("alpha");
+    let b = d.ready_pid("beta");
+
+    let out = d.oictl(&["stop", "beta"]);
+    assert!(out.status.success());
+    wait_for(Duration::from_secs(5), "beta stopped", || {
+        (d.state("beta") == "EXITED").then_some(())
+    });
+    assert!(!alive(b));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        d.state("beta"),
+        "EXITED",
+        "a stopped service must stay down"
+    );
+
+    assert!(d.oictl(&["start", "beta"]).status.success());
+    let b2 = d.new_ready_pid("beta", b);
+
+    assert!(d.oictl(&["restart", "alpha"]).status.success());
+    d.new_ready_pid("alpha", a);
+    assert_eq!(
+        d.service("alpha")["restarts_total"],
+        0,
+        "a requested restart is not a failure"
+    );
+    assert_eq!(
+        d.ready_pid("beta"),
+        b2,
+        "one_for_one across groups: beta untouched"
+    );
+
+    let out = d.oictl(&["logs", "alpha", "-n", "50"]);
+    let logs = String::from_utf8(out.stdout).unwrap();
+    assert!(logs.contains("service{service=\"alpha\"}: ready"), "{logs}");
+
+    let out = d.oictl(&["restart", "ghost"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no service named 'ghost' (services: alpha, beta)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_follow_streams_new_lines() {
+    let d = Daemon::start(&config(&chaos("alpha", "core", "")));
+    let a = d.ready_pid("alpha");
+    let follow = Command::new(OICTL)
+        .arg("--home")
+        .arg(d.home.path())
+        .arg("--no-autostart")
+        .args(["logs", "alpha", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A restart makes the service log again.
+    assert!(d.oictl(&["restart", "alpha"]).status.success());
+    d.new_ready_pid("alpha", a);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(follow.id(), libc::SIGTERM);
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("service stopped") && text.contains(": ready"),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_daemon_errors_and_autostart() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        config(&chaos("alpha", "core", "")),
+    )
+    .unwrap();
+    let out = Command::new(OICTL)
+        .arg("--home")
+        .arg(home.path())
+        .args(["--no-autostart", "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no OpenIntentOS daemon is listening on") && err.contains("autostart is off"),
+        "{err}"
+    );
+
+    let out = Command::new(OICTL)
+        .arg("--home")
+        .arg(home.path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("started it in the background"), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let daemon = s["supervisor"]["pid"].as_u64().unwrap() as u32;
+    assert!(alive(daemon));
+    // A second call finds the running daemon and starts nothing.
+    let out = Command::new(OICTL)
+        .arg("--home")
+        .arg(home.path())
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    signal(daemon, libc::SIGTERM);
+    wait_for(
+        Duration::from_secs(10),
+        "autostarted daemon to stop",
+        || (!alive(daemon)).then_some(()),
+    );
+}
+
+#[test]
+fn rendered_units_verify_and_parse() {
+    let home = tempfile::tempdir().unwrap();
+    let render = |args: &[&str]| {
+        let out = Command::new(OICTL)
+            .arg("--home")
+            .arg(home.path())
+            .args(["service", "install", "--dry-run"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let exe = std::fs::canonicalize(OPENINTENTD).unwrap();
+    // systemd (user unit, since --home is in use there is no system default).
+    let text = render(&["--platform", "systemd", "--user"]);
+    let unit: String = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("$ "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} --home {}",
+            exe.display(),
+            home.path().display()
+        )),
+        "{unit}"
+    );
+    assert!(text.contains("$ systemctl --user enable --now openintentd.service"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openintentd.service");
+    std::fs::write(&file, &unit).unwrap();
+    match which("systemd-analyze") {
+        Some(sa) => {
+            let out = Command::new(sa)
+                .args(["verify", "--man=no"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            // Complaints about this machine (no systemd running in a
+            // container) are not about the unit; any about our file are.
+            let ours: Vec<&str> = err
+                .lines()
+                .filter(|l| l.contains("openintentd.service"))
+                .collect();
+            assert!(ours.is_empty(), "systemd-analyze verify: {err}");
+        }
+        None => assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze must be installed in CI (.ci/run)"
+        ),
+    }
+    // launchd: a valid property list with the real paths.
+    let text = render(&["--platform", "launchd", "--user"]);
+    let plist: String = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("$ "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let check = "import plistlib,sys; d=plistlib.loads(sys.stdin.buffer.read()); print(d['ProgramArguments'][0]); print(d['KeepAlive']['SuccessfulExit'], d['ProcessType'], d['RunAtLoad'])";
+    let mut py = Command::new("python3")
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), plist.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success(), "plist does not parse:\n{plist}");
+    let parsed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(parsed, format!("{}\nFalse Standard True\n", exe.display()));
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(cmd))
+        .find(|p| p.exists())
+}

@@ -1,0 +1,221 @@
+//! Helpers for end-to-end tests: a real `openintentd` in a private home
+//! directory, driven and inspected with the real `oictl`.
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const OPENINTENTD: &str = env!("CARGO_BIN_EXE_openintentd");
+pub const OICTL: &str = env!("CARGO_BIN_EXE_oictl");
+
+/// Polls `f` every 20 ms until it returns Some, or panics after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True while a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to a pid this test started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+pub struct Daemon {
+    pub home: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts openintentd with `config` as its config.toml.
+    pub fn start(config: &str) -> Daemon {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &str, env: &[(&str, &str)]) -> Daemon {
+        let home = tempfile::Builder::new().prefix("oi-e2e").tempdir().unwrap();
+        std::fs::write(home.path().join("config.toml"), config).unwrap();
+        let log = home.path().join("openintentd.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(OPENINTENTD);
+        cmd.arg("--home")
+            .arg(home.path())
+            .env("OPENINTENT_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let d = Daemon {
+            home,
+            child: Some(child),
+            log,
+        };
+        wait_for(Duration::from_secs(10), "the bus socket", || {
+            d.home.path().join("run/bus.sock").exists().then_some(())
+        });
+        d
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn oictl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(OICTL)
+            .arg("--home")
+            .arg(self.home.path())
+            .arg("--no-autostart")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `oictl status --json`.
+    pub fn status(&self) -> Value {
+        let out = self.oictl(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "oictl status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn service(&self, name: &str) -> Value {
+        self.try_service(name)
+            .unwrap_or_else(|| panic!("no service {name} in {}", self.status()))
+    }
+
+    pub fn try_service(&self, name: &str) -> Option<Value> {
+        self.status()["services"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.service(name)["state"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `name` is READY and returns its pid.
+    pub fn ready_pid(&self, name: &str) -> u32 {
+        wait_for(Duration::from_secs(15), &format!("{name} READY"), || {
+            let s = self.try_service(name)?;
+            (s["state"] == "READY").then(|| s["pid"].as_u64().unwrap() as u32)
+        })
+    }
+
+    /// Waits until `name` is READY with a pid other than `old`.
+    pub fn new_ready_pid(&self, name: &str, old: u32) -> u32 {
+        wait_for(
+            Duration::from_secs(15),
+            &format!("{name} restarted"),
+            || {
+                let s = self.try_service(name)?;
+                let pid = s["pid"].as_u64().map(|p| p as u32);
+                (s["state"] == "READY" && pid != Some(old)).then(|| pid.unwrap())
+            },
+        )
+    }
+
+    /// Waits for the daemon to exit and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let st = wait_for(limit, "openintentd to exit", || child.try_wait().unwrap());
+        self.child = None;
+        st
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGTERM);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A config with fast supervision timings for tests, plus `extra`.
+pub fn config(extra: &str) -> String {
+    config_with("", extra)
+}
+
+/// Like [`config`], with more `[supervisor]` keys.
+pub fn config_with(supervisor: &str, extra: &str) -> String {
+    format!(
+        "[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
+    )
+}
+
+/// The `[services.<name>]` table of a chaos service.
+pub fn chaos(name: &str, group: &str, extra: &str) -> String {
+    format!("[services.{name}]\nkind = \"chaos\"\ngroup = \"{group}\"\n{extra}\n")
+}
+
+pub fn exit_code(st: ExitStatus) -> Option<i32> {
+    st.code().or_else(|| st.signal().map(|s| 128 + s))
+}
+
+pub fn marks(path: &Path) -> Vec<(u32, u128)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect()
+}
