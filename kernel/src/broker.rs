@@ -22,14 +22,15 @@ use oi_ipc_schema::{
     Cancel, ErrorCode, ErrorReply, Heartbeat, Hello, KERNEL_DESTINATION, Message, PROTOCOL_VERSION,
     RegisterTools, Request, StreamChunk, StreamEnd, ToolSpec, Welcome,
 };
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::BufReader;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::framing::{FramingError, read_frame, write_frame};
+use crate::framing::{FramingError, read_frame};
 use crate::registry::{Registry, ServiceEntry};
+use crate::sink::FrameSink;
 
 /// Broker settings (from `[bus]` in the config).
 #[derive(Debug, Clone)]
@@ -97,15 +98,8 @@ pub trait KernelHandler: Send + Sync + 'static {
     fn handle(&self, caller: Caller, method: String, payload: Vec<u8>) -> KernelFuture;
 }
 
-/// A frame queued for a connection's writer task.
-enum Outbound {
-    Frame(Frame),
-    /// Write this, then close the connection.
-    Close(Frame),
-}
-
 struct Conn {
-    tx: mpsc::UnboundedSender<Outbound>,
+    tx: FrameSink,
     service: Option<String>,
     pid: u32,
 }
@@ -282,7 +276,7 @@ impl Broker {
         };
         st.conns
             .get(&entry.conn_id)
-            .is_some_and(|c| c.tx.send(Outbound::Frame(frame)).is_ok())
+            .is_some_and(|c| c.tx.send(&frame).is_ok())
     }
 
     /// Sends a message to every connected service.
@@ -300,14 +294,7 @@ impl Broker {
         st.registry
             .iter()
             .filter_map(|e| st.conns.get(&e.conn_id))
-            .filter(|c| {
-                c.tx.send(Outbound::Frame(Frame {
-                    header: frame.header,
-                    kind: frame.kind,
-                    payload: frame.payload.clone(),
-                }))
-                .is_ok()
-            })
+            .filter(|c| c.tx.send(&frame).is_ok())
             .count()
     }
 
@@ -325,8 +312,9 @@ impl Broker {
         self.shared.closing.send_replace(true);
         let mut st = self.shared.lock();
         for (_, conn) in st.conns.drain() {
-            if let Some(f) = error_frame(0, ErrorCode::Unavailable, "the broker is shutting down") {
-                let _ = conn.tx.send(Outbound::Close(f));
+            match error_frame(0, ErrorCode::Unavailable, "the broker is shutting down") {
+                Some(f) => conn.tx.send_and_close(&f),
+                None => conn.tx.close(),
             }
         }
     }
@@ -382,11 +370,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
         let st = shared.lock();
         for e in st.registry.iter() {
             if let Some(c) = st.conns.get(&e.conn_id) {
-                let _ = c.tx.send(Outbound::Frame(Frame {
-                    header: frame.header,
-                    kind: frame.kind,
-                    payload: frame.payload.clone(),
-                }));
+                let _ = c.tx.send(&frame);
             }
         }
     }
@@ -452,42 +436,13 @@ fn send_cancel(st: &State, conn: u64, corr: u64, reason: &str) {
             },
         ),
     ) {
-        let _ = c.tx.send(Outbound::Frame(f));
+        let _ = c.tx.send(&f);
     }
 }
 
 fn reply_error(st: &State, conn: u64, corr: u64, code: ErrorCode, message: String) {
     if let (Some(c), Some(f)) = (st.conns.get(&conn), error_frame(corr, code, message)) {
-        let _ = c.tx.send(Outbound::Frame(f));
-    }
-}
-
-/// Writes frames for one connection, coalescing whatever is queued into one
-/// flush.
-async fn writer_loop(half: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outbound>) {
-    let mut w = BufWriter::with_capacity(64 * 1024, half);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        let mut close = false;
-        while let Some(out) = next.take() {
-            let frame = match out {
-                Outbound::Frame(f) => f,
-                Outbound::Close(f) => {
-                    close = true;
-                    f
-                }
-            };
-            if write_frame(&mut w, &frame).await.is_err() {
-                return;
-            }
-            if !close {
-                next = rx.try_recv().ok();
-            }
-        }
-        if w.flush().await.is_err() || close {
-            let _ = w.shutdown().await;
-            return;
-        }
+        let _ = c.tx.send(&f);
     }
 }
 
@@ -501,12 +456,11 @@ enum Refusal {
 }
 
 async fn refuse(half: OwnedWriteHalf, code: ErrorCode, message: String) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    if let Some(f) = error_frame(0, code, message) {
-        let _ = tx.send(Outbound::Close(f));
+    let sink = FrameSink::new(half);
+    match error_frame(0, code, message) {
+        Some(f) => sink.send_and_close(&f),
+        None => sink.close(),
     }
-    drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer_loop(half, rx)).await;
 }
 
 async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
@@ -566,8 +520,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
             return refuse(wr, code, message).await;
         }
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer_loop(wr, rx));
+    let tx = FrameSink::new(wr);
     let registered = {
         let mut st = shared.lock();
         st.next_conn += 1;
@@ -615,11 +568,10 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
             identity.as_deref().unwrap_or("")
         );
         warn!(peer_pid, "{msg}");
-        if let Some(f) = error_frame(0, ErrorCode::Denied, msg) {
-            let _ = tx.send(Outbound::Close(f));
+        match error_frame(0, ErrorCode::Denied, msg) {
+            Some(f) => tx.send_and_close(&f),
+            None => tx.close(),
         }
-        drop(tx);
-        let _ = writer.await;
         return;
     };
     let span = info_span!(
@@ -647,7 +599,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
                     .unwrap_or(u32::MAX),
             },
         ) {
-            let _ = tx.send(Outbound::Frame(f));
+            let _ = tx.send(&f);
         }
         debug!("connected");
         let caller = Caller {
@@ -680,13 +632,12 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
             Some(r) => {
                 warn!(reason = %r, "closing bus connection after a bad frame");
                 if let Some(f) = error_frame(0, ErrorCode::BadRequest, r.to_string()) {
-                    let _ = tx.send(Outbound::Close(f));
+                    let _ = tx.send(&f);
                 }
             }
         }
         disconnect(&shared, conn_id);
-        drop(tx);
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        tx.close();
     }
     .instrument(span)
     .await
@@ -754,7 +705,7 @@ fn forward(st: &State, conn: u64, mut frame: Frame, corr: u64) -> bool {
     frame.header.corr = corr;
     st.conns
         .get(&conn)
-        .is_some_and(|c| c.tx.send(Outbound::Frame(frame)).is_ok())
+        .is_some_and(|c| c.tx.send(&frame).is_ok())
 }
 
 /// Handles one validated frame from `caller`. An error closes the
@@ -955,7 +906,7 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
         move |f: Option<Frame>| -> bool {
             let st = shared.lock();
             match (st.conns.get(&conn), f) {
-                (Some(c), Some(f)) => c.tx.send(Outbound::Frame(f)).is_ok(),
+                (Some(c), Some(f)) => c.tx.send(&f).is_ok(),
                 (Some(_), None) => true,
                 (None, _) => false,
             }

@@ -14,13 +14,13 @@ use oi_ipc_schema::{
     Cancel, ConfigChanged, ErrorCode, ErrorReply, Hello, PROTOCOL_VERSION, Ready, RegisterTools,
     Request, Response, Shutdown, StreamChunk, StreamEnd, ToolSpec, Welcome,
 };
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::BufReader;
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use crate::framing::{FramingError, read_frame, write_frame};
+use crate::framing::{FramingError, read_frame};
+use crate::sink::FrameSink;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
@@ -165,7 +165,7 @@ enum Waiter {
 }
 
 struct Inner {
-    tx: mpsc::UnboundedSender<Frame>,
+    tx: FrameSink,
     pending: Mutex<HashMap<u64, Waiter>>,
     next_corr: AtomicU64,
     identity: String,
@@ -207,7 +207,6 @@ impl BusClient {
             })?;
         let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
-        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
         let hello = Frame::new(
             0,
             &Hello {
@@ -217,11 +216,8 @@ impl BusClient {
                 build_id: crate::BUILD_ID.to_string(),
             },
         )?;
-        write_frame(&mut wr, &hello)
-            .await
-            .map_err(|e| BusError::Disconnected(e.to_string()))?;
-        wr.flush()
-            .await
+        let tx = FrameSink::new(wr);
+        tx.send(&hello)
             .map_err(|e| BusError::Disconnected(e.to_string()))?;
         let first = read_frame(&mut rd, max_frame_bytes)
             .await?
@@ -238,7 +234,6 @@ impl BusClient {
                 )));
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             tx,
@@ -248,7 +243,6 @@ impl BusClient {
             welcome,
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(writer_loop(wr, rx));
         tokio::spawn(reader_loop(inner.clone(), rd, inbound_tx, max_frame_bytes));
         Ok((BusClient { inner }, inbound_rx))
     }
@@ -269,8 +263,8 @@ impl BusClient {
         }
         self.inner
             .tx
-            .send(frame)
-            .map_err(|_| BusError::Disconnected("the connection's writer stopped".into()))
+            .send(&frame)
+            .map_err(|_| BusError::Disconnected("the connection is closed".into()))
     }
 
     fn request_frame(
@@ -440,22 +434,6 @@ impl Drop for ReplyStream {
     }
 }
 
-async fn writer_loop(mut w: BufWriter<OwnedWriteHalf>, mut rx: mpsc::UnboundedReceiver<Frame>) {
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            if write_frame(&mut w, &frame).await.is_err() {
-                return;
-            }
-            next = rx.try_recv().ok();
-        }
-        if w.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
 async fn reader_loop(
     inner: Arc<Inner>,
     mut rd: BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -523,7 +501,7 @@ async fn reader_loop(
             }
             Kind::Heartbeat => {
                 // Echo at once: the broker measures liveness by these.
-                let _ = inner.tx.send(frame);
+                let _ = inner.tx.send(&frame);
             }
             Kind::Request => {
                 let _ = inbound.send(Inbound::Request(IncomingRequest { frame }));

@@ -7,6 +7,8 @@
 //! - [`registry`]: which services are connected, their state and tools.
 //! - [`client`]: the bus client every process uses (`request`, `stream`).
 //! - [`harness`]: what every service process runs on.
+//! - [`sink`]: the one frame writer (direct write when idle, queued when
+//!   the socket is full).
 //! - [`paths`]: config, data and runtime directories.
 
 pub mod broker;
@@ -16,6 +18,7 @@ pub mod framing;
 pub mod harness;
 pub mod paths;
 pub mod registry;
+pub mod sink;
 pub mod telemetry;
 
 /// Identifies the build in `Hello` and `Welcome`.

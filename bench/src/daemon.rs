@@ -1,0 +1,127 @@
+//! Building and running the real binaries for the supervisor benchmarks.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn build(args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("oi-bench: cargo {}", args.join(" "));
+    let st = Command::new(cargo())
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .status()
+        .context("running cargo")?;
+    if !st.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The shipped release binaries (openintentd, oictl), built if stale.
+pub fn release_bins() -> anyhow::Result<PathBuf> {
+    build(&["build", "--release", "-p", "oi-supervisor", "--bins"])?;
+    Ok(target_dir().join("release"))
+}
+
+/// A release openintentd with the test-only `chaos` service, built into
+/// its own target directory so the shipped binaries stay without it.
+pub fn chaos_openintentd() -> anyhow::Result<PathBuf> {
+    let dir = target_dir().join("bench-chaos");
+    let dir_s = dir.to_string_lossy().into_owned();
+    build(&[
+        "build",
+        "--release",
+        "-p",
+        "oi-supervisor",
+        "--features",
+        "chaos",
+        "--bin",
+        "openintentd",
+        "--target-dir",
+        &dir_s,
+    ])?;
+    Ok(dir.join("release/openintentd"))
+}
+
+/// A running openintentd in a private home; SIGTERM and wait on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub home: tempfile::TempDir,
+    pub notify: UnixDatagram,
+    pub started: Instant,
+}
+
+impl Daemon {
+    pub fn start(exe: &Path, config: &str) -> anyhow::Result<Daemon> {
+        let home = tempfile::tempdir()?;
+        std::fs::write(home.path().join("config.toml"), config)?;
+        let sock = home.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&sock)?;
+        notify.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let started = Instant::now();
+        let child = Command::new(exe)
+            .arg("--home")
+            .arg(home.path())
+            .env("NOTIFY_SOCKET", &sock)
+            .env("OPENINTENT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Daemon {
+            child,
+            home,
+            notify,
+            started,
+        })
+    }
+
+    /// Waits for `READY=1` and returns the time since exec.
+    pub fn wait_ready(&self) -> anyhow::Result<Duration> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.notify.recv(&mut buf).context("waiting for READY=1")?;
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                return Ok(self.started.elapsed());
+            }
+        }
+    }
+
+    pub fn bus(&self) -> PathBuf {
+        self.home.path().join("run/bus.sock")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Proportional set size of a process in KiB.
+pub fn pss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
