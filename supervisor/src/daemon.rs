@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use crate::control::Control;
-use crate::supervisor::{Outcome, Setup, Supervisor};
+use crate::supervisor::{Outcome, Setup};
 
 /// Exit status for configuration errors (EX_CONFIG); systemd's
 /// `RestartPreventExitStatus=78` keeps it from restart loops.
@@ -132,8 +132,8 @@ fn supervise(home: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         let (cmd_tx, commands) = mpsc::unbounded_channel();
         broker.set_kernel_handler(Control::new(cmd_tx));
         info!(service = "openintentd", pid = std::process::id(), config = %paths.config_file.display(), "starting");
-        let sup = Supervisor::new(Setup { exe, paths: paths.clone(), config, broker: broker.clone(), bus_events, commands });
-        let outcome = sup.run().await;
+        let setup = Setup { exe, paths: paths.clone(), config, broker: broker.clone() };
+        let outcome = crate::actor::run(setup, bus_events, commands).await;
         broker.close();
         let _ = std::fs::remove_file(&pid_file);
         Ok(match outcome {

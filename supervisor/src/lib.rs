@@ -1,7 +1,9 @@
 //! openintentd and oictl.
 //!
 //! - [`daemon`]: the `openintentd` entry point (supervisor or one service).
-//! - [`supervisor`]: the event loop over the supervision tree ([`tree`]).
+//! - [`supervisor`]: the supervision tree's logic ([`tree`] holds its data),
+//!   driven by a ractor actor ([`actor`]) with one child actor per service
+//!   process ([`child_actor`]).
 //! - [`restart`]: restart types, strategies, backoff, intensity.
 //! - [`process`]: spawning and signalling child processes.
 //! - [`control`]: the control plane `oictl` talks to.
@@ -9,6 +11,8 @@
 //! - [`install`]: systemd and launchd units.
 //! - [`cli`]: the `oictl` command line.
 
+pub mod actor;
+pub mod child_actor;
 pub mod cli;
 pub mod control;
 pub mod daemon;

@@ -1,6 +1,7 @@
-//! The supervisor's event loop: starts children in order, watches their
+//! The supervision tree's logic: starts children in order, watches their
 //! readiness and heartbeats, applies the restart policy of `restart.rs`
 //! when they die, stops them in reverse order, and reloads the config.
+//! [`crate::actor`] drives it as a ractor actor, one message at a time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -12,8 +13,7 @@ use oi_ipc_schema::control::{ChildState, ServiceStatus, StatusReport};
 use oi_kernel::broker::{Broker, BusEvent};
 use oi_kernel::config::{Config, RestartType, Strategy};
 use oi_kernel::paths::Paths;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::logs::LogBuffer;
@@ -29,18 +29,6 @@ pub enum Command {
     Stop(String, oneshot::Sender<Result<(), String>>),
     Start(String, oneshot::Sender<Result<(), String>>),
     Logs(String, oneshot::Sender<Result<LogBuffer, String>>),
-}
-
-enum Event {
-    Exited {
-        name: String,
-        pid: u32,
-        status: std::process::ExitStatus,
-    },
-    SpawnFailed {
-        name: String,
-        error: String,
-    },
 }
 
 /// Why the loop ended; becomes the exit status of openintentd.
@@ -71,8 +59,6 @@ pub struct Setup {
     pub paths: Paths,
     pub config: Config,
     pub broker: Broker,
-    pub bus_events: mpsc::UnboundedReceiver<BusEvent>,
-    pub commands: mpsc::UnboundedReceiver<Command>,
 }
 
 pub struct Supervisor {
@@ -88,10 +74,10 @@ pub struct Supervisor {
     root: Intensity,
     backoff: Backoff,
     jitter: Jitter,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events: mpsc::UnboundedReceiver<Event>,
-    bus_events: mpsc::UnboundedReceiver<BusEvent>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    /// Processes started since the last turn, to be handed to child actors.
+    pub(crate) to_link: Vec<(String, u32, tokio::process::Child)>,
+    /// Processes that could not be started, to be handled as failures.
+    pub(crate) spawn_failures: Vec<(String, String)>,
     sequences: VecDeque<StopSequence>,
     shutting_down: bool,
     started: Instant,
@@ -122,7 +108,6 @@ fn millis(d: Duration) -> u64 {
 
 impl Supervisor {
     pub fn new(s: Setup) -> Self {
-        let (events_tx, events) = mpsc::unbounded_channel();
         let home_env = vec![
             (
                 "OPENINTENT_CONFIG".to_string(),
@@ -153,10 +138,8 @@ impl Supervisor {
             groups: Vec::new(),
             children: BTreeMap::new(),
             jitter: Jitter::seeded(),
-            events_tx,
-            events,
-            bus_events: s.bus_events,
-            commands: s.commands,
+            to_link: Vec::new(),
+            spawn_failures: Vec::new(),
             sequences: VecDeque::new(),
             shutting_down: false,
             started: Instant::now(),
@@ -223,54 +206,47 @@ impl Supervisor {
             .position(|g| g.children.iter().any(|c| c == child))
     }
 
-    /// Runs until shutdown or escalation.
-    pub async fn run(mut self) -> Outcome {
-        let mut sigterm = signal(SignalKind::terminate()).ok();
-        let mut sigint = signal(SignalKind::interrupt()).ok();
-        let mut sighup = signal(SignalKind::hangup()).ok();
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut poll = tokio::time::interval(Duration::from_millis(
-            self.config.supervisor.config_poll_ms.max(50),
-        ));
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut watchdog_ping = self.notifier.watchdog_interval().map(tokio::time::interval);
+    /// Called once when the supervisor actor starts.
+    pub(crate) fn started(&mut self) {
         self.notifier.status(&self.summary());
         info!(services = self.children.len(), "supervisor started");
-        loop {
-            tokio::select! {
-                Some(ev) = self.events.recv() => self.on_event(ev),
-                Some(ev) = self.bus_events.recv() => self.on_bus_event(ev),
-                Some(cmd) = self.commands.recv() => self.on_command(cmd),
-                _ = tick.tick() => self.on_tick(),
-                _ = poll.tick() => self.poll_config(),
-                _ = recv_signal(&mut sigterm) => self.begin_shutdown("SIGTERM"),
-                _ = recv_signal(&mut sigint) => self.begin_shutdown("SIGINT"),
-                _ = recv_signal(&mut sighup) => self.reload("SIGHUP"),
-                _ = async { match watchdog_ping.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => self.notifier.watchdog(),
-            }
-            if let Some(outcome) = self.advance() {
-                self.notifier.stopping();
-                return outcome;
-            }
-        }
     }
 
-    fn on_event(&mut self, ev: Event) {
-        match ev {
-            Event::Exited { name, pid, status } => self.on_exit(&name, pid, status),
-            Event::SpawnFailed { name, error } => {
-                error!(service = %name, %error, "cannot start service process");
-                if let Some(c) = self.children.get_mut(&name) {
-                    c.pid = None;
-                    c.last_exit = Some(format!("spawn failed: {error}"));
-                }
-                self.on_failure(&name, ExitReason::Code(127), false, Duration::ZERO);
-            }
-        }
+    pub(crate) fn tick_interval(&self) -> Duration {
+        Duration::from_millis(50)
     }
 
-    fn on_bus_event(&mut self, ev: BusEvent) {
+    pub(crate) fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.config.supervisor.config_poll_ms.max(50))
+    }
+
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
+        self.notifier.watchdog_interval()
+    }
+
+    pub(crate) fn watchdog_ping(&self) {
+        self.notifier.watchdog();
+    }
+
+    pub(crate) fn stopping(&mut self) {
+        self.notifier.stopping();
+    }
+
+    /// A process could not be started (or waited for): a failure with
+    /// status 127, like a shell's "command not found".
+    pub(crate) fn on_spawn_failed(&mut self, name: &str, error: &str) {
+        error!(service = %name, %error, "cannot start service process");
+        if let Some(c) = self.children.get_mut(name) {
+            if let Some(pid) = c.pid.take() {
+                let _ = process::signal_group(pid, Signal::SIGKILL);
+            }
+            c.last_exit = Some(format!("spawn failed: {error}"));
+            c.state = ChildState::Exited;
+        }
+        self.on_failure(name, ExitReason::Code(127), false, Duration::ZERO);
+    }
+
+    pub(crate) fn on_bus_event(&mut self, ev: BusEvent) {
         if let BusEvent::Ready { name, pid } = ev
             && let Some(c) = self.children.get_mut(&name)
             && c.pid == Some(pid)
@@ -292,7 +268,7 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, name: &str, pid: u32, status: std::process::ExitStatus) {
+    pub(crate) fn on_exit(&mut self, name: &str, pid: u32, status: std::process::ExitStatus) {
         let Some(c) = self.children.get_mut(name) else {
             return;
         };
@@ -407,7 +383,7 @@ impl Supervisor {
         });
     }
 
-    fn begin_shutdown(&mut self, why: &str) {
+    pub(crate) fn begin_shutdown(&mut self, why: &str) {
         info!(signal = why, "orderly shutdown");
         self.begin_shutdown_with(Outcome::Stopped);
     }
@@ -493,7 +469,7 @@ impl Supervisor {
         Duration::from_secs(secs)
     }
 
-    fn on_tick(&mut self) {
+    pub(crate) fn on_tick(&mut self) {
         let now = Instant::now();
         let beat = self.config.heartbeat_interval();
         let hung_after = beat * self.config.supervisor.missed_heartbeats;
@@ -535,7 +511,7 @@ impl Supervisor {
 
     /// Moves the tree forward: runs stop sequences, starts what may start,
     /// and reports readiness. Returns the outcome when the loop must end.
-    fn advance(&mut self) -> Option<Outcome> {
+    pub(crate) fn advance(&mut self) -> Option<Outcome> {
         while let Some(seq) = self.sequences.front_mut() {
             if let Some(cur) = &seq.current {
                 if self.children.get(cur).is_some_and(Child::is_running) {
@@ -654,7 +630,7 @@ impl Supervisor {
             home_env: &self.home_env,
         };
         match process::spawn(&launch, &c.logs) {
-            Ok(mut child) => {
+            Ok(child) => {
                 let Some(pid) = child.id() else {
                     return;
                 };
@@ -667,28 +643,10 @@ impl Supervisor {
                 c.stop_reason = None;
                 c.after_stop = AfterStop::Idle;
                 info!(service = %name, pid, "service started");
-                let tx = self.events_tx.clone();
-                let name = name.to_string();
-                tokio::spawn(async move {
-                    match child.wait().await {
-                        Ok(status) => {
-                            let _ = tx.send(Event::Exited { name, pid, status });
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Event::SpawnFailed {
-                                name,
-                                error: format!("wait failed: {e}"),
-                            });
-                        }
-                    }
-                });
+                self.to_link.push((name.to_string(), pid, child));
             }
             Err(e) => {
-                c.state = ChildState::Starting;
-                let _ = self.events_tx.send(Event::SpawnFailed {
-                    name: name.to_string(),
-                    error: e.to_string(),
-                });
+                self.spawn_failures.push((name.to_string(), e.to_string()));
             }
         }
     }
@@ -735,7 +693,7 @@ impl Supervisor {
         s
     }
 
-    fn on_command(&mut self, cmd: Command) {
+    pub(crate) fn on_command(&mut self, cmd: Command) {
         let known = |s: &Self, name: &str| -> Result<(), String> {
             if s.children.get(name).is_some_and(|c| !c.removed) {
                 Ok(())
@@ -837,7 +795,7 @@ impl Supervisor {
         }
     }
 
-    fn poll_config(&mut self) {
+    pub(crate) fn poll_config(&mut self) {
         let now = stamp(&self.paths.config_file);
         if now != self.config_stamp {
             self.config_stamp = now;
@@ -848,7 +806,7 @@ impl Supervisor {
     /// Reloads the config file. A valid change is applied and pushed to the
     /// services; an invalid one keeps the running config and is shown in
     /// `oictl status`.
-    fn reload(&mut self, why: &str) {
+    pub(crate) fn reload(&mut self, why: &str) {
         if self.shutting_down {
             return;
         }
@@ -917,13 +875,4 @@ fn holds_back(c: &Child) -> bool {
     c.wanted
         && c.spec.restart == RestartType::Permanent
         && !matches!(c.state, ChildState::Ready | ChildState::Fatal)
-}
-
-async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
 }

@@ -531,3 +531,35 @@ fn hot_reload_applies_changes_and_survives_a_broken_file() {
     });
     assert!(!alive(b));
 }
+
+#[test]
+fn a_notify_socket_nobody_reads_never_stalls_the_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let _sock = UnixDatagram::bind(&sock_path).unwrap(); // never read
+    // A service that crashes every 50 ms changes the STATUS= line many
+    // times a second: the receive queue fills within a second.
+    let cfg = config(
+        &[
+            "[groups.adapters]\nintensity = 1000\n".to_string(),
+            chaos(
+                "bouncy",
+                "adapters",
+                "env = { CHAOS_CRASH_AFTER_MS = \"20\" }",
+            ),
+            chaos("calm", "core", ""),
+        ]
+        .concat(),
+    )
+    .replace("backoff_initial_ms = 100", "backoff_initial_ms = 1")
+    .replace("backoff_max_ms = 400", "backoff_max_ms = 1")
+    .replace("min_unready_backoff_ms = 100", "min_unready_backoff_ms = 0");
+    let d = Daemon::start_with(&cfg, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    wait_for(Duration::from_secs(15), "many restarts", || {
+        (d.service("bouncy")["restarts_total"].as_u64() >= Some(200)).then_some(())
+    });
+    // Still answering, still supervising.
+    let calm = d.ready_pid("calm");
+    signal(calm, libc::SIGKILL);
+    d.new_ready_pid("calm", calm);
+}
