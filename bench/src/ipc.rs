@@ -4,6 +4,8 @@
 //!   this process and an echo process, blocking I/O on both ends.
 //! - `async_uds_rtt_p50_us`: the same against an echo process on a tokio
 //!   current-thread runtime (epoll): the floor of any async endpoint.
+//! - `async_pair_rtt_p50_us`: a tokio client against that tokio echo: two
+//!   async endpoints, no bus code.
 //! - `bus_kernel_rtt_p50_us`: a request the broker answers itself (client →
 //!   broker → client).
 //! - `bus_rtt_p50_us` / `bus_rtt_p99_us`: a 64-byte request and its
@@ -110,7 +112,46 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut a = UnixStream::connect(&async_path)?;
     let mut buf = [7u8; MSG];
     let body = vec![7u8; MSG];
-    let (mut raw, mut asy, mut bus, mut kernel) = (
+    let pair_path = dir.path().join("pair.sock");
+    let _pair_echo = KillOnDrop(
+        Command::new(&exe)
+            .arg("__async-echo")
+            .arg(&pair_path)
+            .spawn()?,
+    );
+    wait_socket(&pair_path)?;
+    let mut pair_stream = rt.block_on(tokio::net::UnixStream::connect(&pair_path))?;
+    // A blocking client that frames by hand, for the broker's own cost.
+    let mut blk = UnixStream::connect(&bus_path)?;
+    blk.write_all(
+        &oi_ipc_schema::Frame::new(
+            1,
+            &oi_ipc_schema::Hello {
+                service: None,
+                pid: std::process::id(),
+                protocol_version: oi_ipc_schema::PROTOCOL_VERSION,
+                build_id: "oi-bench".into(),
+            },
+        )?
+        .to_bytes(),
+    )?;
+    read_one(&mut blk)?;
+    let blk_req = oi_ipc_schema::Frame::new(
+        2,
+        &Request {
+            destination: oi_ipc_schema::KERNEL_DESTINATION.into(),
+            caller: String::new(),
+            method: "registry.tools".into(),
+            deadline_ms: 0,
+            wait_for_service: false,
+            stream: false,
+            payload: Vec::new(),
+        },
+    )?
+    .to_bytes();
+    let mut kblk = Vec::with_capacity(iters);
+    let (mut raw, mut asy, mut pair, mut bus, mut kernel) = (
+        Vec::with_capacity(iters),
         Vec::with_capacity(iters),
         Vec::with_capacity(iters),
         Vec::with_capacity(iters),
@@ -129,6 +170,14 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         }
         for _ in 0..batch {
             let t0 = Instant::now();
+            blk.write_all(&blk_req)?;
+            read_one(&mut blk)?;
+            if keep {
+                kblk.push(t0.elapsed());
+            }
+        }
+        for _ in 0..batch {
+            let t0 = Instant::now();
             a.write_all(&buf)?;
             a.read_exact(&mut buf)?;
             if keep {
@@ -136,6 +185,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             }
         }
         rt.block_on(async {
+            for _ in 0..batch {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut b = [7u8; MSG];
+                let t0 = Instant::now();
+                pair_stream.write_all(&b).await?;
+                pair_stream.read_exact(&mut b).await?;
+                if keep {
+                    pair.push(t0.elapsed());
+                }
+            }
             for _ in 0..batch {
                 let t0 = Instant::now();
                 let r = client
@@ -167,9 +226,10 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     }
     drop(s);
     drop(a);
-    let (raw, asy, bus, kernel) = (
+    let (raw, asy, pair, bus, kernel) = (
         Samples::new(raw),
         Samples::new(asy),
+        Samples::new(pair),
         Samples::new(bus),
         Samples::new(kernel),
     );
@@ -240,7 +300,12 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     figure("raw_uds_rtt_p50_us", raw.us(50.0));
     figure("raw_uds_rtt_p99_us", raw.us(99.0));
     figure("async_uds_rtt_p50_us", asy.us(50.0));
+    figure("async_pair_rtt_p50_us", pair.us(50.0));
     figure("bus_kernel_rtt_p50_us", kernel.us(50.0));
+    figure(
+        "bus_kernel_blocking_client_rtt_p50_us",
+        Samples::new(kblk).us(50.0),
+    );
     figure("bus_rtt_p50_us", bus.us(50.0));
     figure("bus_rtt_p99_us", bus.us(99.0));
     figure(
@@ -261,6 +326,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     figure("bus_msgs_per_s", format!("{:.0}", rps * 2.0));
     figure("rkyv_access_200b_ns", format!("{:.1}", access_ns(200)?));
     figure("rkyv_access_4k_ns", format!("{:.1}", access_ns(4096)?));
+    Ok(())
+}
+
+/// Reads one frame (header, then payload) with blocking I/O.
+fn read_one(s: &mut UnixStream) -> anyhow::Result<()> {
+    let mut head = [0u8; oi_ipc_schema::HEADER_LEN];
+    s.read_exact(&mut head)?;
+    let h = oi_ipc_schema::FrameHeader::from_bytes(&head);
+    let mut body = vec![0u8; h.len as usize];
+    s.read_exact(&mut body)?;
     Ok(())
 }
 
