@@ -12,6 +12,7 @@
 pub mod control;
 pub mod frame;
 pub mod messages;
+pub mod vault;
 
 pub use frame::{
     DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, FrameHeader, HEADER_LEN, Kind, Message,

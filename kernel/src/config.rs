@@ -19,6 +19,16 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     pub groups: BTreeMap<String, GroupSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
+    pub vault: VaultConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `auto`, `keyring`, `file` or `passphrase`.
+    pub key_source: String,
+    /// Service name -> secret name patterns it may read.
+    pub policy: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -216,6 +226,15 @@ impl Config {
             return Err((
                 "supervisor.backoff_jitter".into(),
                 "supervisor.backoff_jitter must be between 0.0 and 1.0".into(),
+            ));
+        }
+        if !["auto", "keyring", "file", "passphrase"].contains(&self.vault.key_source.as_str()) {
+            return Err((
+                "vault.key_source".into(),
+                format!(
+                    "vault.key_source is '{}'; use auto, keyring, file or passphrase",
+                    self.vault.key_source
+                ),
             ));
         }
         if self.supervisor.missed_heartbeats == 0 {

@@ -31,6 +31,9 @@ pub const EXIT_CONFIG: i32 = 78;
 pub struct ServiceError {
     pub code: ErrorCode,
     pub message: String,
+    /// Set when initialisation failed in a way a restart cannot fix: the
+    /// process exits with this status (78) and is not restarted.
+    pub exit_code: Option<i32>,
 }
 
 impl ServiceError {
@@ -38,6 +41,14 @@ impl ServiceError {
         ServiceError {
             code,
             message: message.into(),
+            exit_code: None,
+        }
+    }
+    /// A configuration or environment problem found while starting.
+    pub fn config_error(message: impl Into<String>) -> Self {
+        ServiceError {
+            exit_code: Some(EXIT_CONFIG),
+            ..Self::new(ErrorCode::BadRequest, message)
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -101,8 +112,11 @@ pub enum HarnessError {
     NoBusSocket,
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("initialisation failed: {0}")]
-    Init(String),
+    #[error("initialisation failed: {message}")]
+    Init {
+        message: String,
+        exit_code: Option<i32>,
+    },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -112,6 +126,9 @@ impl HarnessError {
     pub fn exit_code(&self) -> i32 {
         match self {
             HarnessError::NoBusSocket => EXIT_CONFIG,
+            HarnessError::Init {
+                exit_code: Some(c), ..
+            } => *c,
             _ => 1,
         }
     }
@@ -196,11 +213,10 @@ where
         .map_err(HarnessError::Signal)?;
     let (client, mut inbound) =
         BusClient::connect(socket, Some(name), oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES).await?;
-    let service = Arc::new(
-        init(client.clone())
-            .await
-            .map_err(|e| HarnessError::Init(e.to_string()))?,
-    );
+    let service = Arc::new(init(client.clone()).await.map_err(|e| HarnessError::Init {
+        message: e.message,
+        exit_code: e.exit_code,
+    })?);
     client.register_tools(service.tools())?;
     client.send_ready("")?;
     info!("ready");

@@ -14,7 +14,8 @@
 //! | `CHAOS_MARK=path`        | append `<pid> <unix ms>` to `path` at every start |
 //! | `CHAOS_CRASH_UNTIL_STARTS=N` | with `CHAOS_MARK`: crash only during the first N starts |
 //!
-//! Method `ping` answers with the pid.
+//! Method `ping` answers with the pid; `vault-get` asks the vault for the
+//! secret named in the payload (as this service) and answers with the value.
 
 use std::io::Write;
 use std::time::Duration;
@@ -30,12 +31,33 @@ fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
 
-struct Chaos;
+struct Chaos {
+    client: oi_kernel::client::BusClient,
+}
 
 impl Service for Chaos {
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
         match req.method() {
             "ping" => Ok(Reply::Once(std::process::id().to_string().into_bytes())),
+            "vault-get" => {
+                use oi_ipc_schema::vault::{SecretName, SecretValue, methods};
+                let name = String::from_utf8_lossy(req.payload()).into_owned();
+                let payload = oi_ipc_schema::encode_payload(&SecretName { name })
+                    .map_err(|e| ServiceError::internal(e.to_string()))?;
+                let bytes = self
+                    .client
+                    .request(
+                        "vault",
+                        methods::GET,
+                        &payload,
+                        oi_kernel::client::CallOptions::default(),
+                    )
+                    .await?;
+                let v: SecretValue =
+                    oi_ipc_schema::decode_payload(&bytes, oi_ipc_schema::Kind::Response, 0)
+                        .map_err(|e| ServiceError::internal(e.to_string()))?;
+                Ok(Reply::Once(v.value))
+            }
             other => Err(ServiceError::bad_request(format!(
                 "chaos has no method '{other}'"
             ))),
@@ -65,7 +87,7 @@ pub fn run(name: &'static str) -> i32 {
             .unwrap_or(0);
     }
     let crash_allowed = env_u64("CHAOS_CRASH_UNTIL_STARTS").is_none_or(|n| starts <= n);
-    harness::run(name, |_client| async {
+    harness::run(name, |client| async move {
         if let Some(ms) = env_u64("CHAOS_READY_DELAY_MS") {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
@@ -99,6 +121,6 @@ pub fn run(name: &'static str) -> i32 {
                 panic!("chaos: panic requested");
             });
         }
-        Ok(Chaos)
+        Ok(Chaos { client })
     })
 }

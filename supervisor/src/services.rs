@@ -4,6 +4,7 @@
 /// Kinds a config entry may name.
 pub fn known_kinds() -> Vec<&'static str> {
     [
+        "vault",
         #[cfg(feature = "chaos")]
         "chaos",
     ]
@@ -13,10 +14,11 @@ pub fn known_kinds() -> Vec<&'static str> {
 /// Runs the service and returns the process exit status.
 pub fn run(kind: &str, name: &str) -> i32 {
     // The harness keeps the name for the life of the process.
-    let _name: &'static str = Box::leak(name.to_string().into_boxed_str());
+    let name: &'static str = Box::leak(name.to_string().into_boxed_str());
     match kind {
+        "vault" => oi_vault::run(name),
         #[cfg(feature = "chaos")]
-        "chaos" => crate::chaos::run(_name),
+        "chaos" => crate::chaos::run(name),
         other => {
             let known = known_kinds();
             eprintln!(

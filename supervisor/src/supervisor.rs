@@ -698,7 +698,12 @@ impl Supervisor {
             if s.children.get(name).is_some_and(|c| !c.removed) {
                 Ok(())
             } else {
-                let names: Vec<&str> = s.children.keys().map(String::as_str).collect();
+                let names: Vec<&str> = s
+                    .children
+                    .values()
+                    .filter(|c| c.spec.enabled && !c.removed)
+                    .map(|c| c.name.as_str())
+                    .collect();
                 Err(format!(
                     "no service named '{name}' (services: {})",
                     names.join(", ")
@@ -758,7 +763,8 @@ impl Supervisor {
             .collect();
         let mut services = Vec::with_capacity(order.len());
         for n in &order {
-            let Some(c) = self.children.get_mut(n) else {
+            // Disabled services are configuration, not running state.
+            let Some(c) = self.children.get_mut(n).filter(|c| c.spec.enabled) else {
                 continue;
             };
             services.push(ServiceStatus {

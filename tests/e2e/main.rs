@@ -4,3 +4,4 @@
 mod oictl;
 mod supervisor;
 mod support;
+mod vault;

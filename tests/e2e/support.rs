@@ -196,7 +196,7 @@ pub fn config(extra: &str) -> String {
 /// Like [`config`], with more `[supervisor]` keys.
 pub fn config_with(supervisor: &str, extra: &str) -> String {
     format!(
-        "[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
+        "[services.vault]\nenabled = false\n\n[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
     )
 }
 
@@ -218,4 +218,29 @@ pub fn marks(path: &Path) -> Vec<(u32, u128)> {
             Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
         })
         .collect()
+}
+
+/// A test config with the vault on (key in a file under the home).
+pub fn vault_config(extra: &str) -> String {
+    config(&format!(
+        "[services.vault]\nenabled = true\n[vault]\nkey_source = \"file\"\n{extra}"
+    ))
+    .replacen("[services.vault]\nenabled = false\n\n", "", 1)
+}
+
+/// Runs `oictl` with `stdin` as its standard input.
+pub fn oictl_input(d: &Daemon, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut c = Command::new(OICTL)
+        .arg("--home")
+        .arg(d.home.path())
+        .arg("--no-autostart")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin).unwrap();
+    c.wait_with_output().unwrap()
 }
