@@ -1,11 +1,12 @@
 //! Supervisor benchmarks on the real release binary: cold start, restart
 //! latency, idle memory, binary size.
 //!
-//! The core services (vault, memory, llm-router, agent) are not built yet,
-//! so cold start, restart and idle memory run four `chaos` services (the
-//! test-only harness service, built into a separate release binary) as
-//! stand-ins in a `rest_for_one` chain: they measure the supervisor, the
-//! bus and the harness, not any service's own initialisation.
+//! Of the core services only the vault is built so far: cold start,
+//! restart and idle memory run the real vault (key in a file) plus four
+//! `chaos` services (the test-only harness service, built into a separate
+//! release binary) as stand-ins in the `rest_for_one` core chain. The
+//! stand-ins measure the supervisor, the bus and the harness, not any
+//! service's own initialisation.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,9 @@ use crate::stats::Samples;
 const CORE: [&str; 4] = ["core-1", "core-2", "core-3", "core-4"];
 
 fn chain_config(extra: &str) -> String {
-    let mut c =
-        String::from("[supervisor]\nbackoff_reset_secs = 0\n[groups.core]\nintensity = 100000\n");
+    let mut c = String::from(
+        "[supervisor]\nbackoff_reset_secs = 0\n[groups.core]\nintensity = 100000\n[vault]\nkey_source = \"file\"\n",
+    );
     c.push_str(extra);
     for (i, n) in CORE.iter().enumerate() {
         c.push_str(&format!(
@@ -44,12 +46,12 @@ pub fn coldstart(quick: bool) -> anyhow::Result<()> {
         }
         Ok(Samples::new(v))
     };
-    let empty = measure("")?;
+    let empty = measure("[vault]\nkey_source = \"file\"\n")?;
     let chain = measure(&chain_config(""))?;
     figure("coldstart_ms", chain.ms(50.0));
     figure("coldstart_max_ms", chain.ms(100.0));
-    figure("coldstart_services", CORE.len());
-    figure("coldstart_no_services_ms", empty.ms(50.0));
+    figure("coldstart_services", CORE.len() + 1);
+    figure("coldstart_vault_only_ms", empty.ms(50.0));
     Ok(())
 }
 
@@ -149,5 +151,55 @@ pub fn size() -> anyhow::Result<()> {
             .len();
         figure(&format!("{bin}_bytes"), len);
     }
+    Ok(())
+}
+
+pub fn vault(quick: bool) -> anyhow::Result<()> {
+    use oi_ipc_schema::vault::{SecretName, SetSecret, methods as vm};
+    let dir = release_bins()?;
+    let d = Daemon::start(&dir.join("openintentd"), "[vault]\nkey_source = \"file\"\n")?;
+    d.wait_ready()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (samples, vault_pid) = rt.block_on(async {
+        let (c, _) = BusClient::connect(&d.bus(), None, DEFAULT_MAX_FRAME_BYTES).await?;
+        let set = oi_ipc_schema::encode_payload(&SetSecret {
+            name: "openai-api-key".into(),
+            value: vec![b'k'; 51],
+        })?;
+        c.request("vault", vm::SET, &set, CallOptions::default())
+            .await?;
+        let get = oi_ipc_schema::encode_payload(&SecretName {
+            name: "openai-api-key".into(),
+        })?;
+        let n = if quick { 500 } else { 5000 };
+        let mut v = Vec::with_capacity(n);
+        for i in 0..n + 200 {
+            let t0 = Instant::now();
+            c.request("vault", vm::GET, &get, CallOptions::default())
+                .await?;
+            if i >= 200 {
+                v.push(t0.elapsed());
+            }
+        }
+        let pid = status(&c)
+            .await?
+            .services
+            .iter()
+            .find(|s| s.name == "vault")
+            .and_then(|s| s.pid)
+            .context("vault not running")?;
+        anyhow::Ok((Samples::new(v), pid))
+    })?;
+    figure("vault_read_p50_us", samples.us(50.0));
+    figure("vault_read_p99_us", samples.us(99.0));
+    let idle = Duration::from_secs(if quick { 5 } else { 60 });
+    eprintln!("oi-bench: idling for {}s", idle.as_secs());
+    std::thread::sleep(idle);
+    figure(
+        "vault_idle_pss_kb",
+        pss_kb(vault_pid).context("reading the vault's smaps_rollup")?,
+    );
     Ok(())
 }
