@@ -225,15 +225,7 @@ where
     M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
         + Deserialize<M, HighDeserializer<rancor::Error>>,
 {
-    let payload = msg.to_payload()?;
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::Encode {
-        kind: M::KIND,
-        reason: format!("payload of {} bytes does not fit a frame", payload.len()),
-    })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&FrameHeader::new(M::KIND, corr, len).to_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    Frame::new(corr, msg).map(|f| f.to_bytes())
 }
 
 /// A received frame: its checked header and its aligned payload.

@@ -309,15 +309,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
     match action {
         VaultCmd::Set { name } => {
             let value = read_secret(&name)?;
-            let payload = zeroize::Zeroizing::new(encode_payload(&v::SetSecret {
-                name: name.clone(),
-                value: value.to_vec(),
-            })?);
-            let meta: v::SecretMeta = decode_payload(
-                &vault_call(client, vm::SET, &payload).await?,
-                Kind::Response,
-                0,
-            )?;
+            let meta = vault_set(client, &name, &value).await?;
             eprintln!(
                 "oictl: stored {} (version {}, {} bytes)",
                 meta.name, meta.version, meta.len
@@ -385,11 +377,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
                     continue;
                 };
                 let value = zeroize::Zeroizing::new(value.into_encoded_bytes());
-                let payload = zeroize::Zeroizing::new(encode_payload(&v::SetSecret {
-                    name: name.to_string(),
-                    value: value.to_vec(),
-                })?);
-                vault_call(client, vm::SET, &payload).await?;
+                vault_set(client, name, &value).await?;
                 eprintln!("oictl: {var} -> vault secret {name}");
                 moved += 1;
             }
@@ -421,6 +409,23 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn vault_set(
+    client: &BusClient,
+    name: &str,
+    value: &[u8],
+) -> anyhow::Result<oi_ipc_schema::vault::SecretMeta> {
+    use oi_ipc_schema::vault::{SetSecret, methods};
+    let payload = zeroize::Zeroizing::new(encode_payload(&SetSecret {
+        name: name.to_string(),
+        value: value.to_vec(),
+    })?);
+    Ok(decode_payload(
+        &vault_call(client, methods::SET, &payload).await?,
+        Kind::Response,
+        0,
+    )?)
 }
 
 /// The vault's status, when the vault is up (for `oictl status`).

@@ -727,29 +727,27 @@ impl Supervisor {
                 let _ = reply.send(r);
             }
             Command::Start(name, reply) => {
-                let r = known(self, &name).map(|_| {
-                    if let Some(c) = self.children.get_mut(&name) {
-                        c.wanted = true;
-                        c.attempt = 0;
-                        if matches!(c.state, ChildState::Fatal | ChildState::Backoff) {
-                            c.state = ChildState::Exited;
-                        }
-                    }
-                });
+                let r = known(self, &name).map(|_| self.want_running(&name));
                 let _ = reply.send(r);
             }
             Command::Restart(name, reply) => {
                 let r = known(self, &name).map(|_| {
-                    if let Some(c) = self.children.get_mut(&name) {
-                        c.wanted = true;
-                        c.attempt = 0;
-                        if matches!(c.state, ChildState::Fatal | ChildState::Backoff) {
-                            c.state = ChildState::Exited;
-                        }
-                    }
+                    self.want_running(&name);
                     self.stop_child(&name, AfterStop::Restart);
                 });
                 let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// `oictl start`/`restart`: the child should run again, with a fresh
+    /// backoff, even if it had failed for good.
+    fn want_running(&mut self, name: &str) {
+        if let Some(c) = self.children.get_mut(name) {
+            c.wanted = true;
+            c.attempt = 0;
+            if matches!(c.state, ChildState::Fatal | ChildState::Backoff) {
+                c.state = ChildState::Exited;
             }
         }
     }
