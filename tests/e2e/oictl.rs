@@ -289,3 +289,21 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
         .map(|d| std::path::Path::new(d).join(cmd))
         .find(|p| p.exists())
 }
+
+#[test]
+fn doctor_reports_a_broken_config_with_its_location() {
+    let d = Daemon::start(&config(&chaos("alpha", "core", "")));
+    d.ready_pid("alpha");
+    let o = d.oictl(&["doctor"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let cfg = d.home.path().join("config.toml");
+    std::fs::write(&cfg, "[bus]\nmax_frame_bytes = \"big\"\n").unwrap();
+    let o = d.oictl(&["doctor"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("PROBLEM config: {}:2:19:", cfg.display())),
+        "{out}"
+    );
+    assert!(out.contains("ok      service alpha: READY"), "{out}");
+}

@@ -85,6 +85,17 @@ fn oictl_vault_commands_key_source_and_no_secret_leaks() {
     );
     outputs.push(s.to_string());
     outputs.push(text(&d.oictl(&["status"])));
+    let o = d.oictl(&["doctor"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "ok      vault: key source file {}, 1 secrets",
+            key_file.display()
+        )),
+        "{}",
+        text(&o)
+    );
+    outputs.push(text(&o));
 
     let o = d.oictl(&["vault", "rotate"]);
     assert!(
