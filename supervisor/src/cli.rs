@@ -160,15 +160,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Cmd::Status { json } => {
             let client = connect().await?;
-            let bytes = client
-                .request(
-                    KERNEL_DESTINATION,
-                    methods::STATUS,
-                    b"",
-                    CallOptions::deadline(Duration::from_secs(10)),
-                )
-                .await?;
-            let report: StatusReport = decode_payload(&bytes, Kind::Response, 0)?;
+            let report = supervisor_status(&client).await?;
             let vault = vault_status(&client).await;
             if json {
                 let mut j = status_json(&report);
@@ -486,15 +478,7 @@ async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let bytes = client
-        .request(
-            KERNEL_DESTINATION,
-            methods::STATUS,
-            b"",
-            CallOptions::deadline(Duration::from_secs(10)),
-        )
-        .await?;
-    let st: StatusReport = decode_payload(&bytes, Kind::Response, 0)?;
+    let st = supervisor_status(&client).await?;
     report(
         true,
         format!(
@@ -549,6 +533,15 @@ async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The supervisor's status report.
+async fn supervisor_status(client: &BusClient) -> anyhow::Result<StatusReport> {
+    let opts = CallOptions::deadline(Duration::from_secs(10));
+    let bytes = client
+        .request(KERNEL_DESTINATION, methods::STATUS, b"", opts)
+        .await?;
+    Ok(decode_payload(&bytes, Kind::Response, 0)?)
 }
 
 /// The vault's status, when the vault is up (for `oictl status`).
