@@ -17,6 +17,11 @@ use oi_ipc_schema::frame::Frame;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 
+/// Most bytes a connection may have queued (its peer not reading) before
+/// it is closed: a stalled peer must not make the sender buffer without
+/// bound.
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
 /// The connection is closed; nothing more can be sent on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the connection is closed")]
@@ -26,6 +31,7 @@ pub struct Closed;
 struct State {
     /// Bytes waiting for the flusher, in order.
     queue: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
     /// The flusher owns the socket until the queue is empty.
     busy: bool,
     closed: bool,
@@ -114,6 +120,18 @@ impl FrameSink {
         } else {
             rest.extend_from_slice(&frame.payload[written - header.len()..]);
         }
+        if st.queued_bytes + rest.len() > MAX_QUEUED_BYTES {
+            tracing::warn!(
+                queued = st.queued_bytes,
+                "peer stopped reading: over {MAX_QUEUED_BYTES} bytes queued; closing the connection"
+            );
+            st.closed = true;
+            st.queue.clear();
+            st.queued_bytes = 0;
+            shutdown(&self.inner.half);
+            return Err(Closed);
+        }
+        st.queued_bytes += rest.len();
         st.queue.push_back(rest);
         st.busy = true;
         drop(st);
@@ -172,7 +190,10 @@ async fn flusher(inner: Arc<Inner>) {
             let next = {
                 let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
                 match st.queue.pop_front() {
-                    Some(b) => b,
+                    Some(b) => {
+                        st.queued_bytes -= b.len();
+                        b
+                    }
                     None => {
                         st.busy = false;
                         if st.close_when_flushed && !st.closed {
@@ -248,5 +269,27 @@ mod tests {
             sink.send(&Frame::new(0, &Heartbeat { seq: 0 }).unwrap())
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_cut_off_at_the_cap() {
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+        let (_ra, wa) = a.into_split();
+        let sink = FrameSink::new(wa);
+        let chunk = Frame::new(
+            1,
+            &Response {
+                payload: vec![0; 1024 * 1024],
+            },
+        )
+        .unwrap();
+        let mut sent = 0usize;
+        while sink.send(&chunk).is_ok() {
+            sent += 1;
+            assert!(sent < 200, "never cut off");
+        }
+        // About the cap (plus what the socket buffer took), not more.
+        assert!((60..=70).contains(&sent), "cut off after {sent} MiB");
+        assert!(sink.is_closed());
     }
 }

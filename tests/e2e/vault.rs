@@ -131,23 +131,25 @@ fn oictl_vault_commands_key_source_and_no_secret_leaks() {
     );
     outputs.push(audit);
 
-    // Stop the daemon so every log line is flushed, then grep everything.
-    drop(d.oictl(&["stop", "vault"]));
-    let log = d.log_text();
+    // The database and its WAL while the vault runs (the WAL holds the
+    // recent writes), then the checkpointed database after a clean stop.
     let home = d.home.path().to_path_buf();
-    let mut files = vec![
-        home.join("data/vault/vault.db"),
-        home.join("data/vault/vault.db-wal"),
-    ];
-    files.retain(|f| f.exists());
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap();
+    let no_plaintext = |f: &std::path::Path| {
+        let bytes = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert!(
             !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
             "plaintext secret in {}",
             f.display()
         );
-    }
+    };
+    no_plaintext(&home.join("data/vault/vault.db"));
+    no_plaintext(&home.join("data/vault/vault.db-wal"));
+    assert!(d.oictl(&["stop", "vault"]).status.success());
+    wait_for(Duration::from_secs(10), "vault stopped", || {
+        (d.state("vault") == "EXITED").then_some(())
+    });
+    no_plaintext(&home.join("data/vault/vault.db"));
+    let log = d.log_text();
     assert!(!log.contains(SECRET), "secret in the daemon log");
     for (i, o) in outputs.iter().enumerate() {
         assert!(!o.contains(SECRET), "secret in output {i}: {o}");
