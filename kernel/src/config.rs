@@ -20,6 +20,16 @@ pub struct Config {
     pub groups: BTreeMap<String, GroupSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
     pub vault: VaultConfig,
+    pub memory: MemoryConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    pub history_window: u32,
+    pub readers: u32,
+    pub mmap_mb: u64,
+    pub cache_entries: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -58,6 +58,11 @@ enum Cmd {
     /// Check the configuration, the directories, the daemon, every service
     /// and the vault; exits non-zero when something needs attention.
     Doctor,
+    /// Long-term memory: save, search, list and delete facts.
+    Memory {
+        #[command(subcommand)]
+        action: MemoryCmd,
+    },
     /// Manage secrets in the vault.
     Vault {
         #[command(subcommand)]
@@ -68,6 +73,36 @@ enum Cmd {
         #[command(subcommand)]
         action: ServiceCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum MemoryCmd {
+    /// Save a fact.
+    Save {
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// A tag; repeat for more.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Search by keywords and meaning.
+    Search {
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        #[arg(short = 'n', long, default_value_t = 5)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List saved facts, newest first.
+    List {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a fact by id.
+    Rm { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -234,6 +269,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Service { action } => service_cmd(action, args.home.as_deref()),
         Cmd::Vault { action } => vault_cmd(&connect().await?, action).await,
         Cmd::Doctor => doctor(&paths).await,
+        Cmd::Memory { action } => memory_cmd(&connect().await?, action).await,
     }
 }
 
@@ -533,6 +569,100 @@ async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Calls one of the memory service's tools with JSON arguments.
+async fn memory_tool(
+    client: &BusClient,
+    tool: &str,
+    args: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
+    let out = client
+        .request("memory", tool, args.to_string().as_bytes(), opts)
+        .await?;
+    Ok(serde_json::from_slice(&out)?)
+}
+
+async fn memory_cmd(client: &BusClient, action: MemoryCmd) -> anyhow::Result<ExitCode> {
+    use serde_json::json;
+    let print_facts = |items: &[serde_json::Value]| {
+        for f in items {
+            let tags = f["tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let score = f["score"]
+                .as_f64()
+                .map(|s| format!(" ({s:.3})"))
+                .unwrap_or_default();
+            let tags = if tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{tags}]")
+            };
+            println!(
+                "{:>6}  {}{tags}{score}",
+                f["id"],
+                f["text"].as_str().unwrap_or("")
+            );
+        }
+    };
+    match action {
+        MemoryCmd::Save { text, tags } => {
+            let r = memory_tool(
+                client,
+                "memory_save",
+                json!({"text": text.join(" "), "tags": tags}),
+            )
+            .await?;
+            eprintln!("oictl: saved memory {}", r["id"]);
+        }
+        MemoryCmd::Search { query, limit, json } => {
+            let r = memory_tool(
+                client,
+                "memory_search",
+                json!({"query": query.join(" "), "limit": limit}),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_facts(
+                    r["results"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        MemoryCmd::List { limit, json } => {
+            let r = memory_tool(client, "memory_list", json!({"limit": limit})).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_facts(
+                    r["memories"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        MemoryCmd::Rm { id } => {
+            let r = memory_tool(client, "memory_delete", json!({"id": id})).await?;
+            if r["deleted"] != true {
+                bail!("no memory with id {id}");
+            }
+            eprintln!("oictl: deleted memory {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The supervisor's status report.

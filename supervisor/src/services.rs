@@ -5,6 +5,7 @@
 pub fn known_kinds() -> Vec<&'static str> {
     [
         "vault",
+        "memory",
         #[cfg(feature = "chaos")]
         "chaos",
     ]
@@ -17,6 +18,7 @@ pub fn run(kind: &str, name: &str) -> i32 {
     let name: &'static str = Box::leak(name.to_string().into_boxed_str());
     match kind {
         "vault" => oi_vault::run(name),
+        "memory" => oi_memory::run(name),
         #[cfg(feature = "chaos")]
         "chaos" => crate::chaos::run(name),
         other => {

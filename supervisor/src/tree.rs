@@ -163,12 +163,18 @@ mod tests {
         )
         .unwrap();
         let l = layout(&c);
-        // The shipped vault (order 10) is in the core group too.
+        // The shipped vault (order 10) and memory (20) are in the core group too.
         assert_eq!(
             l[0],
             (
                 "core".to_string(),
-                vec!["z".to_string(), "a".into(), "b".into(), "vault".into()]
+                vec![
+                    "z".to_string(),
+                    "a".into(),
+                    "b".into(),
+                    "vault".into(),
+                    "memory".into()
+                ]
             )
         );
         assert_eq!(l[1], ("adapters".to_string(), vec!["x".to_string()]));

@@ -196,7 +196,7 @@ pub fn config(extra: &str) -> String {
 /// Like [`config`], with more `[supervisor]` keys.
 pub fn config_with(supervisor: &str, extra: &str) -> String {
     format!(
-        "[services.vault]\nenabled = false\n\n[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
+        "[services.vault]\nenabled = false\n\n[services.memory]\nenabled = false\n\n[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
     )
 }
 
@@ -243,4 +243,13 @@ pub fn oictl_input(d: &Daemon, args: &[&str], stdin: &[u8]) -> std::process::Out
         .unwrap();
     c.stdin.take().unwrap().write_all(stdin).unwrap();
     c.wait_with_output().unwrap()
+}
+
+/// A test config with the memory service on.
+pub fn memory_config(extra: &str) -> String {
+    config(&format!("[services.memory]\nenabled = true\n{extra}")).replacen(
+        "[services.memory]\nenabled = false\n\n",
+        "",
+        1,
+    )
 }

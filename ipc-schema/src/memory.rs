@@ -1,0 +1,78 @@
+//! Payloads of the memory service's kernel-facing methods (destination
+//! `memory`). The tools it offers the agent (`memory_save`,
+//! `memory_search`, `memory_list`, `memory_delete`) take and return JSON
+//! text, as every tool does.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+pub mod methods {
+    /// [`super::HistoryAppend`] -> empty
+    pub const HISTORY_APPEND: &str = "history.append";
+    /// [`super::ChatId`] -> [`super::History`] (the chat's window)
+    pub const HISTORY_WINDOW: &str = "history.window";
+    /// [`super::ChatId`] -> empty
+    pub const HISTORY_CLEAR: &str = "history.clear";
+    /// [`super::Episode`] -> [`super::EpisodeId`]
+    pub const EPISODE_RECORD: &str = "episode.record";
+    /// [`super::EpisodeQuery`] -> [`super::Episodes`]
+    pub const EPISODE_SEARCH: &str = "episode.search";
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatId {
+    pub chat: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+    pub ts_ms: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HistoryAppend {
+    pub chat: String,
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub messages: Vec<ChatMessage>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    pub id: i64,
+    pub chat: String,
+    pub intent: String,
+    pub answer: String,
+    /// The tool calls with arguments and durations, as JSON text.
+    pub tool_calls_json: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub provider: String,
+    pub ts_ms: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EpisodeId {
+    pub id: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EpisodeQuery {
+    /// Full-text query; empty for all.
+    pub text: String,
+    /// Only this chat; empty for every chat.
+    pub chat: String,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub limit: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Episodes {
+    pub episodes: Vec<Episode>,
+}

@@ -1,0 +1,280 @@
+//! The memory service (`openintentd service memory`): owns the main SQLite
+//! database and serves working, episodic and semantic memory over the bus.
+//! The semantic layer is also offered to the agent as tools.
+
+pub mod embed;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use oi_ipc_schema::frame::Kind;
+use oi_ipc_schema::memory::{
+    ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
+};
+use oi_ipc_schema::{ToolSpec, decode_payload, encode_payload};
+use oi_kernel::client::IncomingRequest;
+use oi_kernel::config::Config;
+use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::store::{MemoryError, Store, Tuning};
+
+/// Tool names (as the seed named them).
+pub mod tools {
+    pub const SAVE: &str = "memory_save";
+    pub const SEARCH: &str = "memory_search";
+    pub const LIST: &str = "memory_list";
+    pub const DELETE: &str = "memory_delete";
+}
+
+pub fn tool_specs() -> Vec<ToolSpec> {
+    let spec = |name: &str, description: &str, schema: Value| ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        args_schema_json: schema.to_string(),
+    };
+    vec![
+        spec(
+            tools::SAVE,
+            "Save a fact to long-term memory so it can be recalled later.",
+            json!({
+            "type": "object", "required": ["text"],
+            "properties": {"text": {"type": "string", "description": "The fact, in one or two sentences."},
+                           "tags": {"type": "array", "items": {"type": "string"}}}}),
+        ),
+        spec(
+            tools::SEARCH,
+            "Search long-term memory by keywords and meaning; returns the best matches.",
+            json!({
+            "type": "object", "required": ["query"],
+            "properties": {"query": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 50}}}),
+        ),
+        spec(
+            tools::LIST,
+            "List saved memories, newest first.",
+            json!({
+            "type": "object",
+            "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 200}, "offset": {"type": "integer", "minimum": 0}}}),
+        ),
+        spec(
+            tools::DELETE,
+            "Delete a saved memory by its id.",
+            json!({
+            "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}),
+        ),
+    ]
+}
+
+struct MemoryService {
+    store: Arc<Store>,
+    history_window: u32,
+}
+
+fn memory_error(e: MemoryError) -> ServiceError {
+    match e {
+        MemoryError::NotFound(_) | MemoryError::BadRequest(_) => {
+            ServiceError::bad_request(e.to_string())
+        }
+        other => ServiceError::internal(other.to_string()),
+    }
+}
+
+/// Parses a tool's JSON arguments; the message names the tool and the problem.
+fn args(req: &IncomingRequest) -> Result<Value, ServiceError> {
+    let v: Value = serde_json::from_slice(req.payload()).map_err(|e| {
+        ServiceError::bad_request(format!(
+            "{}: arguments are not valid JSON: {e}",
+            req.method()
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(ServiceError::bad_request(format!(
+            "{}: arguments must be a JSON object",
+            req.method()
+        )));
+    }
+    Ok(v)
+}
+
+fn json_reply(v: Value) -> Result<Reply, ServiceError> {
+    Ok(Reply::Once(v.to_string().into_bytes()))
+}
+
+fn rkyv_reply<T>(v: &T) -> Result<Reply, ServiceError>
+where
+    T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                rkyv::util::AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rkyv::rancor::Error,
+            >,
+        >,
+{
+    encode_payload(v)
+        .map(Reply::Once)
+        .map_err(|e| ServiceError::internal(e.to_string()))
+}
+
+fn decode<T>(req: &IncomingRequest) -> Result<T, ServiceError>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    decode_payload(req.payload(), Kind::Request, req.corr())
+        .map_err(|e| ServiceError::bad_request(format!("{}: {e}", req.method())))
+}
+
+impl MemoryService {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ServiceError::internal(format!("memory task failed: {e}")))?
+            .map_err(memory_error)
+    }
+}
+
+impl Service for MemoryService {
+    fn tools(&self) -> Vec<ToolSpec> {
+        tool_specs()
+    }
+
+    async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
+        let caller = if req.caller().is_empty() {
+            "user".to_string()
+        } else {
+            req.caller().to_string()
+        };
+        match req.method() {
+            tools::SAVE => {
+                let a = args(&req)?;
+                let text = a["text"]
+                    .as_str()
+                    .ok_or_else(|| {
+                        ServiceError::bad_request("memory_save: 'text' (a string) is required")
+                    })?
+                    .to_string();
+                let tags: Vec<String> = match &a["tags"] {
+                    Value::Null => Vec::new(),
+                    Value::Array(t) => t
+                        .iter()
+                        .map(|x| x.as_str().map(str::to_string))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| {
+                            ServiceError::bad_request("memory_save: 'tags' must be strings")
+                        })?,
+                    _ => {
+                        return Err(ServiceError::bad_request(
+                            "memory_save: 'tags' must be an array of strings",
+                        ));
+                    }
+                };
+                let id = self
+                    .blocking(move |s| s.save_fact(&text, &tags, &caller))
+                    .await?;
+                json_reply(json!({"id": id}))
+            }
+            tools::SEARCH => {
+                let a = args(&req)?;
+                let query = a["query"]
+                    .as_str()
+                    .ok_or_else(|| {
+                        ServiceError::bad_request("memory_search: 'query' (a string) is required")
+                    })?
+                    .to_string();
+                let limit = a["limit"].as_u64().unwrap_or(5).clamp(1, 50) as usize;
+                let hits = self.blocking(move |s| s.search(&query, limit)).await?;
+                json_reply(json!({"results": hits}))
+            }
+            tools::LIST => {
+                let a = args(&req)?;
+                let limit = a["limit"].as_u64().unwrap_or(20).clamp(1, 200) as u32;
+                let offset = a["offset"].as_u64().unwrap_or(0).min(u32::MAX as u64) as u32;
+                let facts = self.blocking(move |s| s.list_facts(limit, offset)).await?;
+                json_reply(json!({"memories": facts}))
+            }
+            tools::DELETE => {
+                let a = args(&req)?;
+                let id = a["id"].as_i64().ok_or_else(|| {
+                    ServiceError::bad_request("memory_delete: 'id' (an integer) is required")
+                })?;
+                let deleted = self.blocking(move |s| s.delete_fact(id)).await?;
+                json_reply(json!({"deleted": deleted}))
+            }
+            methods::HISTORY_APPEND => {
+                let m: HistoryAppend = decode(&req)?;
+                self.blocking(move |s| s.append_message(&m.chat, &m.role, &m.content))
+                    .await?;
+                Ok(Reply::Once(Vec::new()))
+            }
+            methods::HISTORY_WINDOW => {
+                let ChatId { chat } = decode(&req)?;
+                let n = self.history_window;
+                let messages = self.blocking(move |s| s.window(&chat, n)).await?;
+                rkyv_reply(&History { messages })
+            }
+            methods::HISTORY_CLEAR => {
+                let ChatId { chat } = decode(&req)?;
+                self.blocking(move |s| s.clear_chat(&chat)).await?;
+                Ok(Reply::Once(Vec::new()))
+            }
+            methods::EPISODE_RECORD => {
+                let e: Episode = decode(&req)?;
+                let id = self.blocking(move |s| s.record_episode(&e)).await?;
+                rkyv_reply(&EpisodeId { id })
+            }
+            methods::EPISODE_SEARCH => {
+                let q: EpisodeQuery = decode(&req)?;
+                let episodes = self.blocking(move |s| s.search_episodes(&q)).await?;
+                rkyv_reply(&Episodes { episodes })
+            }
+            other => Err(ServiceError::bad_request(format!(
+                "the memory service has no method '{other}'"
+            ))),
+        }
+    }
+}
+
+/// Entry point of `openintentd service memory`.
+pub fn run(name: &'static str) -> i32 {
+    harness::run(name, |_client| async move {
+        let config = match std::env::var_os("OPENINTENT_CONFIG").map(PathBuf::from) {
+            Some(p) => Config::load(&p).map_err(|e| ServiceError::config_error(e.to_string()))?,
+            None => Config::defaults(),
+        };
+        let data = std::env::var_os("OPENINTENT_DATA_DIR")
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                ServiceError::config_error(
+                    "OPENINTENT_DATA_DIR is not set; the memory service is started by openintentd",
+                )
+            })?;
+        let m = &config.memory;
+        let tuning = Tuning {
+            readers: m.readers as usize,
+            mmap_bytes: m.mmap_mb << 20,
+            cache_entries: m.cache_entries,
+        };
+        let path = data.join("memory.db");
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, &tuning))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(|e| match e {
+                MemoryError::Corrupt { .. } | MemoryError::TooNew { .. } => {
+                    ServiceError::config_error(e.to_string())
+                }
+                other => ServiceError::internal(other.to_string()),
+            })?;
+        info!(facts = store.fact_count(), "memory open");
+        Ok(MemoryService {
+            store: Arc::new(store),
+            history_window: m.history_window,
+        })
+    })
+}

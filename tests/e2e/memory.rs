@@ -1,0 +1,304 @@
+//! The memory service as a supervised process: oictl memory, its tools in
+//! the kernel registry, working and episodic memory over the bus, bad tool
+//! arguments, and durability under kill -9.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use oi_ipc_schema::control::{ToolList, methods as kernel};
+use oi_ipc_schema::memory::{
+    ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
+};
+use oi_ipc_schema::{
+    DEFAULT_MAX_FRAME_BYTES, ErrorCode, KERNEL_DESTINATION, Kind, decode_payload, encode_payload,
+};
+use oi_kernel::client::{BusClient, CallOptions};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn client(d: &Daemon) -> BusClient {
+    BusClient::connect(
+        &d.home.path().join("run/bus.sock"),
+        None,
+        DEFAULT_MAX_FRAME_BYTES,
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn tool(
+    c: &BusClient,
+    name: &str,
+    args: Value,
+) -> Result<Value, oi_kernel::client::BusError> {
+    let b = c
+        .request(
+            "memory",
+            name,
+            args.to_string().as_bytes(),
+            CallOptions::deadline(Duration::from_secs(10)).waiting(),
+        )
+        .await?;
+    Ok(serde_json::from_slice(&b).unwrap())
+}
+
+#[test]
+fn oictl_memory_tools_history_and_episodes() {
+    let d = Daemon::start(&memory_config(""));
+    d.ready_pid("memory");
+    let o = d.oictl(&[
+        "memory", "save", "The", "user", "prefers", "dark", "roast", "coffee", "--tag", "food",
+    ]);
+    assert!(
+        o.status.success() && out(&o).contains("saved memory 1"),
+        "{}",
+        out(&o)
+    );
+    for t in [
+        "Alice's birthday is in September",
+        "The office wifi password rotates monthly",
+        "Deploy on Fridays",
+    ] {
+        assert!(d.oictl(&["memory", "save", t]).status.success());
+    }
+    let o = d.oictl(&["memory", "search", "preferred", "roast", "--json"]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["results"][0]["id"], 1, "{r}");
+    assert_eq!(r["results"][0]["tags"], json!(["food"]));
+    assert!(out(&d.oictl(&["memory", "list"])).contains("Deploy on Fridays"));
+    assert!(out(&d.oictl(&["memory", "rm", "1"])).contains("deleted memory 1"));
+    let o = d.oictl(&["memory", "rm", "1"]);
+    assert!(
+        !o.status.success() && out(&o).contains("no memory with id 1"),
+        "{}",
+        out(&o)
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = client(&d).await;
+        // The tools are in the kernel's registry for the agent, with valid JSON schemas.
+        let b = c
+            .request(
+                KERNEL_DESTINATION,
+                kernel::REGISTRY_TOOLS,
+                b"",
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        let tools: ToolList = decode_payload(&b, Kind::Response, 0).unwrap();
+        let names: Vec<&str> = tools
+            .tools
+            .iter()
+            .filter(|t| t.service == "memory")
+            .map(|t| t.spec.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "memory_delete",
+                "memory_list",
+                "memory_save",
+                "memory_search"
+            ]
+        );
+        for t in &tools.tools {
+            let schema: Value = serde_json::from_str(&t.spec.args_schema_json).unwrap();
+            assert_eq!(schema["type"], "object");
+        }
+        // Bad arguments from a model are an error it can act on.
+        let e = c
+            .request(
+                "memory",
+                "memory_save",
+                b"{not json",
+                CallOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        assert!(
+            e.to_string()
+                .contains("memory_save: arguments are not valid JSON"),
+            "{e}"
+        );
+        let e = tool(&c, "memory_save", json!({"txt": "typo"}))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("'text' (a string) is required"),
+            "{e}"
+        );
+
+        // Working memory: the window keeps the last 20, oldest first.
+        for i in 0..25 {
+            let p = encode_payload(&HistoryAppend {
+                chat: "tg:42".into(),
+                role: "user".into(),
+                content: format!("m{i}"),
+            })
+            .unwrap();
+            c.request(
+                "memory",
+                methods::HISTORY_APPEND,
+                &p,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let chat = encode_payload(&ChatId {
+            chat: "tg:42".into(),
+        })
+        .unwrap();
+        let h: History = decode_payload(
+            &c.request(
+                "memory",
+                methods::HISTORY_WINDOW,
+                &chat,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap(),
+            Kind::Response,
+            0,
+        )
+        .unwrap();
+        assert_eq!(h.messages.len(), 20);
+        assert_eq!(
+            (
+                h.messages[0].content.as_str(),
+                h.messages[19].content.as_str()
+            ),
+            ("m5", "m24")
+        );
+        c.request(
+            "memory",
+            methods::HISTORY_CLEAR,
+            &chat,
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
+        let h: History = decode_payload(
+            &c.request(
+                "memory",
+                methods::HISTORY_WINDOW,
+                &chat,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap(),
+            Kind::Response,
+            0,
+        )
+        .unwrap();
+        assert!(h.messages.is_empty());
+
+        // Episodic memory.
+        let ep = Episode {
+            id: 0,
+            chat: "cli".into(),
+            intent: "search the web for rust benchmarks".into(),
+            answer: "3 links".into(),
+            tool_calls_json: "[]".into(),
+            prompt_tokens: 900,
+            completion_tokens: 120,
+            provider: "deepseek".into(),
+            ts_ms: 0,
+        };
+        let id: EpisodeId = decode_payload(
+            &c.request(
+                "memory",
+                methods::EPISODE_RECORD,
+                &encode_payload(&ep).unwrap(),
+                CallOptions::default(),
+            )
+            .await
+            .unwrap(),
+            Kind::Response,
+            0,
+        )
+        .unwrap();
+        let q = encode_payload(&EpisodeQuery {
+            text: "benchmarks".into(),
+            chat: String::new(),
+            since_ms: 0,
+            until_ms: 0,
+            limit: 5,
+        })
+        .unwrap();
+        let found: Episodes = decode_payload(
+            &c.request(
+                "memory",
+                methods::EPISODE_SEARCH,
+                &q,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap(),
+            Kind::Response,
+            0,
+        )
+        .unwrap();
+        assert_eq!(found.episodes.len(), 1);
+        assert_eq!(
+            (found.episodes[0].id, found.episodes[0].prompt_tokens),
+            (id.id, 900)
+        );
+    });
+}
+
+#[test]
+fn kill_9_of_memory_during_a_write_loop_loses_no_acknowledged_write() {
+    let d = Daemon::start(&memory_config(""));
+    let pid = d.ready_pid("memory");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = client(&d).await;
+        let mut acked = HashSet::new();
+        let mut failed = 0;
+        for i in 0..400 {
+            if i == 150 {
+                signal(pid, libc::SIGKILL);
+            }
+            match tool(&c, "memory_save", json!({"text": format!("fact {i}")})).await {
+                Ok(r) => {
+                    acked.insert(r["id"].as_i64().unwrap());
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        assert!(failed <= 1, "{failed} writes failed");
+        let mut present = HashSet::new();
+        for offset in [0, 200, 400] {
+            let r = tool(&c, "memory_list", json!({"limit": 200, "offset": offset}))
+                .await
+                .unwrap();
+            for m in r["memories"].as_array().unwrap() {
+                present.insert(m["id"].as_i64().unwrap());
+            }
+        }
+        let lost: Vec<_> = acked.difference(&present).collect();
+        assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+        assert!(acked.len() >= 399);
+    });
+    assert_ne!(d.ready_pid("memory"), pid, "memory was not restarted");
+}
