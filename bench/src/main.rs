@@ -4,12 +4,14 @@
 
 mod daemon;
 mod ipc;
+mod memory;
 mod stats;
 mod supervisor;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault> [--quick]";
+const USAGE: &str =
+    "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         Some("idle-memory") => supervisor::idle_memory(quick),
         Some("size") => supervisor::size(),
         Some("vault") => supervisor::vault(quick),
+        Some("memory") => memory::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

@@ -1,12 +1,12 @@
 //! Supervisor benchmarks on the real release binary: cold start, restart
 //! latency, idle memory, binary size.
 //!
-//! Of the core services only the vault is built so far: cold start,
-//! restart and idle memory run the real vault (key in a file) plus four
+//! Of the core services the vault and memory are built so far: cold start,
+//! restart and idle memory run them for real (vault key in a file) and two
 //! `chaos` services (the test-only harness service, built into a separate
-//! release binary) as stand-ins in the `rest_for_one` core chain. The
-//! stand-ins measure the supervisor, the bus and the harness, not any
-//! service's own initialisation.
+//! release binary) as stand-ins for the LLM router and the agent, last in
+//! the `rest_for_one` core chain. The stand-ins measure the supervisor, the
+//! bus and the harness, not any service's own initialisation.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use crate::daemon::{Daemon, chaos_openintentd, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
-const CORE: [&str; 4] = ["core-1", "core-2", "core-3", "core-4"];
+const CORE: [&str; 2] = ["llm-router-standin", "agent-standin"];
 
 fn chain_config(extra: &str) -> String {
     let mut c = String::from(
@@ -29,7 +29,8 @@ fn chain_config(extra: &str) -> String {
     c.push_str(extra);
     for (i, n) in CORE.iter().enumerate() {
         c.push_str(&format!(
-            "[services.{n}]\nkind = \"chaos\"\ngroup = \"core\"\norder = {i}\n"
+            "[services.{n}]\nkind = \"chaos\"\ngroup = \"core\"\norder = {}\n",
+            30 + 10 * i
         ));
     }
     c
@@ -50,8 +51,8 @@ pub fn coldstart(quick: bool) -> anyhow::Result<()> {
     let chain = measure(&chain_config(""))?;
     figure("coldstart_ms", chain.ms(50.0));
     figure("coldstart_max_ms", chain.ms(100.0));
-    figure("coldstart_services", CORE.len() + 1);
-    figure("coldstart_vault_only_ms", empty.ms(50.0));
+    figure("coldstart_services", CORE.len() + 2);
+    figure("coldstart_vault_memory_ms", empty.ms(50.0));
     Ok(())
 }
 
@@ -86,7 +87,7 @@ pub fn restart(quick: bool) -> anyhow::Result<()> {
         let (c, _) = BusClient::connect(&d.bus(), None, DEFAULT_MAX_FRAME_BYTES).await?;
         let mut v = Vec::new();
         // The last service of the chain: restarting it restarts nothing else.
-        let name = CORE[3];
+        let name = CORE[CORE.len() - 1];
         for _ in 0..rounds {
             let old = ready_pid(&status(&c).await?, name).context("service not ready")?;
             let t0 = Instant::now();
