@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oi_ipc_schema::memory::{ChatMessage, Episode, EpisodeQuery};
@@ -111,7 +111,7 @@ pub struct Store {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    hot: moka::sync::Cache<i64, Fact>,
+    hot: moka::sync::Cache<i64, Arc<Fact>>,
     /// Every fact's embedding, for similarity search.
     vectors: RwLock<Vec<(i64, Vec<f32>)>>,
 }
@@ -254,11 +254,11 @@ impl Store {
     }
 
     /// A fact by id, from the hot cache when it is there.
-    pub fn fact(&self, id: i64) -> Result<Fact, MemoryError> {
+    pub fn fact(&self, id: i64) -> Result<Arc<Fact>, MemoryError> {
         if let Some(f) = self.hot.get(&id) {
             return Ok(f);
         }
-        let f = self.fact_uncached(id)?;
+        let f = Arc::new(self.fact_uncached(id)?);
         self.hot.insert(id, f.clone());
         Ok(f)
     }
@@ -361,7 +361,7 @@ impl Store {
             .into_iter()
             .map(|(id, score)| {
                 Ok(Hit {
-                    fact: self.fact(id)?,
+                    fact: (*self.fact(id)?).clone(),
                     score,
                 })
             })
