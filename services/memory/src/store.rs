@@ -113,7 +113,74 @@ pub struct Store {
     next_reader: AtomicUsize,
     hot: moka::sync::Cache<i64, Arc<Fact>>,
     /// Every fact's embedding, for similarity search.
-    vectors: RwLock<Vec<(i64, Vec<f32>)>>,
+    vectors: RwLock<Vectors>,
+}
+
+/// Fact count from which similarity search goes through the HNSW index
+/// instead of scanning every vector.
+pub const ANN_THRESHOLD: usize = 5_000;
+
+/// The embeddings, scanned exactly while there are few, and indexed by
+/// usearch (HNSW, inner product) once there are [`ANN_THRESHOLD`].
+struct Vectors {
+    all: Vec<(i64, Vec<f32>)>,
+    ann: Option<usearch::Index>,
+}
+
+impl Vectors {
+    fn new_index(n: usize) -> Option<usearch::Index> {
+        let opts = usearch::IndexOptions {
+            dimensions: embed::DIM,
+            metric: usearch::MetricKind::IP,
+            quantization: usearch::ScalarKind::F32,
+            connectivity: 0,
+            expansion_add: 0,
+            // Wider search than usearch's default (64) for recall.
+            expansion_search: 128,
+            multi: false,
+        };
+        let index = usearch::new_index(&opts).ok()?;
+        index.reserve(n.max(1024) * 2).ok()?;
+        Some(index)
+    }
+
+    fn build_index(&mut self) {
+        let Some(index) = Self::new_index(self.all.len()) else {
+            tracing::warn!("cannot create the vector index; similarity search scans instead");
+            return;
+        };
+        for (id, v) in &self.all {
+            if index.add(*id as u64, v).is_err() {
+                tracing::warn!("cannot fill the vector index; similarity search scans instead");
+                return;
+            }
+        }
+        self.ann = Some(index);
+    }
+
+    fn insert(&mut self, id: i64, v: Vec<f32>) {
+        if let Some(index) = &self.ann {
+            if index.size() + 1 >= index.capacity() {
+                let _ = index.reserve(index.capacity() * 2);
+            }
+            if index.add(id as u64, &v).is_err() {
+                self.ann = None;
+            }
+        }
+        self.all.push((id, v));
+        if self.ann.is_none() && self.all.len() >= ANN_THRESHOLD {
+            self.build_index();
+        }
+    }
+
+    fn remove(&mut self, id: i64) {
+        self.all.retain(|(i, _)| *i != id);
+        if let Some(index) = &self.ann
+            && index.remove(id as u64).is_err()
+        {
+            self.ann = None;
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -197,7 +264,7 @@ impl Store {
             .map_err(dberr)?;
             readers.push(Mutex::new(r));
         }
-        let vectors = {
+        let all = {
             let mut stmt = writer
                 .prepare("SELECT id, embedding FROM facts")
                 .map_err(dberr)?;
@@ -210,6 +277,10 @@ impl Store {
             .filter_map(|(id, b)| Some((id, embed::from_bytes(&b?)?)))
             .collect()
         };
+        let mut vectors = Vectors { all, ann: None };
+        if vectors.all.len() >= ANN_THRESHOLD {
+            vectors.build_index();
+        }
         Ok(Store {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -249,7 +320,7 @@ impl Store {
         self.vectors
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push((id, v));
+            .insert(id, v);
         Ok(id)
     }
 
@@ -290,7 +361,7 @@ impl Store {
         self.vectors
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(i, _)| *i != id);
+            .remove(id);
         Ok(n > 0)
     }
 
@@ -314,14 +385,53 @@ impl Store {
     }
 
     pub fn fact_count(&self) -> usize {
-        self.vectors.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.vectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .all
+            .len()
     }
 
-    /// Ids of the `k` facts whose embeddings are closest to `query`.
+    /// Whether similarity search goes through the HNSW index.
+    pub fn indexed(&self) -> bool {
+        self.vectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ann
+            .is_some()
+    }
+
+    /// Ids of the `k` facts whose embeddings are closest to `query`, with
+    /// their similarity (dot product): approximate through the index once
+    /// there is one, exact otherwise.
     pub fn nearest(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
         let vectors = self.vectors.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = &vectors.ann
+            && let Ok(m) = index.search(query, k)
+        {
+            // usearch's inner-product distance is 1 - dot.
+            return m
+                .keys
+                .iter()
+                .zip(&m.distances)
+                .map(|(id, d)| (*id as i64, 1.0 - d))
+                .collect();
+        }
+        Self::scan(&vectors.all, query, k)
+    }
+
+    /// Exact nearest neighbours by scanning every vector.
+    pub fn nearest_exact(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
+        Self::scan(
+            &self.vectors.read().unwrap_or_else(|p| p.into_inner()).all,
+            query,
+            k,
+        )
+    }
+
+    fn scan(all: &[(i64, Vec<f32>)], query: &[f32], k: usize) -> Vec<(i64, f32)> {
         let mut best: Vec<(i64, f32)> = Vec::with_capacity(k + 1);
-        for (id, v) in vectors.iter() {
+        for (id, v) in all.iter() {
             let s = embed::dot(query, v);
             if best.len() < k || s > best[best.len() - 1].1 {
                 let at = best.partition_point(|(_, b)| *b >= s);
@@ -587,6 +697,54 @@ mod tests {
         assert!(hits.iter().all(|h| h.score > 0.0));
         // FTS syntax in a query is just text.
         assert!(s.search("NEAR( \"x\" OR) * -", 5).is_ok());
+    }
+
+    #[test]
+    fn the_index_takes_over_at_the_threshold_and_agrees_with_the_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        let words = [
+            "alpha", "bravo", "coffee", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+            "juliet", "kilo", "lima",
+        ];
+        let text = |i: usize| {
+            format!(
+                "{} {} {} {}",
+                words[i % 12],
+                words[(i / 12) % 12],
+                words[(i / 144) % 12],
+                i
+            )
+        };
+        for i in 0..ANN_THRESHOLD - 1 {
+            s.save_fact(&text(i), &[], "t").unwrap();
+        }
+        assert!(!s.indexed());
+        let last = s.save_fact(&text(ANN_THRESHOLD - 1), &[], "t").unwrap();
+        assert!(s.indexed(), "no index at {ANN_THRESHOLD} facts");
+        // Recall@10 against the exact scan. Many facts tie on similarity,
+        // so an approximate hit counts when it is as similar as the exact
+        // 10th best.
+        let mut hits = 0;
+        for q in 0..50 {
+            let qv = embed::embed(&text(q * 37));
+            let exact = s.nearest_exact(&qv, 10);
+            let tenth = exact[9].1 - 1e-5;
+            let approx = s.nearest(&qv, 10);
+            assert_eq!(approx.len(), 10);
+            hits += approx.iter().filter(|(_, sim)| *sim >= tenth).count();
+        }
+        eprintln!("recall@10 {hits}/500");
+        assert!(hits >= 475, "recall@10 {hits}/500");
+        // Deletes reach the index; a reopened store rebuilds it.
+        s.delete_fact(last).unwrap();
+        let qv = embed::embed(&text(ANN_THRESHOLD - 1));
+        assert!(s.nearest(&qv, 10).iter().all(|(id, _)| *id != last));
+        drop(s);
+        let s = store(d.path());
+        assert!(!s.indexed(), "one below the threshold after the delete");
+        s.save_fact("one more", &[], "t").unwrap();
+        assert!(s.indexed());
     }
 
     #[test]
