@@ -16,6 +16,33 @@ pub mod methods {
     pub const EPISODE_RECORD: &str = "episode.record";
     /// [`super::EpisodeQuery`] -> [`super::Episodes`]
     pub const EPISODE_SEARCH: &str = "episode.search";
+    /// [`super::ChatId`] -> [`super::ChatSettings`]
+    pub const SETTINGS_GET: &str = "settings.get";
+    /// [`super::SettingSet`] -> empty
+    pub const SETTINGS_SET: &str = "settings.set";
+    /// empty -> [`super::IntegrityReport`]
+    pub const CHECK: &str = "memory.check";
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SettingSet {
+    pub chat: String,
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatSettings {
+    /// (key, value) pairs, sorted by key.
+    pub entries: Vec<(String, String)>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityReport {
+    /// `ok`, or SQLite's list of problems.
+    pub result: String,
+    pub facts: u64,
+    pub episodes: u64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,10 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct MemoryConfig {
     pub history_window: u32,
+    /// Episodes kept, newest first; 0 keeps all.
+    pub episode_max_count: u64,
+    /// Episodes older than this many days go; 0 keeps all.
+    pub episode_max_age_days: u64,
     pub readers: u32,
     pub mmap_mb: u64,
     pub cache_entries: u64,

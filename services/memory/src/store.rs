@@ -512,6 +512,62 @@ impl Store {
         self.db(lock(&self.writer).execute("DELETE FROM messages WHERE chat = ?1", [chat]))
     }
 
+    // ---- per-chat settings ----
+
+    pub fn set_setting(&self, chat: &str, key: &str, value: &str) -> Result<(), MemoryError> {
+        self.db(lock(&self.writer).execute(
+            "INSERT INTO chat_settings(chat, key, value) VALUES(?1, ?2, ?3)
+             ON CONFLICT(chat, key) DO UPDATE SET value = excluded.value",
+            params![chat, key, value],
+        ))?;
+        Ok(())
+    }
+
+    pub fn settings(&self, chat: &str) -> Result<Vec<(String, String)>, MemoryError> {
+        let r = self.reader();
+        let mut stmt = self
+            .db(r.prepare("SELECT key, value FROM chat_settings WHERE chat = ?1 ORDER BY key"))?;
+        let rows = stmt
+            .query_map([chat], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+        self.db(rows)
+    }
+
+    // ---- maintenance ----
+
+    /// Deletes episodes beyond `max_count` (newest kept) and older than
+    /// `max_age_ms`; 0 means no limit. Returns how many went. Readers are
+    /// not blocked (WAL).
+    pub fn apply_retention(&self, max_count: u64, max_age_ms: i64) -> Result<usize, MemoryError> {
+        let w = lock(&self.writer);
+        let mut gone = 0;
+        if max_age_ms > 0 {
+            gone += self.db(w.execute(
+                "DELETE FROM episodes WHERE ts_ms < ?1",
+                [now_ms() - max_age_ms],
+            ))?;
+        }
+        if max_count > 0 {
+            gone += self.db(w.execute(
+                "DELETE FROM episodes WHERE id NOT IN (SELECT id FROM episodes ORDER BY ts_ms DESC, id DESC LIMIT ?1)",
+                [max_count as i64],
+            ))?;
+        }
+        Ok(gone)
+    }
+
+    /// SQLite's full integrity check, and the row counts.
+    pub fn check(&self) -> Result<(String, u64, u64), MemoryError> {
+        let r = self.reader();
+        let result: Vec<String> = self.db(r
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()))?;
+        let facts: i64 = self.db(r.query_row("SELECT COUNT(*) FROM facts", [], |x| x.get(0)))?;
+        let episodes: i64 =
+            self.db(r.query_row("SELECT COUNT(*) FROM episodes", [], |x| x.get(0)))?;
+        Ok((result.join("; "), facts as u64, episodes as u64))
+    }
+
     // ---- episodic memory ----
 
     pub fn record_episode(&self, e: &Episode) -> Result<i64, MemoryError> {
@@ -745,6 +801,91 @@ mod tests {
         assert!(!s.indexed(), "one below the threshold after the delete");
         s.save_fact("one more", &[], "t").unwrap();
         assert!(s.indexed());
+    }
+
+    #[test]
+    fn chat_settings_survive_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        s.set_setting("tg:1", "model", "deepseek").unwrap();
+        s.set_setting("tg:1", "tokens", "on").unwrap();
+        s.set_setting("tg:1", "model", "claude").unwrap();
+        s.set_setting("tg:2", "model", "groq").unwrap();
+        drop(s);
+        let s = store(d.path());
+        assert_eq!(
+            s.settings("tg:1").unwrap(),
+            [
+                ("model".to_string(), "claude".to_string()),
+                ("tokens".into(), "on".into())
+            ]
+        );
+        assert!(s.settings("tg:3").unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_by_count_and_age_and_the_integrity_check() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        let ep = |ts: i64| Episode {
+            id: 0,
+            chat: "c".into(),
+            intent: format!("i{ts}"),
+            answer: String::new(),
+            tool_calls_json: "[]".into(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            provider: String::new(),
+            ts_ms: ts,
+        };
+        let now = now_ms();
+        for i in 0..10 {
+            s.record_episode(&ep(now - i * 1000)).unwrap();
+        }
+        s.record_episode(&ep(now - 40 * 86_400_000)).unwrap();
+        assert_eq!(
+            s.apply_retention(0, 30 * 86_400_000).unwrap(),
+            1,
+            "the 40-day-old episode goes"
+        );
+        assert_eq!(s.apply_retention(4, 0).unwrap(), 6);
+        let left = s
+            .search_episodes(&EpisodeQuery {
+                text: String::new(),
+                chat: String::new(),
+                since_ms: 0,
+                until_ms: 0,
+                limit: 100,
+            })
+            .unwrap();
+        let intents: Vec<String> = left.into_iter().map(|e| e.intent).collect();
+        assert_eq!(
+            intents,
+            [
+                format!("i{now}"),
+                format!("i{}", now - 1000),
+                format!("i{}", now - 2000),
+                format!("i{}", now - 3000)
+            ]
+        );
+        assert_eq!(
+            s.apply_retention(0, 0).unwrap(),
+            0,
+            "no limits, nothing deleted"
+        );
+        // The full-text index follows the deletions.
+        assert!(
+            s.search_episodes(&EpisodeQuery {
+                text: format!("i{}", now - 9000),
+                chat: String::new(),
+                since_ms: 0,
+                until_ms: 0,
+                limit: 5
+            })
+            .unwrap()
+            .is_empty()
+        );
+        assert_eq!(s.check().unwrap(), ("ok".to_string(), 0, 4));
     }
 
     #[test]
