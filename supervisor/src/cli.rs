@@ -278,6 +278,20 @@ async fn vault_call(client: &BusClient, method: &str, payload: &[u8]) -> anyhow:
     Ok(client.request("vault", method, payload, opts).await?)
 }
 
+/// Calls a vault method and decodes its archived answer.
+async fn vault_typed<T>(client: &BusClient, method: &str, payload: &[u8]) -> anyhow::Result<T>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    Ok(decode_payload(
+        &vault_call(client, method, payload).await?,
+        Kind::Response,
+        0,
+    )?)
+}
+
 /// Reads a secret value: all of standard input, or a hidden prompt on a
 /// terminal. A single trailing newline is dropped.
 fn read_secret(name: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
@@ -358,8 +372,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
             out.write_all(b"\n")?;
         }
         VaultCmd::List { json } => {
-            let list: v::SecretList =
-                decode_payload(&vault_call(client, vm::LIST, b"").await?, Kind::Response, 0)?;
+            let list: v::SecretList = vault_typed(client, vm::LIST, b"").await?;
             if json {
                 let items: Vec<_> = list.secrets.iter().map(|m| serde_json::json!({"name": m.name, "version": m.version, "len": m.len, "created_unix": m.created_unix, "updated_unix": m.updated_unix})).collect();
                 println!(
@@ -392,11 +405,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
             eprintln!("oictl: removed {name}");
         }
         VaultCmd::Rotate => {
-            let st: v::VaultStatus = decode_payload(
-                &vault_call(client, vm::ROTATE, b"").await?,
-                Kind::Response,
-                0,
-            )?;
+            let st: v::VaultStatus = vault_typed(client, vm::ROTATE, b"").await?;
             eprintln!(
                 "oictl: re-encrypted {} secrets under a new master key (epoch {})",
                 st.secrets, st.key_epoch
@@ -429,11 +438,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
             }
         }
         VaultCmd::Status => {
-            let st: v::VaultStatus = decode_payload(
-                &vault_call(client, vm::STATUS, b"").await?,
-                Kind::Response,
-                0,
-            )?;
+            let st: v::VaultStatus = vault_typed(client, vm::STATUS, b"").await?;
             println!(
                 "key source: {}\nsecrets: {}\nkey epoch: {}",
                 st.key_source, st.secrets, st.key_epoch
@@ -453,11 +458,7 @@ async fn vault_set(
         name: name.to_string(),
         value: value.to_vec(),
     })?);
-    Ok(decode_payload(
-        &vault_call(client, methods::SET, &payload).await?,
-        Kind::Response,
-        0,
-    )?)
+    vault_typed(client, methods::SET, &payload).await
 }
 
 /// `oictl doctor`: every check prints one line, `ok` or `PROBLEM` with what

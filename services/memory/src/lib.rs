@@ -8,14 +8,13 @@ pub mod store;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use oi_ipc_schema::frame::Kind;
+use oi_ipc_schema::ToolSpec;
 use oi_ipc_schema::memory::{
     ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
 };
-use oi_ipc_schema::{ToolSpec, decode_payload, encode_payload};
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::Config;
-use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -102,31 +101,6 @@ fn json_reply(v: Value) -> Result<Reply, ServiceError> {
     Ok(Reply::Once(v.to_string().into_bytes()))
 }
 
-fn rkyv_reply<T>(v: &T) -> Result<Reply, ServiceError>
-where
-    T: for<'a> rkyv::Serialize<
-            rkyv::api::high::HighSerializer<
-                rkyv::util::AlignedVec,
-                rkyv::ser::allocator::ArenaHandle<'a>,
-                rkyv::rancor::Error,
-            >,
-        >,
-{
-    encode_payload(v)
-        .map(Reply::Once)
-        .map_err(|e| ServiceError::internal(e.to_string()))
-}
-
-fn decode<T>(req: &IncomingRequest) -> Result<T, ServiceError>
-where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
-{
-    decode_payload(req.payload(), Kind::Request, req.corr())
-        .map_err(|e| ServiceError::bad_request(format!("{}: {e}", req.method())))
-}
-
 impl MemoryService {
     async fn blocking<T: Send + 'static>(
         &self,
@@ -208,31 +182,31 @@ impl Service for MemoryService {
                 json_reply(json!({"deleted": deleted}))
             }
             methods::HISTORY_APPEND => {
-                let m: HistoryAppend = decode(&req)?;
+                let m: HistoryAppend = decode_request(&req)?;
                 self.blocking(move |s| s.append_message(&m.chat, &m.role, &m.content))
                     .await?;
                 Ok(Reply::Once(Vec::new()))
             }
             methods::HISTORY_WINDOW => {
-                let ChatId { chat } = decode(&req)?;
+                let ChatId { chat } = decode_request(&req)?;
                 let n = self.history_window;
                 let messages = self.blocking(move |s| s.window(&chat, n)).await?;
-                rkyv_reply(&History { messages })
+                archived_reply(&History { messages })
             }
             methods::HISTORY_CLEAR => {
-                let ChatId { chat } = decode(&req)?;
+                let ChatId { chat } = decode_request(&req)?;
                 self.blocking(move |s| s.clear_chat(&chat)).await?;
                 Ok(Reply::Once(Vec::new()))
             }
             methods::EPISODE_RECORD => {
-                let e: Episode = decode(&req)?;
+                let e: Episode = decode_request(&req)?;
                 let id = self.blocking(move |s| s.record_episode(&e)).await?;
-                rkyv_reply(&EpisodeId { id })
+                archived_reply(&EpisodeId { id })
             }
             methods::EPISODE_SEARCH => {
-                let q: EpisodeQuery = decode(&req)?;
+                let q: EpisodeQuery = decode_request(&req)?;
                 let episodes = self.blocking(move |s| s.search_episodes(&q)).await?;
-                rkyv_reply(&Episodes { episodes })
+                archived_reply(&Episodes { episodes })
             }
             other => Err(ServiceError::bad_request(format!(
                 "the memory service has no method '{other}'"

@@ -194,6 +194,17 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A `facts` row selected as `id, text, tags, source, ts_ms`.
+fn fact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Fact> {
+    Ok(Fact {
+        id: r.get(0)?,
+        text: r.get(1)?,
+        tags: split_tags(&r.get::<_, String>(2)?),
+        source: r.get(3)?,
+        ts_ms: r.get(4)?,
+    })
+}
+
 fn split_tags(t: &str) -> Vec<String> {
     t.split(',')
         .filter(|s| !s.is_empty())
@@ -341,15 +352,7 @@ impl Store {
             .query_row(
                 "SELECT id, text, tags, source, ts_ms FROM facts WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok(Fact {
-                        id: r.get(0)?,
-                        text: r.get(1)?,
-                        tags: split_tags(&r.get::<_, String>(2)?),
-                        source: r.get(3)?,
-                        ts_ms: r.get(4)?,
-                    })
-                },
+                fact_row,
             )
             .optional();
         self.db(row)?.ok_or(MemoryError::NotFound(id))
@@ -371,15 +374,7 @@ impl Store {
             "SELECT id, text, tags, source, ts_ms FROM facts ORDER BY id DESC LIMIT ?1 OFFSET ?2",
         ))?;
         let rows = stmt
-            .query_map(params![limit, offset], |r| {
-                Ok(Fact {
-                    id: r.get(0)?,
-                    text: r.get(1)?,
-                    tags: split_tags(&r.get::<_, String>(2)?),
-                    source: r.get(3)?,
-                    ts_ms: r.get(4)?,
-                })
-            })
+            .query_map(params![limit, offset], fact_row)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>());
         self.db(rows)
     }

@@ -14,12 +14,11 @@ pub mod store;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use oi_ipc_schema::frame::Kind;
 use oi_ipc_schema::vault::{SecretList, SecretName, SecretValue, SetSecret, methods};
-use oi_ipc_schema::{ErrorCode, decode_payload, encode_payload};
+use oi_ipc_schema::{ErrorCode, encode_payload};
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::Config;
-use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
@@ -58,31 +57,6 @@ fn vault_error(e: VaultError) -> ServiceError {
     }
 }
 
-fn decode<T>(req: &IncomingRequest) -> Result<T, ServiceError>
-where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
-{
-    decode_payload(req.payload(), Kind::Request, req.corr())
-        .map_err(|e| ServiceError::bad_request(format!("{}: {e}", req.method())))
-}
-
-fn encode<T>(v: &T) -> Result<Reply, ServiceError>
-where
-    T: for<'a> rkyv::Serialize<
-            rkyv::api::high::HighSerializer<
-                rkyv::util::AlignedVec,
-                rkyv::ser::allocator::ArenaHandle<'a>,
-                rkyv::rancor::Error,
-            >,
-        >,
-{
-    encode_payload(v)
-        .map(Reply::Once)
-        .map_err(|e| ServiceError::internal(e.to_string()))
-}
-
 impl VaultService {
     /// Runs `f` on the vault on a blocking thread (SQLite writes fsync).
     async fn with_vault<T: Send + 'static>(
@@ -117,7 +91,7 @@ impl Service for VaultService {
             .clone();
         match req.method() {
             methods::GET => {
-                let SecretName { name } = decode(&req)?;
+                let SecretName { name } = decode_request(&req)?;
                 if !policy.may_read(&caller, &name) {
                     let n = name.clone();
                     let c = caller.clone();
@@ -155,7 +129,7 @@ impl Service for VaultService {
                         self.deny(&caller, format!("service '{caller}' may not write secrets"))
                     );
                 }
-                let set: SetSecret = decode(&req)?;
+                let set: SetSecret = decode_request(&req)?;
                 let value = Zeroizing::new(set.value);
                 let name = set.name;
                 let meta = self
@@ -166,7 +140,7 @@ impl Service for VaultService {
                     })
                     .await?;
                 info!(secret = %meta.name, version = meta.version, "secret stored");
-                encode(&meta)
+                archived_reply(&meta)
             }
             methods::LIST => {
                 if !policy.may_manage(&caller) {
@@ -175,7 +149,7 @@ impl Service for VaultService {
                     );
                 }
                 let secrets = self.with_vault(|v| v.list().map_err(vault_error)).await?;
-                encode(&SecretList { secrets })
+                archived_reply(&SecretList { secrets })
             }
             methods::REMOVE => {
                 if !policy.may_manage(&caller) {
@@ -184,7 +158,7 @@ impl Service for VaultService {
                         format!("service '{caller}' may not remove secrets"),
                     ));
                 }
-                let SecretName { name } = decode(&req)?;
+                let SecretName { name } = decode_request(&req)?;
                 self.with_vault(move |v| {
                     v.remove(&name).map_err(vault_error)?;
                     v.audit(&caller, "rm", &name, "ok").map_err(vault_error)
@@ -207,9 +181,11 @@ impl Service for VaultService {
                     })
                     .await?;
                 info!(epoch = status.key_epoch, "master key rotated");
-                encode(&status)
+                archived_reply(&status)
             }
-            methods::STATUS => encode(&self.with_vault(|v| v.status().map_err(vault_error)).await?),
+            methods::STATUS => {
+                archived_reply(&self.with_vault(|v| v.status().map_err(vault_error)).await?)
+            }
             other => Err(ServiceError::bad_request(format!(
                 "the vault has no method '{other}'"
             ))),
