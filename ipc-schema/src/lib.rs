@@ -11,6 +11,7 @@
 
 pub mod control;
 pub mod frame;
+pub mod llm;
 pub mod memory;
 pub mod messages;
 pub mod vault;

@@ -134,6 +134,32 @@ proptest! {
         prop_assert_eq!(crate::decode_payload::<LogLines>(&bytes, Kind::Response, 1).unwrap(), out);
     }
 
+    #[test]
+    fn llm_payloads_round_trip(texts in proptest::collection::vec(text(), 6), n: u32, t in -1.0f32..2.0) {
+        use crate::llm::*;
+        let call = ToolCall { id: texts[0].clone(), name: texts[1].clone(), arguments: texts[2].clone(), error: texts[3].clone() };
+        let mut assistant = ChatMessage::assistant(texts[4].clone());
+        assistant.tool_calls = vec![call.clone(), call.clone()];
+        assistant.extras = vec![Extra { origin: texts[5].clone(), key: "reasoning_content".into(), value_json: "\"x\"".into() }];
+        let req = ChatRequest {
+            chat: texts[0].clone(), alias: texts[1].clone(),
+            messages: vec![ChatMessage::system(texts[2].clone()), assistant.clone(), ChatMessage::tool_result(texts[0].clone(), texts[1].clone(), texts[3].clone())],
+            tools: vec![ToolDef { name: texts[1].clone(), description: texts[2].clone(), parameters_json: "{}".into() }],
+            max_tokens: n, temperature: t,
+        };
+        let bytes = crate::encode_payload(&req).unwrap();
+        prop_assert_eq!(crate::decode_payload::<ChatRequest>(&bytes, Kind::Request, 1).unwrap(), req);
+        let resp = ChatResponse {
+            message: assistant, finish_reason: "tool_calls".into(), usage: Usage { prompt_tokens: n, completion_tokens: n / 2 },
+            deployment: texts[5].clone(), model: texts[4].clone(), fallbacks: n % 5,
+            attempts: vec![Attempt { deployment: texts[5].clone(), class: "rate_limited".into(), status: 429, latency_ms: n, prompt_tokens: 0, completion_tokens: 0, cooldown_ms: 120_000, message: texts[3].clone() }],
+        };
+        for ev in [StreamEvent::Text(texts[0].clone()), StreamEvent::ToolCall(call), StreamEvent::Done(resp)] {
+            let bytes = crate::encode_payload(&ev).unwrap();
+            prop_assert_eq!(crate::decode_payload::<StreamEvent>(&bytes, Kind::StreamChunk, 1).unwrap(), ev);
+        }
+    }
+
     /// Arbitrary bytes fed to the frame parser are an error or a frame, never a panic.
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {

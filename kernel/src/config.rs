@@ -21,6 +21,55 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceSpec>,
     pub vault: VaultConfig,
     pub memory: MemoryConfig,
+    /// The primary model, tried before the cascade when `kind` is set.
+    pub provider: ModelEntry,
+    /// Model aliases.
+    pub models: BTreeMap<String, ModelEntry>,
+    pub cascade: CascadeConfig,
+}
+
+/// The wire formats the LLM router speaks.
+pub const MODEL_KINDS: &[&str] = &["openai", "anthropic", "gemini"];
+
+/// One model deployment: provider, base URL, model and where its key is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelEntry {
+    /// `openai` (any OpenAI-compatible server), `anthropic` or `gemini`.
+    pub kind: String,
+    pub base_url: String,
+    pub model: String,
+    /// Environment variable holding the API key.
+    pub api_key_env: String,
+    /// Vault secret holding the API key (used when the variable is unset).
+    pub api_key_secret: String,
+    /// No key needed (a local llama.cpp or Ollama server).
+    pub no_key: bool,
+    /// Context window in tokens; 0 for unknown.
+    pub context_window: u32,
+    /// Completion tokens asked for when the request says 0.
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// Aliases tried in this order after the primary.
+    pub order: Vec<String>,
+    /// Cooldown after a transient failure (the provider's hint wins when larger).
+    pub cooldown_secs: u64,
+    /// Ceiling of the escalating cooldown.
+    pub max_cooldown_secs: u64,
+    /// Cooldown after an auth, billing or model-not-found failure.
+    pub auth_cooldown_secs: u64,
+    /// No first byte within this: the deployment counts as stalled.
+    pub first_token_timeout_secs: u64,
+    /// Longest silence allowed inside a stream.
+    pub idle_timeout_secs: u64,
+    /// Attempts per request, across deployments.
+    pub max_attempts: u32,
+    /// Whether a content-policy refusal fails over to the next deployment.
+    pub failover_on_content_policy: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -257,6 +306,7 @@ impl Config {
                 "supervisor.missed_heartbeats must be at least 1".into(),
             ));
         }
+        self.validate_models()?;
         for (name, spec) in &self.services {
             if !valid_name(name) {
                 return Err((
@@ -302,6 +352,57 @@ impl Config {
                     "services depend on each other in a cycle: {}",
                     cycle.join(" -> ")
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_models(&self) -> Result<(), (String, String)> {
+        let entries = std::iter::once(("provider".to_string(), &self.provider))
+            .filter(|(_, e)| !e.kind.is_empty())
+            .chain(self.models.iter().map(|(a, e)| (format!("models.{a}"), e)));
+        for (key, e) in entries {
+            if !MODEL_KINDS.contains(&e.kind.as_str()) {
+                return Err((
+                    key.clone(),
+                    format!(
+                        "{key}: kind is '{}'; use {}",
+                        e.kind,
+                        MODEL_KINDS.join(", ")
+                    ),
+                ));
+            }
+            if e.model.is_empty() {
+                return Err((key.clone(), format!("{key}: 'model' is required")));
+            }
+            if !(e.base_url.starts_with("http://") || e.base_url.starts_with("https://")) {
+                return Err((
+                    key.clone(),
+                    format!(
+                        "{key}: base_url '{}' must start with http:// or https://",
+                        e.base_url
+                    ),
+                ));
+            }
+        }
+        for alias in &self.cascade.order {
+            if !self.models.contains_key(alias) {
+                return Err((
+                    "cascade.order".into(),
+                    format!("cascade.order names '{alias}', which is not a [models.{alias}] entry"),
+                ));
+            }
+        }
+        if self.cascade.max_attempts == 0 {
+            return Err((
+                "cascade.max_attempts".into(),
+                "cascade.max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.cascade.first_token_timeout_secs == 0 || self.cascade.idle_timeout_secs == 0 {
+            return Err((
+                "cascade".into(),
+                "cascade.first_token_timeout_secs and idle_timeout_secs must be at least 1".into(),
             ));
         }
         Ok(())

@@ -6,6 +6,7 @@ pub fn known_kinds() -> Vec<&'static str> {
     [
         "vault",
         "memory",
+        "llm-router",
         #[cfg(feature = "chaos")]
         "chaos",
     ]
@@ -19,6 +20,7 @@ pub fn run(kind: &str, name: &str) -> i32 {
     match kind {
         "vault" => oi_vault::run(name),
         "memory" => oi_memory::run(name),
+        "llm-router" => oi_llm_router::run(name),
         #[cfg(feature = "chaos")]
         "chaos" => crate::chaos::run(name),
         other => {

@@ -196,7 +196,7 @@ pub fn config(extra: &str) -> String {
 /// Like [`config`], with more `[supervisor]` keys.
 pub fn config_with(supervisor: &str, extra: &str) -> String {
     format!(
-        "[services.vault]\nenabled = false\n\n[services.memory]\nenabled = false\n\n[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
+        "[services.vault]\nenabled = false\n\n[services.memory]\nenabled = false\n\n[services.llm-router]\nenabled = false\n\n[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
     )
 }
 
@@ -246,6 +246,16 @@ pub fn oictl_input(d: &Daemon, args: &[&str], stdin: &[u8]) -> std::process::Out
 }
 
 /// A test config with the memory service on.
+/// The llm-router enabled, the rest as in [`config`]; `extra` holds the
+/// `[models.*]`, `[provider]` and `[cascade]` tables.
+pub fn router_config(extra: &str) -> String {
+    config(&format!("[services.llm-router]\nenabled = true\n{extra}")).replacen(
+        "[services.llm-router]\nenabled = false\n\n",
+        "",
+        1,
+    )
+}
+
 pub fn memory_config(extra: &str) -> String {
     config(&format!("[services.memory]\nenabled = true\n{extra}")).replacen(
         "[services.memory]\nenabled = false\n\n",

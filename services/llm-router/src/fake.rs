@@ -1,0 +1,671 @@
+//! Fake model providers on 127.0.0.1 for tests and benchmarks (feature
+//! `fake`): a small HTTP/1.1 server that answers each request from a
+//! script, in the exact wire format of OpenAI, Anthropic or Gemini,
+//! including chunked SSE streams, and can misbehave on cue (status codes
+//! with any headers and body, stalls before the first byte or mid-stream,
+//! streams cut with or without their terminator).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A whole response with any status, headers and body.
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// A chunked `text/event-stream` (or other `content_type`) body.
+    Stream {
+        content_type: String,
+        /// Each element is written as its own chunk, `delay` apart.
+        chunks: Vec<Vec<u8>>,
+        delay: Duration,
+        /// After this many chunks, go silent (keeping the connection open).
+        stall_after: Option<usize>,
+        /// End with the chunked terminator (false: the connection is cut).
+        terminate: bool,
+    },
+    /// Accept the request and never answer.
+    Stall,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply::Http {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+    pub fn status(status: u16, headers: &[(&str, &str)], body: &str) -> Reply {
+        Reply::Http {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_string(),
+        }
+    }
+    /// An SSE stream of the given events (`(event name, data)`), one chunk each.
+    pub fn sse(events: &[(Option<&str>, String)]) -> Reply {
+        let chunks = events
+            .iter()
+            .map(|(name, data)| {
+                let mut s = String::new();
+                if let Some(n) = name {
+                    s.push_str(&format!("event: {n}\n"));
+                }
+                s.push_str(&format!("data: {data}\n\n"));
+                s.into_bytes()
+            })
+            .collect();
+        Reply::Stream {
+            content_type: "text/event-stream".into(),
+            chunks,
+            delay: Duration::ZERO,
+            stall_after: None,
+            terminate: true,
+        }
+    }
+    /// The same stream with every chunk boundary moved: the bytes re-cut at
+    /// `at` (one split of the whole body).
+    pub fn resplit(self, at: usize) -> Reply {
+        match self {
+            Reply::Stream {
+                content_type,
+                chunks,
+                delay,
+                stall_after,
+                terminate,
+            } => {
+                let all: Vec<u8> = chunks.concat();
+                let at = at.min(all.len());
+                let chunks = [all[..at].to_vec(), all[at..].to_vec()]
+                    .into_iter()
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                Reply::Stream {
+                    content_type,
+                    chunks,
+                    delay,
+                    stall_after,
+                    terminate,
+                }
+            }
+            other => other,
+        }
+    }
+    /// Byte length of a stream body.
+    pub fn stream_len(&self) -> usize {
+        match self {
+            Reply::Stream { chunks, .. } => chunks.iter().map(Vec::len).sum(),
+            _ => 0,
+        }
+    }
+    pub fn with_delay(mut self, d: Duration) -> Reply {
+        if let Reply::Stream { delay, .. } = &mut self {
+            *delay = d;
+        }
+        self
+    }
+    pub fn stalling_after(mut self, n: usize) -> Reply {
+        if let Reply::Stream { stall_after, .. } = &mut self {
+            *stall_after = Some(n);
+        }
+        self
+    }
+    /// The stream without its chunked terminator: the connection is cut.
+    pub fn cut(mut self) -> Reply {
+        if let Reply::Stream { terminate, .. } = &mut self {
+            *terminate = false;
+        }
+        self
+    }
+    /// Drops the last `n` events (for example the `[DONE]` terminator).
+    pub fn without_last(mut self, n: usize) -> Reply {
+        if let Reply::Stream { chunks, .. } = &mut self {
+            let keep = chunks.len().saturating_sub(n);
+            chunks.truncate(keep);
+        }
+        self
+    }
+    /// Inserts an SSE comment (keep-alive) before every event.
+    pub fn with_keepalives(mut self) -> Reply {
+        if let Reply::Stream { chunks, .. } = &mut self {
+            *chunks = chunks
+                .drain(..)
+                .flat_map(|c| [b": keep-alive\n\n".to_vec(), c])
+                .collect();
+        }
+        self
+    }
+}
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    queue: VecDeque<Reply>,
+    default: Option<Reply>,
+    seen: Vec<Recorded>,
+}
+
+/// A running fake provider. Dropping it stops the server.
+pub struct FakeProvider {
+    addr: SocketAddr,
+    script: Arc<Mutex<Script>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProvider {
+    /// Starts on 127.0.0.1 with a free port.
+    pub async fn start() -> std::io::Result<FakeProvider> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let script: Arc<Mutex<Script>> = Arc::default();
+        let s = script.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let _ = sock.set_nodelay(true);
+                tokio::spawn(serve_conn(sock, s.clone()));
+            }
+        });
+        Ok(FakeProvider { addr, script, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>` followed by `path` (`/v1`, `/v1beta`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Script) -> R) -> R {
+        let mut g = match self.script.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    /// Queues answers, used in order, one per request.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.with(|s| s.queue.extend(replies));
+    }
+    /// The answer when the queue is empty (otherwise a 500 says so).
+    pub fn set_default(&self, r: Reply) {
+        self.with(|s| s.default = Some(r));
+    }
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.with(|s| s.seen.clone())
+    }
+    pub fn request_count(&self) -> usize {
+        self.with(|s| s.seen.len())
+    }
+}
+
+async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    loop {
+        // Head.
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let mut tmp = [0u8; 8192];
+            match sock.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let path = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("/")
+            .to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let mut tmp = [0u8; 8192];
+            match sock.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let body: Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+        buf.drain(..head_end + len);
+        let reply = {
+            let mut s = match script.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            s.seen.push(Recorded {
+                path,
+                headers,
+                body,
+            });
+            s.queue.pop_front().or_else(|| s.default.clone())
+        };
+        let reply = reply.unwrap_or_else(|| {
+            Reply::json(
+                500,
+                json!({"error": {"message": "fake provider: script is empty"}}),
+            )
+        });
+        if !write_reply(&mut sock, reply).await {
+            return;
+        }
+    }
+}
+
+/// Holds the connection open, silent, until the client gives up.
+async fn hold(sock: &mut TcpStream) -> bool {
+    let mut tmp = [0u8; 64];
+    while matches!(sock.read(&mut tmp).await, Ok(n) if n > 0) {}
+    false
+}
+
+/// Writes one reply; false when the connection must end.
+async fn write_reply(sock: &mut TcpStream, reply: Reply) -> bool {
+    match reply {
+        Reply::Stall => hold(sock).await,
+        Reply::Http {
+            status,
+            headers,
+            body,
+        } => {
+            let mut out = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                reason(status),
+                body.len()
+            );
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+            out.push_str(&body);
+            sock.write_all(out.as_bytes()).await.is_ok()
+        }
+        Reply::Stream {
+            content_type,
+            chunks,
+            delay,
+            stall_after,
+            terminate,
+        } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+            );
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                if stall_after == Some(i) {
+                    return hold(sock).await;
+                }
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let mut frame = format!("{:x}\r\n", c.len()).into_bytes();
+                frame.extend_from_slice(c);
+                frame.extend_from_slice(b"\r\n");
+                if sock.write_all(&frame).await.is_err() {
+                    return false;
+                }
+            }
+            if stall_after.is_some_and(|n| n >= chunks.len()) {
+                return hold(sock).await;
+            }
+            if terminate {
+                sock.write_all(b"0\r\n\r\n").await.is_ok()
+            } else {
+                let _ = sock.shutdown().await;
+                false
+            }
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        529 => "Overloaded",
+        _ => "Status",
+    }
+}
+
+/// OpenAI Chat Completions answers.
+pub mod openai {
+    use super::*;
+
+    pub fn text(text: &str) -> Reply {
+        Reply::json(
+            200,
+            json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "fake-model",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+            }),
+        )
+    }
+
+    /// `calls`: (id, name, arguments JSON text).
+    pub fn tool_calls(content: Option<&str>, calls: &[(&str, &str, &str)]) -> Reply {
+        let tc: Vec<Value> = calls
+            .iter()
+            .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+            .collect();
+        Reply::json(
+            200,
+            json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "fake-model",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "tool_calls": tc}, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}
+            }),
+        )
+    }
+
+    fn chunk(delta: Value, finish: Option<&str>) -> String {
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake-model",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        .to_string()
+    }
+
+    fn tail(events: &mut Vec<(Option<&'static str>, String)>, finish: &str) {
+        events.push((None, chunk(json!({}), Some(finish))));
+        events.push((
+            None,
+            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake-model",
+                   "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+            .to_string(),
+        ));
+        events.push((None, "[DONE]".into()));
+    }
+
+    /// A streamed text answer, one event per piece.
+    pub fn stream_text(pieces: &[&str]) -> Reply {
+        let mut events = vec![(
+            None,
+            chunk(json!({"role": "assistant", "content": ""}), None),
+        )];
+        for p in pieces {
+            events.push((None, chunk(json!({"content": p}), None)));
+        }
+        tail(&mut events, "stop");
+        Reply::sse(&events)
+    }
+
+    /// Streamed tool calls: each call's arguments split in `parts` pieces;
+    /// calls interleaved by index when `interleave`.
+    pub fn stream_tool_calls(calls: &[(&str, &str, &str)], parts: usize) -> Reply {
+        let mut events = vec![(
+            None,
+            chunk(json!({"role": "assistant", "content": null}), None),
+        )];
+        for (i, (id, name, _)) in calls.iter().enumerate() {
+            events.push((
+                None,
+                chunk(
+                    json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                    None,
+                ),
+            ));
+        }
+        for (i, (_, _, args)) in calls.iter().enumerate() {
+            let chars: Vec<char> = args.chars().collect();
+            let step = chars.len().div_ceil(parts.max(1)).max(1);
+            for piece in chars.chunks(step) {
+                let s: String = piece.iter().collect();
+                events.push((
+                    None,
+                    chunk(
+                        json!({"tool_calls": [{"index": i, "function": {"arguments": s}}]}),
+                        None,
+                    ),
+                ));
+            }
+        }
+        tail(&mut events, "tool_calls");
+        Reply::sse(&events)
+    }
+}
+
+/// Anthropic Messages answers.
+pub mod anthropic {
+    use super::*;
+
+    pub fn text(text: &str) -> Reply {
+        Reply::json(
+            200,
+            json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-fake",
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 12, "output_tokens": 6}
+            }),
+        )
+    }
+
+    pub fn tool_use(text: Option<&str>, calls: &[(&str, &str, Value)]) -> Reply {
+        let mut content = Vec::new();
+        if let Some(t) = text {
+            content.push(json!({"type": "text", "text": t}));
+        }
+        for (id, name, input) in calls {
+            content.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        }
+        Reply::json(
+            200,
+            json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-fake",
+                "content": content, "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 30, "output_tokens": 10}
+            }),
+        )
+    }
+
+    fn start() -> Vec<(Option<&'static str>, String)> {
+        vec![(
+            Some("message_start"),
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
+                "model": "claude-fake", "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 12, "output_tokens": 1}}})
+            .to_string(),
+        )]
+    }
+
+    fn end(events: &mut Vec<(Option<&'static str>, String)>, stop: &str) {
+        events.push((
+            Some("message_delta"),
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 6}}).to_string(),
+        ));
+        events.push((
+            Some("message_stop"),
+            json!({"type": "message_stop"}).to_string(),
+        ));
+    }
+
+    pub fn stream_text(pieces: &[&str]) -> Reply {
+        let mut ev = start();
+        ev.push((
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string(),
+        ));
+        ev.push((Some("ping"), json!({"type": "ping"}).to_string()));
+        for p in pieces {
+            ev.push((
+                Some("content_block_delta"),
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}).to_string(),
+            ));
+        }
+        ev.push((
+            Some("content_block_stop"),
+            json!({"type": "content_block_stop", "index": 0}).to_string(),
+        ));
+        end(&mut ev, "end_turn");
+        Reply::sse(&ev)
+    }
+
+    /// Text, then one tool_use block whose input JSON arrives in `parts` pieces.
+    pub fn stream_tool_use(text: &str, id: &str, name: &str, input: &str, parts: usize) -> Reply {
+        let mut ev = start();
+        ev.push((
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string(),
+        ));
+        ev.push((
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}).to_string(),
+        ));
+        ev.push((
+            Some("content_block_stop"),
+            json!({"type": "content_block_stop", "index": 0}).to_string(),
+        ));
+        ev.push((
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}).to_string(),
+        ));
+        let chars: Vec<char> = input.chars().collect();
+        let step = chars.len().div_ceil(parts.max(1)).max(1);
+        for piece in chars.chunks(step) {
+            ev.push((
+                Some("content_block_delta"),
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": piece.iter().collect::<String>()}}).to_string(),
+            ));
+        }
+        ev.push((
+            Some("content_block_stop"),
+            json!({"type": "content_block_stop", "index": 1}).to_string(),
+        ));
+        end(&mut ev, "tool_use");
+        Reply::sse(&ev)
+    }
+
+    /// A 200 stream that reports `overloaded_error` in band.
+    pub fn stream_overloaded() -> Reply {
+        let mut ev = start();
+        ev.push((
+            Some("error"),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string(),
+        ));
+        Reply::sse(&ev)
+    }
+
+    pub fn overloaded_529() -> Reply {
+        Reply::json(
+            529,
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        )
+    }
+}
+
+/// Gemini generateContent answers.
+pub mod gemini {
+    use super::*;
+
+    fn response(parts: Value, finish: Option<&str>) -> Value {
+        let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+        if let Some(f) = finish {
+            cand["finishReason"] = json!(f);
+        }
+        json!({"candidates": [cand],
+               "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 5, "totalTokenCount": 14},
+               "modelVersion": "gemini-fake"})
+    }
+
+    pub fn text(text: &str) -> Reply {
+        Reply::json(200, response(json!([{"text": text}]), Some("STOP")))
+    }
+
+    pub fn function_calls(calls: &[(&str, Value)], signature: Option<&str>) -> Reply {
+        let parts: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, args))| {
+                let mut p = json!({"functionCall": {"name": name, "args": args}});
+                if let (0, Some(sig)) = (i, signature) {
+                    p["thoughtSignature"] = json!(sig);
+                }
+                p
+            })
+            .collect();
+        Reply::json(200, response(Value::Array(parts), Some("STOP")))
+    }
+
+    pub fn stream_text(pieces: &[&str]) -> Reply {
+        let n = pieces.len();
+        let events: Vec<(Option<&str>, String)> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let finish = (i + 1 == n).then_some("STOP");
+                (None, response(json!([{"text": p}]), finish).to_string())
+            })
+            .collect();
+        Reply::sse(&events)
+    }
+
+    pub fn rate_limited(retry_delay: &str) -> Reply {
+        Reply::json(
+            429,
+            json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED",
+                   "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}]}}),
+        )
+    }
+}

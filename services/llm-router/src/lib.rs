@@ -1,0 +1,342 @@
+//! The LLM router service (`openintentd service llm-router`): the only
+//! process that talks to model providers. The agent asks it for a chat
+//! completion over the bus; it picks a deployment, speaks that provider's
+//! wire format, and fails over so that a 429 or a 503 never reaches the
+//! user.
+
+pub mod classify;
+pub mod deployments;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod health;
+pub mod overrides;
+pub mod router;
+pub mod stream;
+pub mod textcalls;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use oi_ipc_schema::llm::{
+    ChatRequest, ModelChoice, ModelStatus, ModelsStatus, StreamEvent, methods,
+};
+use oi_ipc_schema::{ErrorCode, vault};
+use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
+use oi_kernel::config::Config;
+use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::deployments::{ProcessKeys, from_config, wanted_secrets};
+use crate::health::{CooldownPolicy, Health, SystemClock};
+use crate::overrides::Overrides;
+use crate::router::{Router, RouterError, Settings};
+
+/// Router settings from `[cascade]`.
+pub fn settings(config: &Config) -> Settings {
+    let c = &config.cascade;
+    Settings {
+        max_attempts: c.max_attempts,
+        first_token_timeout: Duration::from_secs(c.first_token_timeout_secs),
+        idle_timeout: Duration::from_secs(c.idle_timeout_secs),
+        failover_on_content_policy: c.failover_on_content_policy,
+    }
+}
+
+pub fn cooldown_policy(config: &Config) -> CooldownPolicy {
+    let c = &config.cascade;
+    CooldownPolicy {
+        base: Duration::from_secs(c.cooldown_secs),
+        max: Duration::from_secs(c.max_cooldown_secs.max(c.cooldown_secs)),
+        auth: Duration::from_secs(c.auth_cooldown_secs),
+    }
+}
+
+fn router_error(e: RouterError) -> ServiceError {
+    let code = match &e {
+        RouterError::UnknownAlias(_)
+        | RouterError::Refused { .. }
+        | RouterError::ContextTooLarge(_) => ErrorCode::BadRequest,
+        RouterError::Deadline { .. } => ErrorCode::Timeout,
+        RouterError::NoProvider(_)
+        | RouterError::AllCooling { .. }
+        | RouterError::StreamBroken { .. }
+        | RouterError::Exhausted(..) => ErrorCode::Unavailable,
+    };
+    ServiceError::new(code, e.to_string())
+}
+
+struct LlmRouter {
+    client: BusClient,
+    router: RwLock<Arc<Router>>,
+    health: Health,
+    overrides: Arc<Overrides>,
+}
+
+impl LlmRouter {
+    fn router(&self) -> Arc<Router> {
+        match self.router.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    async fn build_router(client: &BusClient, config: &Config, health: Health) -> Router {
+        let secrets = fetch_secrets(client, &wanted_secrets(config)).await;
+        let deployments = from_config(config, &ProcessKeys { secrets: &secrets });
+        for d in &deployments {
+            match &d.missing_key {
+                None => {
+                    info!(alias = %d.alias, model = %d.model, kind = d.kind.as_str(), credential = %d.credential, "deployment ready")
+                }
+                Some(why) => info!(alias = %d.alias, "deployment skipped: {why}"),
+            }
+        }
+        Router::new(deployments, health, settings(config))
+    }
+
+    /// The alias to start from: the request's, else the chat's override.
+    async fn first_alias(&self, req: &ChatRequest) -> Result<Option<String>, ServiceError> {
+        if !req.alias.is_empty() {
+            return Ok(Some(req.alias.clone()));
+        }
+        if req.chat.is_empty() {
+            return Ok(None);
+        }
+        let o = self.overrides.clone();
+        let chat = req.chat.clone();
+        tokio::task::spawn_blocking(move || o.get(&chat))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(|e| ServiceError::internal(e.to_string()))
+    }
+
+    fn models(&self) -> ModelsStatus {
+        let router = self.router();
+        let models = router
+            .deployments()
+            .iter()
+            .map(|d| {
+                let snap = self.health.snapshot(&d.alias, &d.credential);
+                ModelStatus {
+                    alias: d.alias.clone(),
+                    kind: d.kind.as_str().into(),
+                    model: d.model.clone(),
+                    base_url: d.base_url.clone(),
+                    position: d.position.map_or(-1, |p| p as i32),
+                    key_present: d.usable(),
+                    key_source: match &d.missing_key {
+                        Some(why) => why.clone(),
+                        None => d.credential.clone(),
+                    },
+                    cooling_until_ms: snap
+                        .cooling_until
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_millis() as i64),
+                    last_error: snap.last_error,
+                    context_window: d.context_window,
+                    successes: snap.successes,
+                    failures: snap.failures,
+                }
+            })
+            .collect();
+        ModelsStatus {
+            primary: router
+                .deployments()
+                .iter()
+                .find(|d| d.position == Some(0))
+                .map(|d| d.alias.clone())
+                .unwrap_or_default(),
+            models,
+        }
+    }
+}
+
+/// Reads the vault secrets that hold API keys. A vault that is not running
+/// (or a secret it does not have) just leaves those deployments keyless.
+async fn fetch_secrets(client: &BusClient, names: &[String]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for name in names {
+        let payload = match oi_ipc_schema::encode_payload(&vault::SecretName { name: name.clone() })
+        {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let reply = client
+            .request(
+                "vault",
+                vault::methods::GET,
+                &payload,
+                CallOptions::deadline(Duration::from_secs(2)),
+            )
+            .await;
+        match reply.map(|bytes| {
+            oi_ipc_schema::decode_payload::<vault::SecretValue>(
+                &bytes,
+                oi_ipc_schema::Kind::Response,
+                0,
+            )
+        }) {
+            Ok(Ok(v)) => match String::from_utf8(v.value) {
+                Ok(s) => {
+                    out.insert(name.clone(), s.trim().to_string());
+                }
+                Err(_) => warn!(secret = %name, "vault secret is not UTF-8 text; ignored"),
+            },
+            Ok(Err(e)) => warn!(secret = %name, "vault answer unreadable: {e}"),
+            Err(e) => info!(secret = %name, "no key from the vault: {}", e.code().as_str()),
+        }
+    }
+    out
+}
+
+impl Service for LlmRouter {
+    async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
+        match req.method() {
+            methods::CHAT => {
+                let chat: ChatRequest = decode_request(&req)?;
+                let first = self.first_alias(&chat).await?;
+                let response = self
+                    .router()
+                    .chat(&chat, first.as_deref(), req.deadline(), None)
+                    .await
+                    .map_err(router_error)?;
+                archived_reply(&response)
+            }
+            methods::CHAT_STREAM => {
+                let chat: ChatRequest = decode_request(&req)?;
+                let first = self.first_alias(&chat).await?;
+                let router = self.router();
+                let deadline = req.deadline();
+                let (out_tx, out_rx) = mpsc::channel::<Result<Vec<u8>, ServiceError>>(64);
+                tokio::spawn(async move {
+                    let (ev_tx, mut ev_rx) = mpsc::channel::<StreamEvent>(64);
+                    let work = router.chat(&chat, first.as_deref(), deadline, Some(ev_tx));
+                    let forward = async {
+                        while let Some(ev) = ev_rx.recv().await {
+                            let bytes = oi_ipc_schema::encode_payload(&ev)
+                                .map_err(|e| ServiceError::internal(e.to_string()));
+                            if out_tx.send(bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    // The caller going away (cancel, deadline) drops the
+                    // stream's receiver: stop the provider request too.
+                    let result = tokio::select! {
+                        (r, ()) = async { tokio::join!(work, forward) } => r,
+                        _ = out_tx.closed() => return,
+                    };
+                    let last = match result {
+                        Ok(resp) => oi_ipc_schema::encode_payload(&StreamEvent::Done(resp))
+                            .map_err(|e| ServiceError::internal(e.to_string())),
+                        Err(e) => Err(router_error(e)),
+                    };
+                    let _ = out_tx.send(last).await;
+                });
+                Ok(Reply::Stream(out_rx))
+            }
+            methods::MODELS => archived_reply(&self.models()),
+            methods::MODEL_SET => {
+                let choice: ModelChoice = decode_request(&req)?;
+                if choice.chat.is_empty() {
+                    return Err(ServiceError::bad_request("llm.model.set: 'chat' is empty"));
+                }
+                if !choice.alias.is_empty()
+                    && !self
+                        .router()
+                        .deployments()
+                        .iter()
+                        .any(|d| d.alias == choice.alias)
+                {
+                    return Err(router_error(RouterError::UnknownAlias(choice.alias)));
+                }
+                let o = self.overrides.clone();
+                tokio::task::spawn_blocking(move || o.set(&choice.chat, &choice.alias))
+                    .await
+                    .map_err(|e| ServiceError::internal(e.to_string()))?
+                    .map_err(|e| ServiceError::internal(e.to_string()))?;
+                Ok(Reply::Once(Vec::new()))
+            }
+            methods::MODEL_GET => {
+                let choice: ModelChoice = decode_request(&req)?;
+                let alias = self
+                    .first_alias(&ChatRequest {
+                        chat: choice.chat.clone(),
+                        ..ChatRequest::new(Vec::new())
+                    })
+                    .await?
+                    .unwrap_or_default();
+                archived_reply(&ModelChoice {
+                    chat: choice.chat,
+                    alias,
+                })
+            }
+            other => Err(ServiceError::bad_request(format!(
+                "the llm-router has no method '{other}'"
+            ))),
+        }
+    }
+
+    async fn config_changed(&self, generation: u64, config_toml: &str) {
+        let config = match Config::parse_layers(Some(config_toml), std::path::Path::new("config")) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(generation, "config change ignored: {e}");
+                return;
+            }
+        };
+        let router = Self::build_router(&self.client, &config, self.health.clone()).await;
+        match self.router.write() {
+            Ok(mut r) => *r = Arc::new(router),
+            Err(p) => *p.into_inner() = Arc::new(router),
+        }
+        info!(generation, "models reloaded");
+    }
+}
+
+/// Entry point of `openintentd service llm-router`.
+pub fn run(name: &'static str) -> i32 {
+    harness::run(name, |client| async move {
+        let config = match std::env::var_os("OPENINTENT_CONFIG").map(PathBuf::from) {
+            Some(p) => Config::load(&p).map_err(|e| ServiceError::config_error(e.to_string()))?,
+            None => Config::defaults(),
+        };
+        let data = std::env::var_os("OPENINTENT_DATA_DIR")
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                ServiceError::config_error(
+                    "OPENINTENT_DATA_DIR is not set; the llm-router is started by openintentd",
+                )
+            })?;
+        let path = data.join("llm-router.db");
+        let overrides = tokio::task::spawn_blocking(move || Overrides::open(&path))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(|e| ServiceError::config_error(e.to_string()))?;
+        let health = Health::new(Arc::new(SystemClock), cooldown_policy(&config));
+        let router = LlmRouter::build_router(&client, &config, health.clone()).await;
+        let usable = router.deployments().iter().filter(|d| d.usable()).count();
+        info!(
+            usable,
+            configured = router.deployments().len(),
+            "llm-router ready"
+        );
+        Ok(LlmRouter {
+            client,
+            router: RwLock::new(Arc::new(router)),
+            health,
+            overrides: Arc::new(overrides),
+        })
+    })
+}
+
+/// Unix milliseconds now (for callers formatting `cooling_until_ms`).
+pub fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
