@@ -5,13 +5,14 @@
 mod daemon;
 mod ipc;
 mod memory;
+mod router;
 mod stats;
 mod supervisor;
 
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory> [--quick]";
+    "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some("size") => supervisor::size(),
         Some("vault") => supervisor::vault(quick),
         Some("memory") => memory::run(quick),
+        Some("router") => router::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

@@ -626,11 +626,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.toml");
         std::fs::write(&p, "\n[services.mail]\nkind = \"imap\"\n").unwrap();
-        let e = Config::load_checked(&p, Some(&["vault"])).unwrap_err();
+        let e = Config::load_checked(&p, Some(&["vault", "memory", "llm-router"])).unwrap_err();
         assert_eq!(e.location, Some((2, 1)));
         assert!(
-            e.message
-                .contains("kind 'imap', which this build does not have (kinds: vault)"),
+            e.message.contains(
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router)"
+            ),
             "{e}"
         );
         assert!(Config::load_checked(&p, None).is_ok());

@@ -63,6 +63,41 @@ enum Cmd {
         #[command(subcommand)]
         action: MemoryCmd,
     },
+    /// List model aliases with availability: key present, cooling until,
+    /// last error (`oictl models status --json` for scripts).
+    Models {
+        #[command(subcommand)]
+        action: Option<ModelsCmd>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or set the model a chat starts with (kept across restarts and
+    /// failovers). Without an alias, shows the current one.
+    Model {
+        alias: Option<String>,
+        /// The chat to set it for (Telegram chats are `telegram:<id>`).
+        #[arg(long, default_value = crate::cli_models::CLI_CHAT)]
+        chat: String,
+        /// Remove the override: start with the cascade's primary again.
+        #[arg(long, conflicts_with = "alias")]
+        clear: bool,
+    },
+    /// One completion from the LLM router, without tools (to check a
+    /// provider): prints the answer, then which deployment gave it.
+    Llm {
+        #[arg(required = true, num_args = 1..)]
+        prompt: Vec<String>,
+        /// Start with this alias instead of the chat's model.
+        #[arg(short, long)]
+        model: Option<String>,
+        #[arg(long, default_value = crate::cli_models::CLI_CHAT)]
+        chat: String,
+        /// Print the answer as it is generated.
+        #[arg(long)]
+        stream: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage secrets in the vault.
     Vault {
         #[command(subcommand)]
@@ -103,6 +138,15 @@ enum MemoryCmd {
     },
     /// Delete a fact by id.
     Rm { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// The same list; with --json, for scripts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +314,30 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Vault { action } => vault_cmd(&connect().await?, action).await,
         Cmd::Doctor => doctor(&paths).await,
         Cmd::Memory { action } => memory_cmd(&connect().await?, action).await,
+        Cmd::Models { action, json } => {
+            let json = json || matches!(action, Some(ModelsCmd::Status { json: true }));
+            crate::cli_models::models(&connect().await?, json).await
+        }
+        Cmd::Model { alias, chat, clear } => {
+            crate::cli_models::model(&connect().await?, alias, chat, clear).await
+        }
+        Cmd::Llm {
+            prompt,
+            model,
+            chat,
+            stream,
+            json,
+        } => {
+            crate::cli_models::llm(
+                &connect().await?,
+                prompt.join(" "),
+                model,
+                chat,
+                stream,
+                json,
+            )
+            .await
+        }
     }
 }
 

@@ -9,11 +9,12 @@
 //! - [`control`]: the control plane `oictl` talks to.
 //! - [`notify`]: systemd notifications.
 //! - [`install`]: systemd and launchd units.
-//! - [`cli`]: the `oictl` command line.
+//! - [`cli`]: the `oictl` command line; [`cli_models`] its LLM commands.
 
 pub mod actor;
 pub mod child_actor;
 pub mod cli;
+pub mod cli_models;
 pub mod control;
 pub mod daemon;
 pub mod install;

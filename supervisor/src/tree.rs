@@ -163,7 +163,8 @@ mod tests {
         )
         .unwrap();
         let l = layout(&c);
-        // The shipped vault (order 10) and memory (20) are in the core group too.
+        // The shipped vault (10), memory (20) and llm-router (30) are in the
+        // core group too.
         assert_eq!(
             l[0],
             (
@@ -173,7 +174,8 @@ mod tests {
                     "a".into(),
                     "b".into(),
                     "vault".into(),
-                    "memory".into()
+                    "memory".into(),
+                    "llm-router".into()
                 ]
             )
         );

@@ -1,6 +1,7 @@
 //! End-to-end tests that run the real `openintentd` and `oictl` binaries
 //! (built with the test-only `chaos` service).
 
+mod llm;
 mod memory;
 mod oictl;
 mod supervisor;

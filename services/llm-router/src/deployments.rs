@@ -23,6 +23,8 @@ pub struct Deployment {
     pub credential: String,
     /// Why it cannot be used (no key); `None` when usable.
     pub missing_key: Option<String>,
+    /// The vault secret that may hold its key (a name, never a value).
+    pub secret: String,
     pub context_window: u32,
     pub max_tokens: u32,
     /// Position in the cascade; `None` when only reachable by alias.
@@ -49,6 +51,10 @@ impl Deployment {
     }
     pub fn usable(&self) -> bool {
         self.missing_key.is_none()
+    }
+    /// Keyless, but the vault may have its key by now.
+    pub fn awaits_vault_key(&self) -> bool {
+        self.missing_key.is_some() && !self.secret.is_empty()
     }
 }
 
@@ -110,6 +116,11 @@ fn deployment(alias: &str, e: &ModelEntry, keys: &dyn KeySource) -> Option<Deplo
         key,
         credential,
         missing_key,
+        secret: if e.no_key {
+            String::new()
+        } else {
+            e.api_key_secret.clone()
+        },
         context_window: e.context_window,
         max_tokens: e.max_tokens,
         position: None,

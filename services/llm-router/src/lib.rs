@@ -18,7 +18,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use oi_ipc_schema::llm::{
     ChatRequest, ModelChoice, ModelStatus, ModelsStatus, StreamEvent, methods,
@@ -71,10 +71,16 @@ fn router_error(e: RouterError) -> ServiceError {
 
 struct LlmRouter {
     client: BusClient,
+    config: RwLock<Arc<Config>>,
     router: RwLock<Arc<Router>>,
     health: Health,
     overrides: Arc<Overrides>,
+    /// When keys were last read from the vault.
+    keys_read: std::sync::Mutex<Instant>,
 }
+
+/// How often a keyless deployment's vault secret is looked for again.
+const VAULT_RECHECK: Duration = Duration::from_secs(2);
 
 impl LlmRouter {
     fn router(&self) -> Arc<Router> {
@@ -96,6 +102,48 @@ impl LlmRouter {
             }
         }
         Router::new(deployments, health, settings(config))
+    }
+
+    fn replace_router(&self, config: Arc<Config>, router: Router) {
+        match self.router.write() {
+            Ok(mut r) => *r = Arc::new(router),
+            Err(p) => *p.into_inner() = Arc::new(router),
+        }
+        match self.config.write() {
+            Ok(mut c) => *c = config,
+            Err(p) => *p.into_inner() = config,
+        }
+        if let Ok(mut t) = self.keys_read.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    /// A key stored with `oictl vault set` after the router started is
+    /// picked up by the next request that needs it.
+    async fn refresh_vault_keys(&self) {
+        let stale = self
+            .keys_read
+            .lock()
+            .map(|t| t.elapsed() >= VAULT_RECHECK)
+            .unwrap_or(true);
+        if !stale
+            || !self
+                .router()
+                .deployments()
+                .iter()
+                .any(|d| d.awaits_vault_key())
+        {
+            return;
+        }
+        if let Ok(mut t) = self.keys_read.lock() {
+            *t = Instant::now();
+        }
+        let config = match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let router = Self::build_router(&self.client, &config, self.health.clone()).await;
+        self.replace_router(config, router);
     }
 
     /// The alias to start from: the request's, else the chat's override.
@@ -195,6 +243,12 @@ async fn fetch_secrets(client: &BusClient, names: &[String]) -> HashMap<String, 
 
 impl Service for LlmRouter {
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
+        if matches!(
+            req.method(),
+            methods::CHAT | methods::CHAT_STREAM | methods::MODELS
+        ) {
+            self.refresh_vault_keys().await;
+        }
         match req.method() {
             methods::CHAT => {
                 let chat: ChatRequest = decode_request(&req)?;
@@ -290,10 +344,7 @@ impl Service for LlmRouter {
             }
         };
         let router = Self::build_router(&self.client, &config, self.health.clone()).await;
-        match self.router.write() {
-            Ok(mut r) => *r = Arc::new(router),
-            Err(p) => *p.into_inner() = Arc::new(router),
-        }
+        self.replace_router(Arc::new(config), router);
         info!(generation, "models reloaded");
     }
 }
@@ -327,16 +378,11 @@ pub fn run(name: &'static str) -> i32 {
         );
         Ok(LlmRouter {
             client,
+            config: RwLock::new(Arc::new(config)),
             router: RwLock::new(Arc::new(router)),
             health,
             overrides: Arc::new(overrides),
+            keys_read: std::sync::Mutex::new(Instant::now()),
         })
     })
-}
-
-/// Unix milliseconds now (for callers formatting `cooling_until_ms`).
-pub fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -60,6 +60,12 @@ struct AttemptFailure {
     caller_deadline: bool,
 }
 
+/// Installs rustls's ring provider (ring is already in the build for the
+/// vault) as the process's one crypto provider; later calls do nothing.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub struct Router {
     deployments: Vec<Deployment>,
     health: Health,
@@ -69,9 +75,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(deployments: Vec<Deployment>, health: Health, settings: Settings) -> Router {
-        // rustls with ring (already in the build for the vault): one crypto
-        // provider for the whole process; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto();
         // The router is the only retry loop; the client makes one try per
         // call, and redirects are not followed for API calls.
         let http = reqwest::Client::builder()
@@ -317,7 +321,14 @@ impl Router {
                         Action::FailOverNoCooldown => {
                             excluded.insert(d.alias.as_str());
                         }
-                        Action::FailOver | Action::FailOverLong => {}
+                        Action::FailOver | Action::FailOverLong => {
+                            // Without a cooldown (cooldown_secs = 0) it
+                            // would be picked again at once: not in this
+                            // request.
+                            if cooldown.is_zero() {
+                                excluded.insert(d.alias.as_str());
+                            }
+                        }
                     }
                 }
             }

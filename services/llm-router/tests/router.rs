@@ -887,3 +887,24 @@ async fn reasoning_content_goes_back_only_to_its_origin() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn without_cooldowns_a_failed_deployment_is_not_retried_in_the_same_request() {
+    let e = env_with(
+        &[dep("p", "openai"), dep("s", "openai")],
+        "cooldown_secs = 0\nmax_cooldown_secs = 0\n",
+        None,
+    )
+    .await;
+    e.fakes[0].set_default(Reply::status(429, &[], "{}"));
+    e.fakes[1].set_default(openai::text("ok"));
+    for _ in 0..3 {
+        let r = e.chat(&ask("x")).await.unwrap();
+        assert_eq!((r.deployment.as_str(), r.fallbacks), ("s", 1));
+    }
+    assert_eq!(
+        e.fakes[0].request_count(),
+        3,
+        "tried once per request, first each time"
+    );
+}

