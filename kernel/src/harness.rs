@@ -98,6 +98,28 @@ where
         .map_err(|e| ServiceError::internal(e.to_string()))
 }
 
+/// The config the supervisor passed down (`OPENINTENT_CONFIG`), or the
+/// shipped defaults when run without one.
+pub fn service_config() -> Result<crate::config::Config, ServiceError> {
+    match std::env::var_os("OPENINTENT_CONFIG").map(PathBuf::from) {
+        Some(p) => {
+            crate::config::Config::load(&p).map_err(|e| ServiceError::config_error(e.to_string()))
+        }
+        None => Ok(crate::config::Config::defaults()),
+    }
+}
+
+/// The data directory the supervisor passed down (`OPENINTENT_DATA_DIR`).
+pub fn data_dir(service: &str) -> Result<PathBuf, ServiceError> {
+    std::env::var_os("OPENINTENT_DATA_DIR")
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            ServiceError::config_error(format!(
+                "OPENINTENT_DATA_DIR is not set; the {service} service is started by openintentd"
+            ))
+        })
+}
+
 /// A service process's behaviour.
 pub trait Service: Send + Sync + 'static {
     /// Tools this service offers to the agent.

@@ -16,7 +16,6 @@ pub mod textcalls;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -352,17 +351,8 @@ impl Service for LlmRouter {
 /// Entry point of `openintentd service llm-router`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = match std::env::var_os("OPENINTENT_CONFIG").map(PathBuf::from) {
-            Some(p) => Config::load(&p).map_err(|e| ServiceError::config_error(e.to_string()))?,
-            None => Config::defaults(),
-        };
-        let data = std::env::var_os("OPENINTENT_DATA_DIR")
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                ServiceError::config_error(
-                    "OPENINTENT_DATA_DIR is not set; the llm-router is started by openintentd",
-                )
-            })?;
+        let config = harness::service_config()?;
+        let data = harness::data_dir(name)?;
         let path = data.join("llm-router.db");
         let overrides = tokio::task::spawn_blocking(move || Overrides::open(&path))
             .await

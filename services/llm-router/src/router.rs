@@ -76,10 +76,12 @@ pub struct Router {
 impl Router {
     pub fn new(deployments: Vec<Deployment>, health: Health, settings: Settings) -> Router {
         install_crypto();
-        // The router is the only retry loop; the client makes one try per
-        // call, and redirects are not followed for API calls.
+        // The router is the only retry loop: the client's own retries (which
+        // reqwest 0.13 has for protocol-level refusals) are off, and
+        // redirects are not followed for API calls.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .connect_timeout(settings.first_token_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()

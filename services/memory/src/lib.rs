@@ -5,7 +5,6 @@
 pub mod embed;
 pub mod store;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use oi_ipc_schema::ToolSpec;
@@ -13,7 +12,6 @@ use oi_ipc_schema::memory::{
     ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
 };
 use oi_kernel::client::IncomingRequest;
-use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use serde_json::{Value, json};
 use tracing::info;
@@ -218,17 +216,8 @@ impl Service for MemoryService {
 /// Entry point of `openintentd service memory`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |_client| async move {
-        let config = match std::env::var_os("OPENINTENT_CONFIG").map(PathBuf::from) {
-            Some(p) => Config::load(&p).map_err(|e| ServiceError::config_error(e.to_string()))?,
-            None => Config::defaults(),
-        };
-        let data = std::env::var_os("OPENINTENT_DATA_DIR")
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                ServiceError::config_error(
-                    "OPENINTENT_DATA_DIR is not set; the memory service is started by openintentd",
-                )
-            })?;
+        let config = harness::service_config()?;
+        let data = harness::data_dir(name)?;
         let m = &config.memory;
         let tuning = Tuning {
             readers: m.readers as usize,

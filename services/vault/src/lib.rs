@@ -11,7 +11,6 @@ pub mod keys;
 pub mod policy;
 pub mod store;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use oi_ipc_schema::vault::{SecretList, SecretName, SecretValue, SetSecret, methods};
@@ -210,18 +209,8 @@ fn toml_config(text: &str) -> Option<Config> {
 pub fn run(name: &'static str) -> i32 {
     harden();
     harness::run(name, |_client| async move {
-        let config_path = std::env::var_os("OPENINTENT_CONFIG").map(PathBuf::from);
-        let config = match &config_path {
-            Some(p) => Config::load(p).map_err(|e| ServiceError::config_error(e.to_string()))?,
-            None => Config::defaults(),
-        };
-        let data = std::env::var_os("OPENINTENT_DATA_DIR")
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                ServiceError::config_error(
-                    "OPENINTENT_DATA_DIR is not set; the vault is started by openintentd",
-                )
-            })?;
+        let config = harness::service_config()?;
+        let data = harness::data_dir(name)?;
         let dir = data.join("vault");
         let setting = config.vault.key_source.clone();
         let (vault, passed_over) = tokio::task::spawn_blocking(move || Vault::open(&dir, &setting))
