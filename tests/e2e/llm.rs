@@ -150,6 +150,34 @@ fn failover_models_and_overrides_through_oictl() {
         out(&o)
     );
 
+    // A model added to config.toml is served without a restart.
+    let pid = d.ready_pid("llm-router");
+    let added = format!(
+        "{cfg}{}",
+        model("added", "anthropic", &backup.url("/v1"), "no_key = true")
+    );
+    std::fs::write(d.path("config.toml"), added).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the new alias in oictl models",
+        || {
+            let m = json_of(&d.oictl(&["models", "--json"]));
+            m["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["alias"] == "added")
+                .then_some(())
+        },
+    );
+    backup.push([anthropic::text("from the added alias")]);
+    let j = json_of(&d.oictl(&["llm", "--json", "-m", "added", "hi"]));
+    assert_eq!(
+        (j["provider"].as_str(), j["answer"].as_str()),
+        (Some("added"), Some("from the added alias"))
+    );
+    assert_eq!(d.ready_pid("llm-router"), pid, "reloaded in place");
+
     // The key never appears in any log.
     let logs = out(&d.oictl(&["logs", "llm-router", "-n", "1000"]));
     assert!(logs.contains("completion"), "{logs}");
