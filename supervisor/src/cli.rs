@@ -353,11 +353,25 @@ where
     T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
         + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
-    Ok(decode_payload(
-        &vault_call(client, method, payload).await?,
-        Kind::Response,
-        0,
-    )?)
+    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
+    typed_request(client, "vault", method, payload, opts).await
+}
+
+/// Calls `method` of `destination` and decodes its archived answer.
+pub(crate) async fn typed_request<T>(
+    client: &BusClient,
+    destination: &str,
+    method: &str,
+    payload: &[u8],
+    opts: CallOptions,
+) -> anyhow::Result<T>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let bytes = client.request(destination, method, payload, opts).await?;
+    Ok(decode_payload(&bytes, Kind::Response, 0)?)
 }
 
 /// Reads a secret value: all of standard input, or a hidden prompt on a

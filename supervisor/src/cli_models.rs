@@ -24,8 +24,7 @@ where
         + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
     let opts = CallOptions::deadline(Duration::from_secs(15)).waiting();
-    let bytes = client.request(ROUTER, method, payload, opts).await?;
-    Ok(decode_payload(&bytes, Kind::Response, 0)?)
+    crate::cli::typed_request(client, ROUTER, method, payload, opts).await
 }
 
 pub fn models_json(s: &ModelsStatus) -> Value {
