@@ -11,14 +11,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn json_of(o: &std::process::Output) -> Value {
     assert!(o.status.success(), "oictl failed: {}", out(o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(o)))

@@ -17,14 +17,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 async fn client(d: &Daemon) -> BusClient {
     BusClient::connect(
         &d.home.path().join("run/bus.sock"),

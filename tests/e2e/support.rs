@@ -263,3 +263,12 @@ pub fn memory_config(extra: &str) -> String {
         1,
     )
 }
+
+/// An oictl run's stdout and stderr, for assertions and failure messages.
+pub fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
