@@ -8,11 +8,12 @@ mod memory;
 mod router;
 mod stats;
 mod supervisor;
+mod tools;
 
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router> [--quick]";
+    "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Some("vault") => supervisor::vault(quick),
         Some("memory") => memory::run(quick),
         Some("router") => router::run(quick),
+        Some("tools") => tools::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

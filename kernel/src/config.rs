@@ -26,6 +26,80 @@ pub struct Config {
     /// Model aliases.
     pub models: BTreeMap<String, ModelEntry>,
     pub cascade: CascadeConfig,
+    pub fs: FsConfig,
+    pub shell: ShellConfig,
+    pub web: WebConfig,
+}
+
+/// The filesystem adapter (`fs_*` tools).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FsConfig {
+    /// Directories the tools may touch besides `<data>/workspace`.
+    pub roots: Vec<String>,
+    /// Largest piece of a file one `fs_read_file` returns.
+    pub max_read_bytes: u64,
+    /// Largest content one `fs_write_file` accepts.
+    pub max_write_bytes: u64,
+    /// Matches one `fs_search` returns at most.
+    pub search_max_results: u32,
+    /// Files larger than this are not searched by content.
+    pub search_max_file_bytes: u64,
+}
+
+/// Policies of the shell adapter.
+pub const SHELL_POLICIES: &[&str] = &["allowlist", "denylist", "approval"];
+
+/// The shell adapter (`shell_execute`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShellConfig {
+    /// Default time limit of a command.
+    pub timeout_secs: u64,
+    /// Longest time limit a call may ask for.
+    pub max_timeout_secs: u64,
+    /// Bytes of stdout and of stderr kept (the rest is counted, not kept).
+    pub max_output_bytes: u64,
+    /// `allowlist`, `denylist` or `approval`.
+    pub policy: String,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// Run lines with pipes, `;`, `$(...)` etc. through `sh -c` (every
+    /// program in the line is checked by the policy) instead of refusing.
+    pub allow_shell_syntax: bool,
+    /// PATH of the commands; only programs found on it run.
+    pub path: String,
+    /// Variables copied from the adapter's environment (never ones that
+    /// look like secrets).
+    pub env_passthrough: Vec<String>,
+    /// `auto` (use Landlock when the kernel has it), `required` or `off`.
+    pub landlock: String,
+    /// Read-only paths a sandboxed command may see besides the roots.
+    pub read_only_paths: Vec<String>,
+}
+
+/// Search engines `web_search` speaks.
+pub const SEARCH_ENGINES: &[&str] = &["duckduckgo", "searxng"];
+
+/// The web adapters (`web_search`, `web_fetch`, `http_request`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// `duckduckgo` (its HTML endpoint) or `searxng` (its JSON API).
+    pub search_engine: String,
+    pub search_url: String,
+    pub max_results: u32,
+    /// Seconds a search result stays cached.
+    pub cache_secs: u64,
+    pub user_agent: String,
+    pub timeout_secs: u64,
+    pub max_response_bytes: u64,
+    pub max_redirects: u32,
+    /// Characters of page text one `web_fetch` returns at most.
+    pub max_text_chars: u64,
+    /// Addresses or networks (`127.0.0.1`, `10.1.0.0/16`) that the SSRF
+    /// guard lets through although they are private, loopback or link-local.
+    pub allow_addresses: Vec<String>,
 }
 
 /// The wire formats the LLM router speaks.
@@ -307,6 +381,7 @@ impl Config {
             ));
         }
         self.validate_models()?;
+        self.validate_adapters()?;
         for (name, spec) in &self.services {
             if !valid_name(name) {
                 return Err((
@@ -408,6 +483,72 @@ impl Config {
         Ok(())
     }
 
+    fn validate_adapters(&self) -> Result<(), (String, String)> {
+        if !SHELL_POLICIES.contains(&self.shell.policy.as_str()) {
+            return Err((
+                "shell.policy".into(),
+                format!(
+                    "shell.policy is '{}'; use {}",
+                    self.shell.policy,
+                    SHELL_POLICIES.join(", ")
+                ),
+            ));
+        }
+        if !["auto", "required", "off"].contains(&self.shell.landlock.as_str()) {
+            return Err((
+                "shell.landlock".into(),
+                format!(
+                    "shell.landlock is '{}'; use auto, required or off",
+                    self.shell.landlock
+                ),
+            ));
+        }
+        if self.shell.timeout_secs == 0 || self.shell.max_timeout_secs < self.shell.timeout_secs {
+            return Err((
+                "shell.timeout_secs".into(),
+                "shell.timeout_secs must be at least 1 and at most shell.max_timeout_secs".into(),
+            ));
+        }
+        if !SEARCH_ENGINES.contains(&self.web.search_engine.as_str()) {
+            return Err((
+                "web.search_engine".into(),
+                format!(
+                    "web.search_engine is '{}'; use {}",
+                    self.web.search_engine,
+                    SEARCH_ENGINES.join(", ")
+                ),
+            ));
+        }
+        if !(self.web.search_url.starts_with("http://")
+            || self.web.search_url.starts_with("https://"))
+        {
+            return Err((
+                "web.search_url".into(),
+                format!(
+                    "web.search_url '{}' must start with http:// or https://",
+                    self.web.search_url
+                ),
+            ));
+        }
+        for a in &self.web.allow_addresses {
+            if parse_net(a).is_none() {
+                return Err((
+                    "web.allow_addresses".into(),
+                    format!(
+                        "web.allow_addresses: '{a}' is not an IP address or network (like 127.0.0.1 or 10.1.0.0/16)"
+                    ),
+                ));
+            }
+        }
+        if self.web.timeout_secs == 0 {
+            return Err((
+                "web.timeout_secs".into(),
+                "web.timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn dependency_cycle(&self) -> Option<Vec<String>> {
         fn visit<'a>(
             c: &'a Config,
@@ -455,6 +596,15 @@ impl Config {
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.bus.heartbeat_interval_ms)
     }
+}
+
+/// An address (`127.0.0.1`, `::1`) or network (`10.0.0.0/8`) of
+/// `web.allow_addresses`.
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -626,15 +776,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.toml");
         std::fs::write(&p, "\n[services.mail]\nkind = \"imap\"\n").unwrap();
-        let e = Config::load_checked(&p, Some(&["vault", "memory", "llm-router"])).unwrap_err();
+        let kinds = [
+            "vault",
+            "memory",
+            "llm-router",
+            "fs",
+            "shell",
+            "web",
+            "http",
+        ];
+        let e = Config::load_checked(&p, Some(&kinds)).unwrap_err();
         assert_eq!(e.location, Some((2, 1)));
         assert!(
             e.message.contains(
-                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router)"
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http)"
             ),
             "{e}"
         );
         assert!(Config::load_checked(&p, None).is_ok());
+    }
+
+    #[test]
+    fn adapter_settings_are_checked_with_their_location() {
+        let e = parse("[shell]\npolicy = \"anything\"\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 1)), "{e}");
+        assert!(
+            e.message.contains("use allowlist, denylist, approval"),
+            "{e}"
+        );
+        let e = parse("[web]\n\nallow_addresses = [\"127.0.0.1\", \"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!(e.location, Some((3, 1)), "{e}");
+        assert!(
+            e.message
+                .contains("'10.0.0.0/33' is not an IP address or network"),
+            "{e}"
+        );
+        let e = parse("[web]\nsearch_engine = \"bing\"\n").unwrap_err();
+        assert!(e.message.contains("use duckduckgo, searxng"), "{e}");
+        let c = parse("[web]\nallow_addresses = [\"127.0.0.1\", \"fd00::/8\"]\n").unwrap();
+        assert_eq!(c.web.allow_addresses.len(), 2);
+        let d = Config::defaults();
+        assert_eq!(d.fs.max_read_bytes, 16384);
+        assert_eq!(
+            (d.shell.timeout_secs, d.shell.policy.as_str()),
+            (30, "allowlist")
+        );
+        assert!(d.shell.deny.contains(&"sudo".to_string()));
+        assert_eq!(d.web.search_engine, "duckduckgo");
     }
 
     #[test]

@@ -109,6 +109,18 @@ pub fn service_config() -> Result<crate::config::Config, ServiceError> {
     }
 }
 
+/// The configuration a `ConfigChanged` carries (the supervisor's merged,
+/// already validated config as TOML text). `None`, logged, if unreadable.
+pub fn config_update(generation: u64, text: &str) -> Option<crate::config::Config> {
+    match crate::config::Config::parse_layers(Some(text), std::path::Path::new("<ConfigChanged>")) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!(generation, "config change ignored: {e}");
+            None
+        }
+    }
+}
+
 /// The data directory the supervisor passed down (`OPENINTENT_DATA_DIR`).
 pub fn data_dir(service: &str) -> Result<PathBuf, ServiceError> {
     std::env::var_os("OPENINTENT_DATA_DIR")

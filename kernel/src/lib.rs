@@ -10,6 +10,7 @@
 //! - [`sink`]: the one frame writer (direct write when idle, queued when
 //!   the socket is full).
 //! - [`paths`]: config, data and runtime directories.
+//! - [`tool`]: tools on the bus: specs, argument parsing, calling one by name.
 
 pub mod broker;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod paths;
 pub mod registry;
 pub mod sink;
 pub mod telemetry;
+pub mod tool;
 
 /// Identifies the build in `Hello` and `Welcome`.
 pub const BUILD_ID: &str = concat!(env!("CARGO_PKG_NAME"), "-", env!("CARGO_PKG_VERSION"));

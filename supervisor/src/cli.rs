@@ -98,6 +98,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the tools the running services offer.
+    Tools {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call one tool directly with JSON arguments (for debugging adapters);
+    /// prints its JSON result. As the user, you may approve commands that
+    /// [shell] policy = "approval" holds back ("approve": true).
+    Tool {
+        name: String,
+        /// The arguments as a JSON object (default {}).
+        #[arg(default_value = "{}")]
+        args: String,
+        /// Seconds to wait for the result.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Manage secrets in the vault.
     Vault {
         #[command(subcommand)]
@@ -338,6 +355,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Cmd::Tools { json } => crate::cli_tools::tools(&connect().await?, json).await,
+        Cmd::Tool {
+            name,
+            args,
+            timeout,
+        } => crate::cli_tools::tool(&connect().await?, &name, &args, timeout).await,
     }
 }
 

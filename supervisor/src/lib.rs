@@ -15,6 +15,7 @@ pub mod actor;
 pub mod child_actor;
 pub mod cli;
 pub mod cli_models;
+pub mod cli_tools;
 pub mod control;
 pub mod daemon;
 pub mod install;

@@ -7,6 +7,10 @@ pub fn known_kinds() -> Vec<&'static str> {
         "vault",
         "memory",
         "llm-router",
+        "fs",
+        "shell",
+        "web",
+        "http",
         #[cfg(feature = "chaos")]
         "chaos",
     ]
@@ -21,6 +25,10 @@ pub fn run(kind: &str, name: &str) -> i32 {
         "vault" => oi_vault::run(name),
         "memory" => oi_memory::run(name),
         "llm-router" => oi_llm_router::run(name),
+        "fs" => oi_adapter_fs::run(name),
+        "shell" => oi_adapter_shell::run(name),
+        "web" => oi_adapter_web::run(name),
+        "http" => oi_adapter_http::run(name),
         #[cfg(feature = "chaos")]
         "chaos" => crate::chaos::run(name),
         other => {

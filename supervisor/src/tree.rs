@@ -179,6 +179,15 @@ mod tests {
                 ]
             )
         );
-        assert_eq!(l[1], ("adapters".to_string(), vec!["x".to_string()]));
+        // The shipped adapters have orders 10..40; x has the default 100.
+        assert_eq!(
+            l[1],
+            (
+                "adapters".to_string(),
+                ["fs", "shell", "web", "http", "x"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
     }
 }

@@ -181,16 +181,19 @@ fn keys_stored_in_the_vault_reach_the_provider_and_nothing_else() {
     let rt = runtime();
     let fake = rt.block_on(FakeProvider::start()).unwrap();
     fake.set_default(openai::text("vault key works"));
-    let cfg = router_config(&format!(
-        "{}[cascade]\norder = [\"vaulted\"]\n[vault]\nkey_source = \"file\"\n",
-        model(
-            "vaulted",
-            "openai",
-            &fake.url("/v1"),
-            "api_key_secret = \"e2e-api-key\""
+    let cfg = config_enabling(
+        &["llm-router", "vault"],
+        "",
+        &format!(
+            "{}[cascade]\norder = [\"vaulted\"]\n[vault]\nkey_source = \"file\"\n",
+            model(
+                "vaulted",
+                "openai",
+                &fake.url("/v1"),
+                "api_key_secret = \"e2e-api-key\""
+            ),
         ),
-    ))
-    .replacen("[services.vault]\nenabled = false\n\n", "", 1);
+    );
     let d = Daemon::start(&cfg);
     d.ready_pid("vault");
     d.ready_pid("llm-router");

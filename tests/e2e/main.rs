@@ -1,9 +1,11 @@
 //! End-to-end tests that run the real `openintentd` and `oictl` binaries
 //! (built with the test-only `chaos` service).
 
+mod adapters;
 mod llm;
 mod memory;
 mod oictl;
 mod supervisor;
 mod support;
 mod vault;
+mod webserver;

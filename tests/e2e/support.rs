@@ -188,6 +188,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Services of the shipped config that tests turn on only when they need
+/// them.
+pub const OPTIONAL: &[&str] = &[
+    "vault",
+    "memory",
+    "llm-router",
+    "fs",
+    "shell",
+    "web",
+    "http",
+];
+
 /// A config with fast supervision timings for tests, plus `extra`.
 pub fn config(extra: &str) -> String {
     config_with("", extra)
@@ -195,8 +207,18 @@ pub fn config(extra: &str) -> String {
 
 /// Like [`config`], with more `[supervisor]` keys.
 pub fn config_with(supervisor: &str, extra: &str) -> String {
+    config_enabling(&[], supervisor, extra)
+}
+
+/// Like [`config_with`], with the services named in `on` left enabled.
+pub fn config_enabling(on: &[&str], supervisor: &str, extra: &str) -> String {
+    let off: String = OPTIONAL
+        .iter()
+        .filter(|s| !on.contains(s))
+        .map(|s| format!("[services.{s}]\nenabled = false\n\n"))
+        .collect();
     format!(
-        "[services.vault]\nenabled = false\n\n[services.memory]\nenabled = false\n\n[services.llm-router]\nenabled = false\n\n[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
+        "{off}[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
     )
 }
 
@@ -222,10 +244,11 @@ pub fn marks(path: &Path) -> Vec<(u32, u128)> {
 
 /// A test config with the vault on (key in a file under the home).
 pub fn vault_config(extra: &str) -> String {
-    config(&format!(
-        "[services.vault]\nenabled = true\n[vault]\nkey_source = \"file\"\n{extra}"
-    ))
-    .replacen("[services.vault]\nenabled = false\n\n", "", 1)
+    config_enabling(
+        &["vault"],
+        "",
+        &format!("[vault]\nkey_source = \"file\"\n{extra}"),
+    )
 }
 
 /// Runs `oictl` with `stdin` as its standard input.
@@ -245,23 +268,15 @@ pub fn oictl_input(d: &Daemon, args: &[&str], stdin: &[u8]) -> std::process::Out
     c.wait_with_output().unwrap()
 }
 
-/// A test config with the memory service on.
 /// The llm-router enabled, the rest as in [`config`]; `extra` holds the
 /// `[models.*]`, `[provider]` and `[cascade]` tables.
 pub fn router_config(extra: &str) -> String {
-    config(&format!("[services.llm-router]\nenabled = true\n{extra}")).replacen(
-        "[services.llm-router]\nenabled = false\n\n",
-        "",
-        1,
-    )
+    config_enabling(&["llm-router"], "", extra)
 }
 
+/// A test config with the memory service on.
 pub fn memory_config(extra: &str) -> String {
-    config(&format!("[services.memory]\nenabled = true\n{extra}")).replacen(
-        "[services.memory]\nenabled = false\n\n",
-        "",
-        1,
-    )
+    config_enabling(&["memory"], "", extra)
 }
 
 /// An oictl run's stdout and stderr, for assertions and failure messages.

@@ -159,14 +159,16 @@ fn oictl_vault_commands_key_source_and_no_secret_leaks() {
 #[test]
 fn services_outside_the_policy_are_denied_and_audited() {
     // A chaos process under the llm-router's name stands in for it.
-    let cfg = vault_config(
+    let cfg = config_enabling(
+        &["vault", "llm-router", "shell"],
+        "",
         &[
-            chaos("llm-router", "adapters", "enabled = true"),
-            chaos("shell", "adapters", ""),
+            "[vault]\nkey_source = \"file\"\n",
+            &chaos("llm-router", "adapters", ""),
+            &chaos("shell", "adapters", ""),
         ]
         .concat(),
-    )
-    .replacen("[services.llm-router]\nenabled = false\n\n", "", 1);
+    );
     let d = Daemon::start(&cfg);
     d.ready_pid("vault");
     d.ready_pid("llm-router");

@@ -335,12 +335,8 @@ impl Service for LlmRouter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let config = match Config::parse_layers(Some(config_toml), std::path::Path::new("config")) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(generation, "config change ignored: {e}");
-                return;
-            }
+        let Some(config) = harness::config_update(generation, config_toml) else {
+            return;
         };
         let router = Self::build_router(&self.client, &config, self.health.clone()).await;
         self.replace_router(Arc::new(config), router);

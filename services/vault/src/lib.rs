@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use oi_ipc_schema::vault::{SecretList, SecretName, SecretValue, SetSecret, methods};
 use oi_ipc_schema::{ErrorCode, encode_payload};
 use oi_kernel::client::IncomingRequest;
-use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
@@ -191,18 +190,11 @@ impl Service for VaultService {
         }
     }
 
-    async fn config_changed(&self, _generation: u64, config_toml: &str) {
-        match toml_config(config_toml) {
-            Some(c) => {
-                *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Policy::new(c.vault.policy)
-            }
-            None => warn!("ignoring a configuration the vault cannot read"),
+    async fn config_changed(&self, generation: u64, config_toml: &str) {
+        if let Some(c) = harness::config_update(generation, config_toml) {
+            *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Policy::new(c.vault.policy)
         }
     }
-}
-
-fn toml_config(text: &str) -> Option<Config> {
-    Config::parse_layers(Some(text), std::path::Path::new("<ConfigChanged>")).ok()
 }
 
 /// Entry point of `openintentd service vault`.

@@ -1,0 +1,318 @@
+//! The HTTP adapter (`openintentd service http`): `http_request`.
+//!
+//! Any method, headers and body, to a URL the SSRF guard accepts (after
+//! DNS, on every redirect). Credentials are never arguments: the call
+//! names a vault secret (`"auth": {"secret": "github-token"}`) and the
+//! adapter reads it from the vault (as the `http` service, so
+//! `[vault.policy] http` decides which secrets) and injects it. The
+//! secret's value is redacted from whatever the response echoes back.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use oi_adapter_web::{fetch_error, guard};
+use oi_ipc_schema::{ErrorCode, ToolSpec, vault};
+use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
+use oi_kernel::config::WebConfig;
+use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::tool::{self, json_reply, spec};
+use oi_sandbox::body::{charset, decode, read_capped};
+use oi_sandbox::netguard::{self, ClientSettings};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+use url::Url;
+use zeroize::Zeroizing;
+
+pub const TOOL: &str = "http_request";
+
+pub fn tool_specs() -> Vec<ToolSpec> {
+    vec![spec(
+        TOOL,
+        "Make an HTTP request (any method, headers, body) and return the status, headers and body (JSON parsed when it is JSON). For APIs that need a credential, name the vault secret in auth; never put credentials in headers.",
+        json!({"type": "object", "required": ["url"], "properties": {
+            "method": {"type": "string", "description": "GET (default), POST, PUT, PATCH, DELETE, HEAD, OPTIONS"},
+            "url": {"type": "string"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "body": {"description": "A string is sent as is; anything else as JSON."},
+            "auth": {"type": "object", "required": ["secret"], "properties": {
+                "secret": {"type": "string", "description": "Name of the vault secret, e.g. github-token"},
+                "scheme": {"type": "string", "enum": ["bearer", "token", "basic", "header"], "description": "Default bearer"},
+                "header": {"type": "string", "description": "Header name for scheme=header, e.g. X-Api-Key"}}}}}),
+    )]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Auth {
+    secret: String,
+    #[serde(default = "bearer")]
+    scheme: String,
+    header: Option<String>,
+}
+
+fn bearer() -> String {
+    "bearer".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    #[serde(default = "get")]
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<Value>,
+    auth: Option<Auth>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// Headers that carry credentials: only `auth` may set them.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
+struct State {
+    cfg: WebConfig,
+    client: reqwest::Client,
+}
+
+fn build(cfg: WebConfig) -> Result<State, ServiceError> {
+    let settings = ClientSettings {
+        timeout: Duration::from_secs(cfg.timeout_secs),
+        max_redirects: cfg.max_redirects,
+        user_agent: cfg.user_agent.clone(),
+    };
+    let client = netguard::client(Arc::new(guard(&cfg)), &settings)
+        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))?;
+    Ok(State { cfg, client })
+}
+
+pub struct HttpAdapter {
+    bus: BusClient,
+    state: RwLock<Arc<State>>,
+}
+
+impl HttpAdapter {
+    pub fn new(bus: BusClient, cfg: WebConfig) -> Result<HttpAdapter, ServiceError> {
+        Ok(HttpAdapter {
+            bus,
+            state: RwLock::new(Arc::new(build(cfg)?)),
+        })
+    }
+
+    fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The secret's value, read from the vault as this service.
+    async fn secret(&self, name: &str) -> Result<Zeroizing<String>, ServiceError> {
+        let payload = oi_ipc_schema::encode_payload(&vault::SecretName { name: name.into() })
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        let bytes = self
+            .bus
+            .request(
+                "vault",
+                vault::methods::GET,
+                &payload,
+                CallOptions::deadline(Duration::from_secs(5)),
+            )
+            .await
+            .map_err(|e| {
+                ServiceError::new(
+                    e.code(),
+                    format!("{TOOL}: cannot read vault secret '{name}': {e}"),
+                )
+            })?;
+        let v = oi_ipc_schema::decode_payload::<vault::SecretValue>(
+            &bytes,
+            oi_ipc_schema::Kind::Response,
+            0,
+        )
+        .map_err(|e| ServiceError::internal(format!("{TOOL}: vault answer unreadable: {e}")))?;
+        let value = Zeroizing::new(v.value);
+        let text = std::str::from_utf8(&value).map_err(|_| {
+            ServiceError::bad_request(format!("{TOOL}: vault secret '{name}' is not text"))
+        })?;
+        Ok(Zeroizing::new(text.trim().to_string()))
+    }
+
+    pub async fn request(&self, payload: &[u8]) -> Result<Value, ServiceError> {
+        let a: Args = tool::parse_args(TOOL, payload)?;
+        let method = reqwest::Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| {
+                ServiceError::bad_request(format!("{TOOL}: '{}' is not an HTTP method", a.method))
+            })?;
+        let url = Url::parse(a.url.trim()).map_err(|e| {
+            ServiceError::bad_request(format!("{TOOL}: '{}' is not a URL: {e}", a.url))
+        })?;
+        let s = self.state();
+        guard(&s.cfg)
+            .check_url(&url)
+            .map_err(|e| tool::denied(format!("{TOOL}: {e}")))?;
+        let mut req = s.client.request(method.clone(), url.clone());
+        for (k, v) in &a.headers {
+            if CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+                return Err(ServiceError::bad_request(format!(
+                    "{TOOL}: header '{k}' carries a credential; name a vault secret in \"auth\" instead"
+                )));
+            }
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req = match a.body {
+            None | Some(Value::Null) => req,
+            Some(Value::String(text)) => req.body(text),
+            Some(v) => {
+                let req = if a
+                    .headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("content-type"))
+                {
+                    req
+                } else {
+                    req.header(reqwest::header::CONTENT_TYPE, "application/json")
+                };
+                req.body(v.to_string())
+            }
+        };
+        let mut secret: Option<Zeroizing<String>> = None;
+        if let Some(auth) = &a.auth {
+            let value = self.secret(&auth.secret).await?;
+            req = match auth.scheme.as_str() {
+                "bearer" => req.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {}", value.as_str()),
+                ),
+                "token" => req.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("token {}", value.as_str()),
+                ),
+                "basic" => {
+                    let (user, pass) = value.split_once(':').unwrap_or((value.as_str(), ""));
+                    req.basic_auth(user, Some(pass))
+                }
+                "header" => {
+                    let Some(h) = auth.header.as_deref() else {
+                        return Err(ServiceError::bad_request(format!(
+                            "{TOOL}: auth scheme 'header' needs 'header' (the header's name)"
+                        )));
+                    };
+                    req.header(h, value.as_str())
+                }
+                other => {
+                    return Err(ServiceError::bad_request(format!(
+                        "{TOOL}: auth scheme '{other}' is not one of bearer, token, basic, header"
+                    )));
+                }
+            };
+            secret = Some(value);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;
+        let status = resp.status().as_u16();
+        let final_url = resp.url().to_string();
+        let mut headers = serde_json::Map::new();
+        for (k, v) in resp.headers() {
+            if let Ok(v) = v.to_str() {
+                headers.insert(k.as_str().to_string(), json!(v));
+            }
+        }
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = read_capped(resp, s.cfg.max_response_bytes as usize)
+            .await
+            .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;
+        let text = decode(&body.bytes, charset(Some(&ct), &body.bytes));
+        let redact = |t: String| match &secret {
+            Some(sv) if !sv.is_empty() => t.replace(sv.as_str(), "[redacted]"),
+            _ => t,
+        };
+        let text = redact(text);
+        let headers: serde_json::Map<String, Value> = headers
+            .into_iter()
+            .map(|(k, v)| (k, json!(redact(v.as_str().unwrap_or("").to_string()))))
+            .collect();
+        let is_json = ct.contains("json");
+        let body_value = if is_json && !body.truncated {
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
+        } else {
+            Value::String(text)
+        };
+        let mut out = json!({
+            "status": status,
+            "url": final_url,
+            "headers": headers,
+            "body": body_value,
+            "truncated": body.truncated,
+        });
+        if body.truncated {
+            out["note"] = json!(format!(
+                "the body was larger than {} bytes ([web] max_response_bytes); the rest was not downloaded",
+                s.cfg.max_response_bytes
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl Service for HttpAdapter {
+    fn tools(&self) -> Vec<ToolSpec> {
+        tool_specs()
+    }
+
+    async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
+        match req.method() {
+            TOOL => json_reply(self.request(req.payload()).await?),
+            other => Err(ServiceError::new(
+                ErrorCode::BadRequest,
+                format!("the http adapter has no tool '{other}'"),
+            )),
+        }
+    }
+
+    async fn config_changed(&self, generation: u64, config_toml: &str) {
+        let Some(c) = harness::config_update(generation, config_toml) else {
+            return;
+        };
+        if c.web == self.state().cfg {
+            return;
+        }
+        match build(c.web) {
+            Ok(s) => {
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+                info!("[web] settings applied to http_request");
+            }
+            Err(e) => warn!(
+                "new [web] settings refused, keeping the old ones: {}",
+                e.message
+            ),
+        }
+    }
+}
+
+/// `openintentd service http`.
+pub fn run(name: &'static str) -> i32 {
+    harness::run(name, |bus| async move {
+        let config = harness::service_config()?;
+        HttpAdapter::new(bus, config.web)
+    })
+}

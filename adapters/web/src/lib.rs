@@ -1,0 +1,388 @@
+//! The web adapter (`openintentd service web`): `web_search` and
+//! `web_fetch`. Fetches go through the SSRF guard (`oi_sandbox::netguard`);
+//! searches go to the engine configured in `[web]`.
+
+pub mod extract;
+pub mod search;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use oi_ipc_schema::{ErrorCode, ToolSpec};
+use oi_kernel::client::IncomingRequest;
+use oi_kernel::config::{WebConfig, parse_net};
+use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::tool::{self, json_reply, spec};
+use oi_sandbox::body::{charset, decode, read_capped};
+use oi_sandbox::netguard::{self, ClientSettings, Guard, error_chain};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+use url::Url;
+
+pub mod tools {
+    pub const SEARCH: &str = "web_search";
+    pub const FETCH: &str = "web_fetch";
+}
+
+pub fn tool_specs() -> Vec<ToolSpec> {
+    vec![
+        spec(
+            tools::SEARCH,
+            "Search the web. Returns ranked results with title, URL and snippet.",
+            json!({"type": "object", "required": ["query"], "properties": {
+                "query": {"type": "string"},
+                "max_results": {"type": "integer", "minimum": 1, "maximum": 30}}}),
+        ),
+        spec(
+            tools::FETCH,
+            "Fetch a web page and return its title, readable text and links.",
+            json!({"type": "object", "required": ["url"], "properties": {
+                "url": {"type": "string", "description": "http or https URL"},
+                "max_chars": {"type": "integer", "minimum": 100, "description": "Characters of text to return at most."}}}),
+        ),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchArgs {
+    query: String,
+    max_results: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchArgs {
+    url: String,
+    max_chars: Option<u64>,
+}
+
+/// The guard from `[web] allow_addresses`.
+pub fn guard(cfg: &WebConfig) -> Guard {
+    Guard::new(
+        cfg.allow_addresses
+            .iter()
+            .filter_map(|a| parse_net(a))
+            .collect(),
+    )
+}
+
+/// What a failed fetch means for the caller: the guard's refusals are
+/// `denied`, timeouts `timeout`, the rest `unavailable`.
+pub fn fetch_error(tool: &str, url: &str, e: &reqwest::Error) -> ServiceError {
+    let chain = error_chain(e);
+    let code = if chain.contains("SSRF guard") || chain.contains("redirect refused") {
+        ErrorCode::Denied
+    } else if e.is_timeout() {
+        ErrorCode::Timeout
+    } else if e.is_redirect() {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Unavailable
+    };
+    ServiceError::new(code, format!("{tool}: {url}: {chain}"))
+}
+
+struct State {
+    cfg: WebConfig,
+    guarded: reqwest::Client,
+    search: reqwest::Client,
+}
+
+fn build(cfg: WebConfig) -> Result<State, ServiceError> {
+    let settings = ClientSettings {
+        timeout: Duration::from_secs(cfg.timeout_secs),
+        max_redirects: cfg.max_redirects,
+        user_agent: cfg.user_agent.clone(),
+    };
+    let guarded = netguard::client(Arc::new(guard(&cfg)), &settings)
+        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))?;
+    // The search engine is the one configured, not one a model chose: it
+    // may be a SearXNG on the LAN, so it is not behind the guard.
+    let search = reqwest::Client::builder()
+        .no_proxy()
+        .retry(reqwest::retry::never())
+        .timeout(settings.timeout)
+        .user_agent(cfg.user_agent.clone())
+        .build()
+        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))?;
+    Ok(State {
+        cfg,
+        guarded,
+        search,
+    })
+}
+
+pub struct WebAdapter {
+    state: RwLock<Arc<State>>,
+    cache: moka::sync::Cache<String, Value>,
+}
+
+impl WebAdapter {
+    pub fn new(cfg: WebConfig) -> Result<WebAdapter, ServiceError> {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(256)
+            .time_to_live(Duration::from_secs(cfg.cache_secs.max(1)))
+            .build();
+        Ok(WebAdapter {
+            state: RwLock::new(Arc::new(build(cfg)?)),
+            cache,
+        })
+    }
+
+    fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub async fn web_search(&self, payload: &[u8]) -> Result<Value, ServiceError> {
+        let a: SearchArgs = tool::parse_args(tools::SEARCH, payload)?;
+        let query = a.query.trim().to_string();
+        if query.is_empty() {
+            return Err(ServiceError::bad_request("web_search: 'query' is empty"));
+        }
+        let s = self.state();
+        let max = a.max_results.unwrap_or(s.cfg.max_results).clamp(1, 30) as usize;
+        let key = format!("{}\u{0}{query}\u{0}{max}", s.cfg.search_engine);
+        if let Some(mut hit) = self.cache.get(&key) {
+            hit["cached"] = json!(true);
+            return Ok(hit);
+        }
+        let url = search::query_url(&s.cfg.search_engine, &s.cfg.search_url, &query)
+            .map_err(|e| ServiceError::internal(format!("web_search: [web] search_url: {e}")))?;
+        let resp = s
+            .search
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| fetch_error(tools::SEARCH, s.cfg.search_url.as_str(), &e))?;
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = read_capped(resp, s.cfg.max_response_bytes as usize)
+            .await
+            .map_err(|e| fetch_error(tools::SEARCH, s.cfg.search_url.as_str(), &e))?;
+        if !status.is_success() {
+            return Err(ServiceError::new(
+                ErrorCode::Unavailable,
+                format!("web_search: {} answered HTTP {status}", s.cfg.search_engine),
+            ));
+        }
+        let text = decode(&body.bytes, charset(ct.as_deref(), &body.bytes));
+        let hits = match s.cfg.search_engine.as_str() {
+            "searxng" => search::parse_searxng(&text, max),
+            _ => search::parse_duckduckgo(&text, max),
+        }
+        .map_err(|e| ServiceError::new(ErrorCode::Unavailable, format!("web_search: {e}")))?;
+        let out = json!({"query": query, "engine": s.cfg.search_engine, "results": hits});
+        self.cache.insert(key, out.clone());
+        Ok(out)
+    }
+
+    pub async fn web_fetch(&self, payload: &[u8]) -> Result<Value, ServiceError> {
+        let a: FetchArgs = tool::parse_args(tools::FETCH, payload)?;
+        let url = Url::parse(a.url.trim()).map_err(|e| {
+            ServiceError::bad_request(format!("web_fetch: '{}' is not a URL: {e}", a.url))
+        })?;
+        let s = self.state();
+        let g = guard(&s.cfg);
+        g.check_url(&url)
+            .map_err(|e| tool::denied(format!("web_fetch: {e}")))?;
+        let resp = s
+            .guarded
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| fetch_error(tools::FETCH, url.as_str(), &e))?;
+        let status = resp.status().as_u16();
+        let final_url = resp.url().clone();
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = read_capped(resp, s.cfg.max_response_bytes as usize)
+            .await
+            .map_err(|e| fetch_error(tools::FETCH, url.as_str(), &e))?;
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let sniff_html = mime.is_empty()
+            && body
+                .bytes
+                .iter()
+                .take(512)
+                .map(u8::to_ascii_lowercase)
+                .collect::<Vec<_>>()
+                .windows(5)
+                .any(|w| w == b"<html");
+        let mut out = json!({
+            "url": url.as_str(),
+            "final_url": final_url.as_str(),
+            "status": status,
+            "content_type": ct,
+        });
+        let max_chars = a
+            .max_chars
+            .unwrap_or(s.cfg.max_text_chars)
+            .min(s.cfg.max_text_chars.max(100)) as usize;
+        let is_text = mime.starts_with("text/")
+            || mime.contains("json")
+            || mime.contains("xml")
+            || mime.contains("javascript");
+        if mime == "text/html" || mime == "application/xhtml+xml" || sniff_html {
+            let enc = charset(Some(&ct), &body.bytes);
+            let html = decode(&body.bytes, enc);
+            let page = extract::page(&html, &final_url, 100, 50);
+            out["charset"] = json!(enc.name());
+            out["title"] = json!(page.title);
+            out["links"] = json!(page.links);
+            put_text(&mut out, &page.text, max_chars, body.truncated);
+        } else if is_text {
+            let enc = charset(Some(&ct), &body.bytes);
+            out["charset"] = json!(enc.name());
+            put_text(
+                &mut out,
+                &decode(&body.bytes, enc),
+                max_chars,
+                body.truncated,
+            );
+        } else {
+            out["note"] = json!(format!(
+                "not text ({}, {}{} bytes); not shown",
+                if mime.is_empty() {
+                    "no content type"
+                } else {
+                    &mime
+                },
+                body.bytes.len(),
+                if body.truncated { "+" } else { "" }
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Sets `text`, cut to `max_chars` characters with a note on what was cut.
+fn put_text(out: &mut Value, text: &str, max_chars: usize, body_truncated: bool) {
+    let total = text.chars().count();
+    let shown: String = text.chars().take(max_chars).collect();
+    out["text"] = json!(shown);
+    out["truncated"] = json!(total > max_chars || body_truncated);
+    let mut notes = Vec::new();
+    if total > max_chars {
+        notes.push(format!("{max_chars} of {total} characters shown"));
+    }
+    if body_truncated {
+        notes.push(
+            "the page was larger than [web] max_response_bytes; the rest was not downloaded"
+                .to_string(),
+        );
+    }
+    if !notes.is_empty() {
+        out["note"] = json!(notes.join("; "));
+    }
+}
+
+impl Service for WebAdapter {
+    fn tools(&self) -> Vec<ToolSpec> {
+        tool_specs()
+    }
+
+    async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
+        match req.method() {
+            tools::SEARCH => json_reply(self.web_search(req.payload()).await?),
+            tools::FETCH => json_reply(self.web_fetch(req.payload()).await?),
+            other => Err(ServiceError::bad_request(format!(
+                "the web adapter has no tool '{other}'"
+            ))),
+        }
+    }
+
+    async fn config_changed(&self, generation: u64, config_toml: &str) {
+        let Some(c) = harness::config_update(generation, config_toml) else {
+            return;
+        };
+        if c.web == self.state().cfg {
+            return;
+        }
+        match build(c.web) {
+            Ok(s) => {
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+                self.cache.invalidate_all();
+                info!("[web] settings applied");
+            }
+            Err(e) => warn!(
+                "new [web] settings refused, keeping the old ones: {}",
+                e.message
+            ),
+        }
+    }
+}
+
+/// `openintentd service web`.
+pub fn run(name: &'static str) -> i32 {
+    harness::run(name, |_client| async move {
+        let config = harness::service_config()?;
+        WebAdapter::new(config.web)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(allow: &[&str]) -> WebAdapter {
+        let mut cfg = oi_kernel::config::Config::defaults().web;
+        cfg.allow_addresses = allow.iter().map(|s| s.to_string()).collect();
+        WebAdapter::new(cfg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_is_refused_after_dns() {
+        // Nothing listens on port 9; the guard refuses before connecting.
+        let a = adapter(&[]);
+        let e = a
+            .web_fetch(br#"{"url": "http://localhost:9/"}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Denied, "{}", e.message);
+        assert!(e.message.contains("localhost is"), "{}", e.message);
+        assert!(
+            e.message.contains("(loopback); refused by the SSRF guard"),
+            "{}",
+            e.message
+        );
+        // Allowed, the same name gets as far as connecting.
+        let a = adapter(&["127.0.0.1", "::1"]);
+        let e = a
+            .web_fetch(br#"{"url": "http://localhost:9/"}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable, "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_bad_requests() {
+        let a = adapter(&[]);
+        let e = a.web_fetch(br#"{"url": "not a url"}"#).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(
+            e.message.contains("'not a url' is not a URL"),
+            "{}",
+            e.message
+        );
+        let e = a.web_search(br#"{"query": "  "}"#).await.unwrap_err();
+        assert!(e.message.contains("'query' is empty"));
+    }
+}

@@ -1,0 +1,131 @@
+//! A small HTTP/1.1 server on 127.0.0.1 for the web adapters' tests: a
+//! DuckDuckGo result page, pages in odd charsets, redirect chains,
+//! redirects to private addresses, slow, huge and hanging responses, and an
+//! echo of the request. One thread per connection, `Connection: close`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const DDG_PAGE: &str = include_str!("../../adapters/web/tests/fixtures/ddg-rust-async.html");
+
+pub struct WebServer {
+    pub port: u16,
+    /// Request heads received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl WebServer {
+    pub fn start() -> WebServer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let r = requests.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let r = r.clone();
+                std::thread::spawn(move || serve(s, port, &r));
+            }
+        });
+        WebServer { port, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn seen(&self, needle: &str) -> bool {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h.contains(needle))
+    }
+}
+
+fn respond(s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+}
+
+fn serve(mut s: TcpStream, port: u16, requests: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut head = String::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0u8; content_length];
+    let _ = reader.read_exact(&mut body);
+    requests.lock().unwrap().push(head.clone());
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let html = |ct: &str| vec![("Content-Type", ct.to_string())];
+    match path.split('?').next().unwrap_or("") {
+        "/html/" => respond(&mut s, "200 OK", &html("text/html; charset=UTF-8"), DDG_PAGE.as_bytes()),
+        "/latin1" => respond(
+            &mut s,
+            "200 OK",
+            &html("text/html; charset=ISO-8859-1"),
+            b"<html><head><title>Caf\xe9</title></head><body><p>Cr\xe8me br\xfbl\xe9e \xe0 la carte</p></body></html>",
+        ),
+        "/sjis" => respond(
+            &mut s,
+            "200 OK",
+            &html("text/html"),
+            b"<html><head><meta charset=\"Shift_JIS\"><title>\x93\xfa\x96\x7b</title></head><body><main><p>\x93\xfa\x96\x7b\x8c\xea\x82\xcc\x83\x79\x81\x5b\x83\x57</p></main></body></html>",
+        ),
+        p if p.starts_with("/chain/") => {
+            let n: u32 = p.trim_start_matches("/chain/").parse().unwrap_or(0);
+            if n == 0 {
+                respond(&mut s, "200 OK", &html("text/html"), b"<html><head><title>End of chain</title></head><body>arrived</body></html>");
+            } else {
+                respond(&mut s, "302 Found", &[("Location", format!("/chain/{}", n - 1))], b"");
+            }
+        }
+        "/to" => {
+            let target = path.split_once("?u=").map(|x| x.1).unwrap_or("/");
+            respond(&mut s, "302 Found", &[("Location", target.to_string())], b"");
+        }
+        "/to-localhost" => respond(&mut s, "302 Found", &[("Location", format!("http://localhost:{port}/chain/0"))], b""),
+        "/slow" => {
+            std::thread::sleep(Duration::from_secs(5));
+            respond(&mut s, "200 OK", &html("text/plain"), b"late");
+        }
+        "/hang" => std::thread::sleep(Duration::from_secs(60)),
+        "/huge" => {
+            let chunk = vec![b'a'; 64 * 1024];
+            let total = 20 * 1024 * 1024;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(head.as_bytes());
+            for _ in 0..total / chunk.len() {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        }
+        "/echo" => {
+            let v = serde_json::json!({"head": head, "body": String::from_utf8_lossy(&body)});
+            respond(&mut s, "200 OK", &html("application/json"), v.to_string().as_bytes());
+        }
+        _ => respond(&mut s, "404 Not Found", &html("text/plain"), b"no such page"),
+    }
+}
