@@ -121,6 +121,48 @@ pub fn config_update(generation: u64, text: &str) -> Option<crate::config::Confi
     }
 }
 
+/// A value a service swaps whole when its config changes, while requests
+/// in flight keep the one they started with.
+#[derive(Debug)]
+pub struct Live<T>(std::sync::RwLock<Arc<T>>);
+
+impl<T> Live<T> {
+    pub fn new(value: T) -> Self {
+        Live(std::sync::RwLock::new(Arc::new(value)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the value; readers see the new one from their next `get`.
+    pub fn set(&self, value: T) {
+        match self.0.write() {
+            Ok(mut v) => *v = Arc::new(value),
+            Err(p) => *p.into_inner() = Arc::new(value),
+        }
+    }
+
+    /// Rebuilds the value for a changed `[section]`; if that fails, the old
+    /// value stays and the reason is logged.
+    pub fn rebuild(&self, section: &str, build: impl FnOnce() -> Result<T, ServiceError>) {
+        match build() {
+            Ok(v) => {
+                self.set(v);
+                info!("[{section}] settings applied");
+            }
+            Err(e) => warn!(
+                "new [{section}] settings refused, keeping the old ones: {}",
+                e.message
+            ),
+        }
+    }
+}
+
 /// The data directory the supervisor passed down (`OPENINTENT_DATA_DIR`).
 pub fn data_dir(service: &str) -> Result<PathBuf, ServiceError> {
     std::env::var_os("OPENINTENT_DATA_DIR")

@@ -6,17 +6,17 @@ pub mod ops;
 pub mod text;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use oi_ipc_schema::ToolSpec;
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::FsConfig;
-use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::roots::{PathError, Roots};
 use serde::Deserialize;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::ops::{FsError, Query};
 
@@ -133,7 +133,7 @@ struct State {
 
 pub struct FsAdapter {
     data: PathBuf,
-    state: RwLock<Arc<State>>,
+    state: Live<State>,
 }
 
 impl FsAdapter {
@@ -141,15 +141,12 @@ impl FsAdapter {
         let state = open_state(&data, cfg)?;
         Ok(FsAdapter {
             data,
-            state: RwLock::new(Arc::new(state)),
+            state: Live::new(state),
         })
     }
 
     fn state(&self) -> Arc<State> {
-        match self.state.read() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.state.get()
     }
 
     /// Runs one tool call (blocking file I/O on the blocking pool).
@@ -254,16 +251,7 @@ impl Service for FsAdapter {
         if cfg == self.state().cfg {
             return;
         }
-        match open_state(&self.data, cfg) {
-            Ok(s) => {
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
-                info!("[fs] settings applied");
-            }
-            Err(e) => warn!(
-                "new [fs] settings refused, keeping the old ones: {}",
-                e.message
-            ),
-        }
+        self.state.rebuild("fs", || open_state(&self.data, cfg));
     }
 }
 

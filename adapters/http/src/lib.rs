@@ -8,20 +8,19 @@
 //! secret's value is redacted from whatever the response echoes back.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use oi_adapter_web::{fetch_error, guard};
+use oi_adapter_web::{fetch_error, guard, guarded_client};
 use oi_ipc_schema::{ErrorCode, ToolSpec, vault};
 use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
 use oi_kernel::config::WebConfig;
-use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::body::{charset, decode, read_capped};
-use oi_sandbox::netguard::{self, ClientSettings};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -88,34 +87,27 @@ struct State {
 }
 
 fn build(cfg: WebConfig) -> Result<State, ServiceError> {
-    let settings = ClientSettings {
-        timeout: Duration::from_secs(cfg.timeout_secs),
-        max_redirects: cfg.max_redirects,
-        user_agent: cfg.user_agent.clone(),
-    };
-    let client = netguard::client(Arc::new(guard(&cfg)), &settings)
-        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))?;
-    Ok(State { cfg, client })
+    Ok(State {
+        client: guarded_client(&cfg)?,
+        cfg,
+    })
 }
 
 pub struct HttpAdapter {
     bus: BusClient,
-    state: RwLock<Arc<State>>,
+    state: Live<State>,
 }
 
 impl HttpAdapter {
     pub fn new(bus: BusClient, cfg: WebConfig) -> Result<HttpAdapter, ServiceError> {
         Ok(HttpAdapter {
             bus,
-            state: RwLock::new(Arc::new(build(cfg)?)),
+            state: Live::new(build(cfg)?),
         })
     }
 
     fn state(&self) -> Arc<State> {
-        match self.state.read() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.state.get()
     }
 
     /// The secret's value, read from the vault as this service.
@@ -296,16 +288,7 @@ impl Service for HttpAdapter {
         if c.web == self.state().cfg {
             return;
         }
-        match build(c.web) {
-            Ok(s) => {
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
-                info!("[web] settings applied to http_request");
-            }
-            Err(e) => warn!(
-                "new [web] settings refused, keeping the old ones: {}",
-                e.message
-            ),
-        }
+        self.state.rebuild("web", || build(c.web));
     }
 }
 

@@ -10,13 +10,13 @@ pub mod parse;
 pub mod policy;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oi_ipc_schema::ToolSpec;
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::ShellConfig;
-use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::roots::Roots;
 use serde::Deserialize;
@@ -62,7 +62,7 @@ struct Setup {
 pub struct ShellAdapter {
     data: PathBuf,
     roots_cfg: Vec<String>,
-    setup: RwLock<Arc<Setup>>,
+    setup: Live<Setup>,
 }
 
 fn build(
@@ -121,15 +121,12 @@ impl ShellAdapter {
         Ok(ShellAdapter {
             data,
             roots_cfg,
-            setup: RwLock::new(Arc::new(setup)),
+            setup: Live::new(setup),
         })
     }
 
     fn setup(&self) -> Arc<Setup> {
-        match self.setup.read() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.setup.get()
     }
 
     /// Runs `shell_execute`. `caller` is the bus identity of the caller
@@ -247,16 +244,8 @@ impl Service for ShellAdapter {
         if c.shell == self.setup().cfg && c.fs.roots == self.roots_cfg {
             return;
         }
-        match build(&self.data, &c.fs.roots, c.shell) {
-            Ok(s) => {
-                *self.setup.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
-                info!("[shell] settings applied");
-            }
-            Err(e) => warn!(
-                "new [shell] settings refused, keeping the old ones: {}",
-                e.message
-            ),
-        }
+        self.setup
+            .rebuild("shell", || build(&self.data, &c.fs.roots, c.shell));
     }
 }
 

@@ -5,19 +5,19 @@
 pub mod extract;
 pub mod search;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oi_ipc_schema::{ErrorCode, ToolSpec};
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::{WebConfig, parse_net};
-use oi_kernel::harness::{self, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::body::{charset, decode, read_capped};
 use oi_sandbox::netguard::{self, ClientSettings, Guard, error_chain};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+
 use url::Url;
 
 pub mod tools {
@@ -90,20 +90,25 @@ struct State {
     search: reqwest::Client,
 }
 
-fn build(cfg: WebConfig) -> Result<State, ServiceError> {
+/// An HTTP client behind the SSRF guard, with the `[web]` limits.
+pub fn guarded_client(cfg: &WebConfig) -> Result<reqwest::Client, ServiceError> {
     let settings = ClientSettings {
         timeout: Duration::from_secs(cfg.timeout_secs),
         max_redirects: cfg.max_redirects,
         user_agent: cfg.user_agent.clone(),
     };
-    let guarded = netguard::client(Arc::new(guard(&cfg)), &settings)
-        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))?;
+    netguard::client(Arc::new(guard(cfg)), &settings)
+        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))
+}
+
+fn build(cfg: WebConfig) -> Result<State, ServiceError> {
+    let guarded = guarded_client(&cfg)?;
     // The search engine is the one configured, not one a model chose: it
     // may be a SearXNG on the LAN, so it is not behind the guard.
     let search = reqwest::Client::builder()
         .no_proxy()
         .retry(reqwest::retry::never())
-        .timeout(settings.timeout)
+        .timeout(Duration::from_secs(cfg.timeout_secs))
         .user_agent(cfg.user_agent.clone())
         .build()
         .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))?;
@@ -115,7 +120,7 @@ fn build(cfg: WebConfig) -> Result<State, ServiceError> {
 }
 
 pub struct WebAdapter {
-    state: RwLock<Arc<State>>,
+    state: Live<State>,
     cache: moka::sync::Cache<String, Value>,
 }
 
@@ -126,16 +131,13 @@ impl WebAdapter {
             .time_to_live(Duration::from_secs(cfg.cache_secs.max(1)))
             .build();
         Ok(WebAdapter {
-            state: RwLock::new(Arc::new(build(cfg)?)),
+            state: Live::new(build(cfg)?),
             cache,
         })
     }
 
     fn state(&self) -> Arc<State> {
-        match self.state.read() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.state.get()
     }
 
     pub async fn web_search(&self, payload: &[u8]) -> Result<Value, ServiceError> {
@@ -316,17 +318,8 @@ impl Service for WebAdapter {
         if c.web == self.state().cfg {
             return;
         }
-        match build(c.web) {
-            Ok(s) => {
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
-                self.cache.invalidate_all();
-                info!("[web] settings applied");
-            }
-            Err(e) => warn!(
-                "new [web] settings refused, keeping the old ones: {}",
-                e.message
-            ),
-        }
+        self.state.rebuild("web", || build(c.web));
+        self.cache.invalidate_all();
     }
 }
 
