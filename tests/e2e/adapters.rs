@@ -29,6 +29,25 @@ fn adapters(on: &[&str], extra: &str) -> Daemon {
 #[test]
 fn filesystem_tools_stay_inside_the_workspace() {
     let d = adapters(&["fs"], "");
+    let o = d.oictl(&["tools", "--json"]);
+    let tools: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["fs_list_dir", "fs_read_file", "fs_search", "fs_write_file"]
+    );
+    assert_eq!(tools[1]["service"], "fs");
+    assert_eq!(tools[1]["parameters"]["required"], json!(["path"]));
+    let e = tool(&d, "no_such_tool", json!({})).unwrap_err();
+    assert!(
+        e.contains("no ready service offers a tool named 'no_such_tool'"),
+        "{e}"
+    );
     let ws = d.path("data/workspace");
     let w = tool(
         &d,

@@ -492,6 +492,73 @@ mod tests {
     use super::*;
 
     #[test]
+    fn readers_never_see_a_half_written_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = std::sync::Arc::new(Roots::open(&[dir.path()]).unwrap());
+        let a = vec![b'a'; 256 * 1024];
+        let b = vec![b'b'; 200 * 1024];
+        write(&roots, "f.txt", &a, false, true).unwrap();
+        let path = dir.path().join("f.txt");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let got = std::fs::read(&path).unwrap();
+                    let whole_a = got.len() == 256 * 1024 && got.iter().all(|c| *c == b'a');
+                    let whole_b = got.len() == 200 * 1024 && got.iter().all(|c| *c == b'b');
+                    assert!(whole_a || whole_b, "a torn file of {} bytes", got.len());
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..200 {
+            write(
+                &roots,
+                "f.txt",
+                if i % 2 == 0 { &b } else { &a },
+                false,
+                true,
+            )
+            .unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["f.txt"]);
+    }
+
+    #[test]
+    fn append_keeps_the_old_content_and_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots::open(&[dir.path()]).unwrap();
+        write(&roots, "log.txt", b"one\n", false, true).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("log.txt"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let w = write(&roots, "log.txt", b"two\n", true, true).unwrap();
+        assert_eq!((w.bytes, w.created), (8, false));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("log.txt")).unwrap(),
+            "one\ntwo\n"
+        );
+        let mode = std::fs::metadata(dir.path().join("log.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("*.md", "Report.MD"));
         assert!(glob_match("a?c*", "abcdef"));

@@ -424,6 +424,48 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_swapped_during_opens_never_leads_out() {
+        let (_d, root, roots) = setup();
+        symlink("sub/a.txt", root.join("link")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flipper = {
+            let (root, stop) = (root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let target = if n % 2 == 0 {
+                        "../secret.txt"
+                    } else {
+                        "sub/a.txt"
+                    };
+                    let tmp = root.join(format!("tmp-{n}"));
+                    symlink(target, &tmp).unwrap();
+                    std::fs::rename(&tmp, root.join("link")).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let (mut inside, mut refused) = (0, 0);
+        for _ in 0..5000 {
+            match read(&roots, "link") {
+                Ok(s) => {
+                    assert_eq!(s, "inside", "read outside the root through a swapped link");
+                    inside += 1;
+                }
+                Err(PathError::Escapes { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let flips = flipper.join().unwrap();
+        assert!(
+            flips > 100 && inside > 0 && refused > 0,
+            "{flips} flips, {inside} in, {refused} refused"
+        );
+    }
+
+    #[test]
     fn nested_roots_pick_the_longest_match() {
         let dir = tempfile::tempdir().unwrap();
         let outer = dir.path().join("o");
