@@ -514,11 +514,11 @@ mod tests {
                 reads
             })
         };
-        for i in 0..200 {
+        for i in 0..200u32 {
             write(
                 &roots,
                 "f.txt",
-                if i % 2 == 0 { &b } else { &a },
+                if i.is_multiple_of(2) { &b } else { &a },
                 false,
                 true,
             )

@@ -17,7 +17,7 @@ use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
 use oi_kernel::config::WebConfig;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
-use oi_sandbox::body::{charset, decode, read_capped};
+use oi_sandbox::body::{charset, content_type, decode, read_capped};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -224,12 +224,7 @@ impl HttpAdapter {
                 headers.insert(k.as_str().to_string(), json!(v));
             }
         }
-        let ct = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let ct = content_type(&resp);
         let body = read_capped(resp, s.cfg.max_response_bytes as usize)
             .await
             .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;

@@ -12,6 +12,15 @@ pub struct Capped {
     pub truncated: bool,
 }
 
+/// The response's Content-Type header, or empty.
+pub fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Reads at most `cap` bytes of the body, then drops the connection.
 pub async fn read_capped(
     mut resp: reqwest::Response,

@@ -433,7 +433,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let target = if n % 2 == 0 {
+                    let target = if n.is_multiple_of(2) {
                         "../secret.txt"
                     } else {
                         "sub/a.txt"

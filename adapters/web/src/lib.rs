@@ -13,7 +13,7 @@ use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::{WebConfig, parse_net};
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
-use oi_sandbox::body::{charset, decode, read_capped};
+use oi_sandbox::body::{charset, content_type, decode, read_capped};
 use oi_sandbox::netguard::{self, ClientSettings, Guard, error_chain};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -162,11 +162,7 @@ impl WebAdapter {
             .await
             .map_err(|e| fetch_error(tools::SEARCH, s.cfg.search_url.as_str(), &e))?;
         let status = resp.status();
-        let ct = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let ct = Some(content_type(&resp)).filter(|c| !c.is_empty());
         let body = read_capped(resp, s.cfg.max_response_bytes as usize)
             .await
             .map_err(|e| fetch_error(tools::SEARCH, s.cfg.search_url.as_str(), &e))?;
@@ -204,12 +200,7 @@ impl WebAdapter {
             .map_err(|e| fetch_error(tools::FETCH, url.as_str(), &e))?;
         let status = resp.status().as_u16();
         let final_url = resp.url().clone();
-        let ct = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let ct = content_type(&resp);
         let body = read_capped(resp, s.cfg.max_response_bytes as usize)
             .await
             .map_err(|e| fetch_error(tools::FETCH, url.as_str(), &e))?;
