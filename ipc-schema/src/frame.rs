@@ -169,13 +169,36 @@ impl FrameHeader {
     }
 }
 
-/// A message type that travels in a frame of one [`Kind`].
-pub trait Message:
-    Archive + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>> + Sized
-where
-    Self::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + Deserialize<Self, HighDeserializer<rancor::Error>>,
+/// A value rkyv can archive into a payload.
+pub trait Encode:
+    for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
 {
+}
+
+impl<T> Encode for T where
+    T: ?Sized + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+{
+}
+
+/// A value whose archive can be validated (bytecheck) and read back.
+pub trait Decode:
+    Archive<
+        Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+                      + Deserialize<Self, HighDeserializer<rancor::Error>>,
+    > + Sized
+{
+}
+
+impl<T> Decode for T where
+    T: Archive<
+            Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+                          + Deserialize<T, HighDeserializer<rancor::Error>>,
+        > + Sized
+{
+}
+
+/// A message type that travels in a frame of one [`Kind`].
+pub trait Message: Encode + Decode {
     const KIND: Kind;
 
     /// Archives the message into an aligned payload buffer.
@@ -191,11 +214,7 @@ where
 ///
 /// `bytes` must start at a 16-byte boundary (a [`Payload`] does); a
 /// misaligned or corrupted buffer is an error, never undefined behaviour.
-pub fn access<M: Message>(bytes: &[u8], corr: u64) -> Result<&M::Archived, FrameError>
-where
-    M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + Deserialize<M, HighDeserializer<rancor::Error>>,
-{
+pub fn access<M: Message>(bytes: &[u8], corr: u64) -> Result<&M::Archived, FrameError> {
     rkyv::access::<M::Archived, rancor::Error>(bytes).map_err(|e| FrameError::Invalid {
         kind: M::KIND,
         corr,
@@ -205,11 +224,7 @@ where
 }
 
 /// Validates and deserializes an owned `M` from `bytes`.
-pub fn decode<M: Message>(bytes: &[u8], corr: u64) -> Result<M, FrameError>
-where
-    M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + Deserialize<M, HighDeserializer<rancor::Error>>,
-{
+pub fn decode<M: Message>(bytes: &[u8], corr: u64) -> Result<M, FrameError> {
     let archived = access::<M>(bytes, corr)?;
     rkyv::deserialize::<M, rancor::Error>(archived).map_err(|e| FrameError::Invalid {
         kind: M::KIND,
@@ -220,11 +235,7 @@ where
 }
 
 /// Encodes a message as one contiguous frame (header + payload).
-pub fn encode_frame<M: Message>(corr: u64, msg: &M) -> Result<Vec<u8>, FrameError>
-where
-    M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + Deserialize<M, HighDeserializer<rancor::Error>>,
-{
+pub fn encode_frame<M: Message>(corr: u64, msg: &M) -> Result<Vec<u8>, FrameError> {
     Frame::new(corr, msg).map(|f| f.to_bytes())
 }
 
@@ -239,11 +250,7 @@ pub struct Frame {
 impl Frame {
     /// Builds a frame around a message (used by senders that keep header and
     /// payload apart, and by tests).
-    pub fn new<M: Message>(corr: u64, msg: &M) -> Result<Frame, FrameError>
-    where
-        M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-            + Deserialize<M, HighDeserializer<rancor::Error>>,
-    {
+    pub fn new<M: Message>(corr: u64, msg: &M) -> Result<Frame, FrameError> {
         let payload = msg.to_payload()?;
         let len = u32::try_from(payload.len()).map_err(|_| FrameError::Encode {
             kind: M::KIND,
@@ -261,11 +268,7 @@ impl Frame {
     }
 
     /// Checks that the frame is of `M`'s kind and validates its payload.
-    pub fn access<M: Message>(&self) -> Result<&M::Archived, FrameError>
-    where
-        M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-            + Deserialize<M, HighDeserializer<rancor::Error>>,
-    {
+    pub fn access<M: Message>(&self) -> Result<&M::Archived, FrameError> {
         if self.kind != M::KIND {
             return Err(FrameError::UnexpectedKind {
                 expected: M::KIND,
@@ -277,11 +280,7 @@ impl Frame {
     }
 
     /// Like [`Frame::access`], then deserializes into an owned value.
-    pub fn decode<M: Message>(&self) -> Result<M, FrameError>
-    where
-        M::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-            + Deserialize<M, HighDeserializer<rancor::Error>>,
-    {
+    pub fn decode<M: Message>(&self) -> Result<M, FrameError> {
         let archived = self.access::<M>()?;
         rkyv::deserialize::<M, rancor::Error>(archived).map_err(|e| FrameError::Invalid {
             kind: M::KIND,
@@ -361,10 +360,7 @@ impl Frame {
 
 /// Archives a value that travels *inside* another message (a request or
 /// response payload), such as the kernel's control-plane types.
-pub fn encode_payload<T>(value: &T) -> Result<Vec<u8>, FrameError>
-where
-    T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
-{
+pub fn encode_payload<T: Encode>(value: &T) -> Result<Vec<u8>, FrameError> {
     rkyv::to_bytes::<rancor::Error>(value)
         .map(|bytes| bytes.to_vec())
         .map_err(|e| FrameError::Encode {
@@ -375,12 +371,7 @@ where
 
 /// Validates and deserializes a nested payload. The bytes are copied into an
 /// aligned buffer first: a payload inside an archive has no alignment.
-pub fn decode_payload<T>(bytes: &[u8], kind: Kind, corr: u64) -> Result<T, FrameError>
-where
-    T: Archive,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + Deserialize<T, HighDeserializer<rancor::Error>>,
-{
+pub fn decode_payload<T: Decode>(bytes: &[u8], kind: Kind, corr: u64) -> Result<T, FrameError> {
     let mut aligned = Payload::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
     rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| FrameError::Invalid {

@@ -17,8 +17,9 @@ pub mod messages;
 pub mod vault;
 
 pub use frame::{
-    DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, FrameHeader, HEADER_LEN, Kind, Message,
-    PROTOCOL_VERSION, Payload, access, decode, decode_payload, encode_frame, encode_payload,
+    DEFAULT_MAX_FRAME_BYTES, Decode, Encode, Frame, FrameError, FrameHeader, HEADER_LEN, Kind,
+    Message, PROTOCOL_VERSION, Payload, access, decode, decode_payload, encode_frame,
+    encode_payload,
 };
 pub use messages::*;
 

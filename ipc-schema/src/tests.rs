@@ -40,8 +40,6 @@ fn tool_spec() -> impl Strategy<Value = ToolSpec> {
 fn round_trip<M>(corr: u64, msg: &M)
 where
     M: crate::Message + std::fmt::Debug + PartialEq,
-    M::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
     let wire = encode_frame(corr, msg).expect("encode");
     let frame = Frame::parse(&wire, DEFAULT_MAX_FRAME_BYTES).expect("parse");

@@ -263,9 +263,6 @@ impl Broker {
     pub fn send_to_service<M>(&self, service: &str, msg: &M) -> bool
     where
         M: Message,
-        M::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
-            > + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
         let Ok(frame) = Frame::new(0, msg) else {
             return false;
@@ -283,9 +280,6 @@ impl Broker {
     pub fn broadcast<M>(&self, msg: &M) -> usize
     where
         M: Message,
-        M::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
-            > + rkyv::Deserialize<M, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
         let Ok(frame) = Frame::new(0, msg) else {
             return 0;

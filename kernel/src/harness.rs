@@ -74,9 +74,7 @@ pub enum Reply {
 /// Decodes a request's archived payload, or says which method got a bad one.
 pub fn decode_request<T>(req: &IncomingRequest) -> Result<T, ServiceError>
 where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    T: oi_ipc_schema::Decode,
 {
     oi_ipc_schema::decode_payload(req.payload(), oi_ipc_schema::Kind::Request, req.corr())
         .map_err(|e| ServiceError::bad_request(format!("{}: {e}", req.method())))
@@ -85,13 +83,7 @@ where
 /// Archives a value as a one-payload reply.
 pub fn archived_reply<T>(value: &T) -> Result<Reply, ServiceError>
 where
-    T: for<'a> rkyv::Serialize<
-            rkyv::api::high::HighSerializer<
-                rkyv::util::AlignedVec,
-                rkyv::ser::allocator::ArenaHandle<'a>,
-                rkyv::rancor::Error,
-            >,
-        >,
+    T: oi_ipc_schema::Encode,
 {
     oi_ipc_schema::encode_payload(value)
         .map(Reply::Once)

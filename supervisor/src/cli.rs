@@ -372,9 +372,7 @@ async fn vault_call(client: &BusClient, method: &str, payload: &[u8]) -> anyhow:
 /// Calls a vault method and decodes its archived answer.
 async fn vault_typed<T>(client: &BusClient, method: &str, payload: &[u8]) -> anyhow::Result<T>
 where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    T: oi_ipc_schema::Decode,
 {
     let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
     typed_request(client, "vault", method, payload, opts).await
@@ -389,9 +387,7 @@ pub(crate) async fn typed_request<T>(
     opts: CallOptions,
 ) -> anyhow::Result<T>
 where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    T: oi_ipc_schema::Decode,
 {
     let bytes = client.request(destination, method, payload, opts).await?;
     Ok(decode_payload(&bytes, Kind::Response, 0)?)

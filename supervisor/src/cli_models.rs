@@ -19,9 +19,7 @@ pub const CLI_CHAT: &str = "oictl";
 
 async fn call<T>(client: &BusClient, method: &str, payload: &[u8]) -> anyhow::Result<T>
 where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    T: oi_ipc_schema::Decode,
 {
     let opts = CallOptions::deadline(Duration::from_secs(15)).waiting();
     crate::cli::typed_request(client, ROUTER, method, payload, opts).await

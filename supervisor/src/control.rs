@@ -33,13 +33,7 @@ fn gone() -> Fail {
 
 fn encode<T>(value: &T) -> Result<KernelReply, Fail>
 where
-    T: for<'a> rkyv::Serialize<
-            rkyv::api::high::HighSerializer<
-                rkyv::util::AlignedVec,
-                rkyv::ser::allocator::ArenaHandle<'a>,
-                rkyv::rancor::Error,
-            >,
-        >,
+    T: oi_ipc_schema::Encode,
 {
     encode_payload(value)
         .map(KernelReply::Once)
