@@ -125,8 +125,21 @@ pub async fn call(
                 .join(", "),
         });
     };
+    call_on(client, &t.service, name, arguments_json, opts).await
+}
+
+/// Calls a tool of a service known by name (without asking the registry,
+/// so `opts.waiting()` can wait for a restarting service) and parses the
+/// JSON result.
+pub async fn call_on(
+    client: &BusClient,
+    service: &str,
+    name: &str,
+    arguments_json: &str,
+    opts: CallOptions,
+) -> Result<Value, ToolCallError> {
     let bytes = client
-        .request(&t.service, name, arguments_json.as_bytes(), opts)
+        .request(service, name, arguments_json.as_bytes(), opts)
         .await?;
     serde_json::from_slice(&bytes).map_err(|e| ToolCallError::BadResult {
         tool: name.into(),

@@ -680,15 +680,18 @@ async fn memory_tool(
     args: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
-    let out = client
-        .request("memory", tool, args.to_string().as_bytes(), opts)
-        .await?;
-    Ok(serde_json::from_slice(&out)?)
+    Ok(oi_kernel::tool::call_on(client, "memory", tool, &args.to_string(), opts).await?)
 }
 
 async fn memory_cmd(client: &BusClient, action: MemoryCmd) -> anyhow::Result<ExitCode> {
     use serde_json::json;
-    let print_facts = |items: &[serde_json::Value]| {
+    // A result as JSON, or the facts under `key` one per line.
+    let print_facts = |r: &serde_json::Value, key: &str, as_json: bool| -> anyhow::Result<()> {
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(r)?);
+            return Ok(());
+        }
+        let items = r[key].as_array().map(Vec::as_slice).unwrap_or_default();
         for f in items {
             let tags = f["tags"]
                 .as_array()
@@ -714,6 +717,7 @@ async fn memory_cmd(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
                 f["text"].as_str().unwrap_or("")
             );
         }
+        Ok(())
     };
     match action {
         MemoryCmd::Save { text, tags } => {
@@ -732,29 +736,11 @@ async fn memory_cmd(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
                 json!({"query": query.join(" "), "limit": limit}),
             )
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                print_facts(
-                    r["results"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                );
-            }
+            print_facts(&r, "results", json)?;
         }
         MemoryCmd::List { limit, json } => {
             let r = memory_tool(client, "memory_list", json!({"limit": limit})).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                print_facts(
-                    r["memories"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                );
-            }
+            print_facts(&r, "memories", json)?;
         }
         MemoryCmd::Rm { id } => {
             let r = memory_tool(client, "memory_delete", json!({"id": id})).await?;

@@ -13,6 +13,7 @@ use oi_ipc_schema::memory::{
 };
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
+use oi_kernel::tool::{self, json_reply, spec};
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -27,11 +28,6 @@ pub mod tools {
 }
 
 pub fn tool_specs() -> Vec<ToolSpec> {
-    let spec = |name: &str, description: &str, schema: Value| ToolSpec {
-        name: name.into(),
-        description: description.into(),
-        args_schema_json: schema.to_string(),
-    };
     vec![
         spec(
             tools::SAVE,
@@ -78,27 +74,6 @@ fn memory_error(e: MemoryError) -> ServiceError {
     }
 }
 
-/// Parses a tool's JSON arguments; the message names the tool and the problem.
-fn args(req: &IncomingRequest) -> Result<Value, ServiceError> {
-    let v: Value = serde_json::from_slice(req.payload()).map_err(|e| {
-        ServiceError::bad_request(format!(
-            "{}: arguments are not valid JSON: {e}",
-            req.method()
-        ))
-    })?;
-    if !v.is_object() {
-        return Err(ServiceError::bad_request(format!(
-            "{}: arguments must be a JSON object",
-            req.method()
-        )));
-    }
-    Ok(v)
-}
-
-fn json_reply(v: Value) -> Result<Reply, ServiceError> {
-    Ok(Reply::Once(v.to_string().into_bytes()))
-}
-
 impl MemoryService {
     async fn blocking<T: Send + 'static>(
         &self,
@@ -125,7 +100,7 @@ impl Service for MemoryService {
         };
         match req.method() {
             tools::SAVE => {
-                let a = args(&req)?;
+                let a: Value = tool::args(&req)?;
                 let text = a["text"]
                     .as_str()
                     .ok_or_else(|| {
@@ -153,7 +128,7 @@ impl Service for MemoryService {
                 json_reply(json!({"id": id}))
             }
             tools::SEARCH => {
-                let a = args(&req)?;
+                let a: Value = tool::args(&req)?;
                 let query = a["query"]
                     .as_str()
                     .ok_or_else(|| {
@@ -165,14 +140,14 @@ impl Service for MemoryService {
                 json_reply(json!({"results": hits}))
             }
             tools::LIST => {
-                let a = args(&req)?;
+                let a: Value = tool::args(&req)?;
                 let limit = a["limit"].as_u64().unwrap_or(20).clamp(1, 200) as u32;
                 let offset = a["offset"].as_u64().unwrap_or(0).min(u32::MAX as u64) as u32;
                 let facts = self.blocking(move |s| s.list_facts(limit, offset)).await?;
                 json_reply(json!({"memories": facts}))
             }
             tools::DELETE => {
-                let a = args(&req)?;
+                let a: Value = tool::args(&req)?;
                 let id = a["id"].as_i64().ok_or_else(|| {
                     ServiceError::bad_request("memory_delete: 'id' (an integer) is required")
                 })?;
