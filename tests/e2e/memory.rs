@@ -5,43 +5,19 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use oi_ipc_schema::control::{ToolList, methods as kernel};
 use oi_ipc_schema::memory::{
     ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
 };
-use oi_ipc_schema::{
-    DEFAULT_MAX_FRAME_BYTES, ErrorCode, KERNEL_DESTINATION, Kind, decode_payload, encode_payload,
-};
+use oi_ipc_schema::{ErrorCode, encode_payload};
 use oi_kernel::client::{BusClient, CallOptions};
+use oi_kernel::tool::ToolCallError;
 use serde_json::{Value, json};
 
 use crate::support::*;
 
-async fn client(d: &Daemon) -> BusClient {
-    BusClient::connect(
-        &d.home.path().join("run/bus.sock"),
-        None,
-        DEFAULT_MAX_FRAME_BYTES,
-    )
-    .await
-    .unwrap()
-    .0
-}
-
-async fn tool(
-    c: &BusClient,
-    name: &str,
-    args: Value,
-) -> Result<Value, oi_kernel::client::BusError> {
-    let b = c
-        .request(
-            "memory",
-            name,
-            args.to_string().as_bytes(),
-            CallOptions::deadline(Duration::from_secs(10)).waiting(),
-        )
-        .await?;
-    Ok(serde_json::from_slice(&b).unwrap())
+async fn tool(c: &BusClient, name: &str, args: Value) -> Result<Value, ToolCallError> {
+    let opts = CallOptions::deadline(Duration::from_secs(10)).waiting();
+    oi_kernel::tool::call_on(c, "memory", name, &args.to_string(), opts).await
 }
 
 #[test]
@@ -81,18 +57,11 @@ fn oictl_memory_tools_history_and_episodes() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = client(&d).await;
+        let c = d.bus_client().await;
         // The tools are in the kernel's registry for the agent, with valid JSON schemas.
-        let b = c
-            .request(
-                KERNEL_DESTINATION,
-                kernel::REGISTRY_TOOLS,
-                b"",
-                CallOptions::default(),
-            )
+        let tools = oi_kernel::tool::list(&c, Duration::from_secs(10))
             .await
             .unwrap();
-        let tools: ToolList = decode_payload(&b, Kind::Response, 0).unwrap();
         let names: Vec<&str> = tools
             .tools
             .iter()
@@ -157,19 +126,9 @@ fn oictl_memory_tools_history_and_episodes() {
             chat: "tg:42".into(),
         })
         .unwrap();
-        let h: History = decode_payload(
-            &c.request(
-                "memory",
-                methods::HISTORY_WINDOW,
-                &chat,
-                CallOptions::default(),
-            )
+        let h: History = typed(&c, "memory", methods::HISTORY_WINDOW, &chat)
             .await
-            .unwrap(),
-            Kind::Response,
-            0,
-        )
-        .unwrap();
+            .unwrap();
         assert_eq!(h.messages.len(), 20);
         assert_eq!(
             (
@@ -186,19 +145,9 @@ fn oictl_memory_tools_history_and_episodes() {
         )
         .await
         .unwrap();
-        let h: History = decode_payload(
-            &c.request(
-                "memory",
-                methods::HISTORY_WINDOW,
-                &chat,
-                CallOptions::default(),
-            )
+        let h: History = typed(&c, "memory", methods::HISTORY_WINDOW, &chat)
             .await
-            .unwrap(),
-            Kind::Response,
-            0,
-        )
-        .unwrap();
+            .unwrap();
         assert!(h.messages.is_empty());
 
         // Episodic memory.
@@ -213,18 +162,13 @@ fn oictl_memory_tools_history_and_episodes() {
             provider: "deepseek".into(),
             ts_ms: 0,
         };
-        let id: EpisodeId = decode_payload(
-            &c.request(
-                "memory",
-                methods::EPISODE_RECORD,
-                &encode_payload(&ep).unwrap(),
-                CallOptions::default(),
-            )
-            .await
-            .unwrap(),
-            Kind::Response,
-            0,
+        let id: EpisodeId = typed(
+            &c,
+            "memory",
+            methods::EPISODE_RECORD,
+            &encode_payload(&ep).unwrap(),
         )
+        .await
         .unwrap();
         let q = encode_payload(&EpisodeQuery {
             text: "benchmarks".into(),
@@ -234,19 +178,9 @@ fn oictl_memory_tools_history_and_episodes() {
             limit: 5,
         })
         .unwrap();
-        let found: Episodes = decode_payload(
-            &c.request(
-                "memory",
-                methods::EPISODE_SEARCH,
-                &q,
-                CallOptions::default(),
-            )
+        let found: Episodes = typed(&c, "memory", methods::EPISODE_SEARCH, &q)
             .await
-            .unwrap(),
-            Kind::Response,
-            0,
-        )
-        .unwrap();
+            .unwrap();
         assert_eq!(found.episodes.len(), 1);
         assert_eq!(
             (found.episodes[0].id, found.episodes[0].prompt_tokens),
@@ -264,7 +198,7 @@ fn kill_9_of_memory_during_a_write_loop_loses_no_acknowledged_write() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = client(&d).await;
+        let c = d.bus_client().await;
         let mut acked = HashSet::new();
         let mut failed = 0;
         for i in 0..400 {

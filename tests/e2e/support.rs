@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use oi_ipc_schema::{DEFAULT_MAX_FRAME_BYTES, Decode, Kind, decode_payload};
+use oi_kernel::client::{BusClient, BusError, CallOptions};
 use serde_json::Value;
 
 pub const OPENINTENTD: &str = env!("CARGO_BIN_EXE_openintentd");
@@ -87,6 +89,18 @@ impl Daemon {
             d.home.path().join("run/bus.sock").exists().then_some(())
         });
         d
+    }
+
+    /// A plain client (like oictl's) on the daemon's bus.
+    pub async fn bus_client(&self) -> BusClient {
+        BusClient::connect(
+            &self.home.path().join("run/bus.sock"),
+            None,
+            DEFAULT_MAX_FRAME_BYTES,
+        )
+        .await
+        .unwrap()
+        .0
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -286,4 +300,18 @@ pub fn out(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A request whose answer is an archived `T`; a bus error is returned, an
+/// unreadable answer fails the test.
+pub async fn typed<T: Decode>(
+    c: &BusClient,
+    destination: &str,
+    method: &str,
+    payload: &[u8],
+) -> Result<T, BusError> {
+    let b = c
+        .request(destination, method, payload, CallOptions::default())
+        .await?;
+    Ok(decode_payload(&b, Kind::Response, 0).unwrap())
 }

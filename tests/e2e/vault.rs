@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use oi_ipc_schema::vault::{SecretName, SecretValue, SetSecret, methods};
-use oi_ipc_schema::{DEFAULT_MAX_FRAME_BYTES, ErrorCode, Kind, decode_payload, encode_payload};
-use oi_kernel::client::{BusClient, CallOptions};
+use oi_ipc_schema::{ErrorCode, encode_payload};
+use oi_kernel::client::CallOptions;
 
 use crate::support::*;
 
@@ -183,13 +183,7 @@ fn services_outside_the_policy_are_denied_and_audited() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (c, _) = BusClient::connect(
-            &d.home.path().join("run/bus.sock"),
-            None,
-            DEFAULT_MAX_FRAME_BYTES,
-        )
-        .await
-        .unwrap();
+        let c = d.bus_client().await;
         // The default policy lets llm-router read *-api-key.
         let v = c
             .request(
@@ -223,11 +217,7 @@ fn services_outside_the_policy_are_denied_and_audited() {
             name: "openai-api-key".into(),
         })
         .unwrap();
-        let own = c
-            .request("vault", methods::GET, &payload, CallOptions::default())
-            .await
-            .unwrap();
-        let v: SecretValue = decode_payload(&own, Kind::Response, 0).unwrap();
+        let v: SecretValue = typed(&c, "vault", methods::GET, &payload).await.unwrap();
         assert_eq!(v.value, SECRET.as_bytes(), "the user (oictl) may read");
     });
     let audit = sqlite_rows(
@@ -251,13 +241,7 @@ fn kill_9_of_the_vault_during_a_write_loop_loses_no_acknowledged_write() {
         .build()
         .unwrap();
     let acked = rt.block_on(async {
-        let (c, _) = BusClient::connect(
-            &d.home.path().join("run/bus.sock"),
-            None,
-            DEFAULT_MAX_FRAME_BYTES,
-        )
-        .await
-        .unwrap();
+        let c = d.bus_client().await;
         let mut acked = Vec::new();
         let mut failed = 0;
         for i in 0..400u32 {
@@ -289,23 +273,15 @@ fn kill_9_of_the_vault_during_a_write_loop_loses_no_acknowledged_write() {
     let new_pid = d.ready_pid("vault");
     assert_ne!(new_pid, pid, "the vault was not restarted");
     rt.block_on(async {
-        let (c, _) = BusClient::connect(
-            &d.home.path().join("run/bus.sock"),
-            None,
-            DEFAULT_MAX_FRAME_BYTES,
-        )
-        .await
-        .unwrap();
+        let c = d.bus_client().await;
         for i in &acked {
             let p = encode_payload(&SecretName {
                 name: format!("k{i}"),
             })
             .unwrap();
-            let b = c
-                .request("vault", methods::GET, &p, CallOptions::default())
+            let v: SecretValue = typed(&c, "vault", methods::GET, &p)
                 .await
                 .unwrap_or_else(|e| panic!("acknowledged k{i} lost: {e}"));
-            let v: SecretValue = decode_payload(&b, Kind::Response, 0).unwrap();
             assert_eq!(v.value, format!("v{i}").into_bytes());
         }
     });
@@ -355,10 +331,7 @@ fn reads_during_rotation_never_fail() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let bus = d.home.path().join("run/bus.sock");
-        let (c, _) = BusClient::connect(&bus, None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .unwrap();
+        let c = d.bus_client().await;
         for i in 0..50u32 {
             let p = encode_payload(&SetSecret {
                 name: format!("s{i}"),
@@ -380,11 +353,9 @@ fn reads_during_rotation_never_fail() {
                         name: format!("s{i}"),
                     })
                     .unwrap();
-                    let b = c
-                        .request("vault", methods::GET, &p, CallOptions::default())
+                    let v: SecretValue = typed(&c, "vault", methods::GET, &p)
                         .await
                         .unwrap_or_else(|e| panic!("read of s{i} failed during rotation: {e}"));
-                    let v: SecretValue = decode_payload(&b, Kind::Response, 0).unwrap();
                     assert_eq!(v.value, format!("value-{i}").into_bytes());
                     reads += 1;
                 }
@@ -393,12 +364,8 @@ fn reads_during_rotation_never_fail() {
         };
         let mut epochs = Vec::new();
         for _ in 0..5 {
-            let b = c
-                .request("vault", methods::ROTATE, b"", CallOptions::default())
-                .await
-                .unwrap();
             let st: oi_ipc_schema::vault::VaultStatus =
-                decode_payload(&b, Kind::Response, 0).unwrap();
+                typed(&c, "vault", methods::ROTATE, b"").await.unwrap();
             epochs.push(st.key_epoch);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
