@@ -520,7 +520,7 @@ pub mod anthropic {
         )
     }
 
-    fn start() -> Vec<(Option<&'static str>, String)> {
+    fn start() -> Vec<Event> {
         vec![(
             Some("message_start"),
             json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
@@ -530,7 +530,7 @@ pub mod anthropic {
         )]
     }
 
-    fn end(events: &mut Vec<(Option<&'static str>, String)>, stop: &str) {
+    fn end(events: &mut Vec<Event>, stop: &str) {
         events.push((
             Some("message_delta"),
             json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 6}}).to_string(),
@@ -541,23 +541,46 @@ pub mod anthropic {
         ));
     }
 
-    pub fn stream_text(pieces: &[&str]) -> Reply {
-        let mut ev = start();
+    type Event = (Option<&'static str>, String);
+
+    /// One content block: its start, the events inside it, its stop.
+    fn block(ev: &mut Vec<Event>, index: usize, content_block: Value, inner: Vec<Event>) {
         ev.push((
             Some("content_block_start"),
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string(),
+            json!({"type": "content_block_start", "index": index, "content_block": content_block})
+                .to_string(),
         ));
-        ev.push((Some("ping"), json!({"type": "ping"}).to_string()));
-        for p in pieces {
-            ev.push((
-                Some("content_block_delta"),
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}).to_string(),
-            ));
-        }
+        ev.extend(inner);
         ev.push((
             Some("content_block_stop"),
-            json!({"type": "content_block_stop", "index": 0}).to_string(),
+            json!({"type": "content_block_stop", "index": index}).to_string(),
         ));
+    }
+
+    fn delta(index: usize, delta: Value) -> Event {
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": index, "delta": delta}).to_string(),
+        )
+    }
+
+    /// A text block; `before` goes ahead of the first delta (a ping).
+    fn text_block(ev: &mut Vec<Event>, index: usize, before: Option<Event>, pieces: &[&str]) {
+        let inner = before
+            .into_iter()
+            .chain(
+                pieces
+                    .iter()
+                    .map(|p| delta(index, json!({"type": "text_delta", "text": p}))),
+            )
+            .collect();
+        block(ev, index, json!({"type": "text", "text": ""}), inner);
+    }
+
+    pub fn stream_text(pieces: &[&str]) -> Reply {
+        let mut ev = start();
+        let ping = (Some("ping"), json!({"type": "ping"}).to_string());
+        text_block(&mut ev, 0, Some(ping), pieces);
         end(&mut ev, "end_turn");
         Reply::sse(&ev)
     }
@@ -565,34 +588,22 @@ pub mod anthropic {
     /// Text, then one tool_use block whose input JSON arrives in `parts` pieces.
     pub fn stream_tool_use(text: &str, id: &str, name: &str, input: &str, parts: usize) -> Reply {
         let mut ev = start();
-        ev.push((
-            Some("content_block_start"),
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string(),
-        ));
-        ev.push((
-            Some("content_block_delta"),
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}).to_string(),
-        ));
-        ev.push((
-            Some("content_block_stop"),
-            json!({"type": "content_block_stop", "index": 0}).to_string(),
-        ));
-        ev.push((
-            Some("content_block_start"),
-            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}).to_string(),
-        ));
+        text_block(&mut ev, 0, None, &[text]);
         let chars: Vec<char> = input.chars().collect();
         let step = chars.len().div_ceil(parts.max(1)).max(1);
-        for piece in chars.chunks(step) {
-            ev.push((
-                Some("content_block_delta"),
-                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": piece.iter().collect::<String>()}}).to_string(),
-            ));
-        }
-        ev.push((
-            Some("content_block_stop"),
-            json!({"type": "content_block_stop", "index": 1}).to_string(),
-        ));
+        let inner = chars
+            .chunks(step)
+            .map(|piece| {
+                let part: String = piece.iter().collect();
+                delta(1, json!({"type": "input_json_delta", "partial_json": part}))
+            })
+            .collect();
+        block(
+            &mut ev,
+            1,
+            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+            inner,
+        );
         end(&mut ev, "tool_use");
         Reply::sse(&ev)
     }
