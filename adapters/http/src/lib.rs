@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oi_adapter_web::{fetch_error, guard, guarded_client};
-use oi_ipc_schema::{ErrorCode, ToolSpec, vault};
+use oi_adapter_web::{Guarded, fetch_error};
+use oi_ipc_schema::{ToolSpec, vault};
 use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
 use oi_kernel::config::WebConfig;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
@@ -83,12 +83,12 @@ const CREDENTIAL_HEADERS: &[&str] = &[
 
 struct State {
     cfg: WebConfig,
-    client: reqwest::Client,
+    guarded: Guarded,
 }
 
 fn build(cfg: WebConfig) -> Result<State, ServiceError> {
     Ok(State {
-        client: guarded_client(&cfg)?,
+        guarded: Guarded::new(&cfg)?,
         cfg,
     })
 }
@@ -152,10 +152,11 @@ impl HttpAdapter {
             ServiceError::bad_request(format!("{TOOL}: '{}' is not a URL: {e}", a.url))
         })?;
         let s = self.state();
-        guard(&s.cfg)
+        s.guarded
+            .guard
             .check_url(&url)
             .map_err(|e| tool::denied(format!("{TOOL}: {e}")))?;
-        let mut req = s.client.request(method.clone(), url.clone());
+        let mut req = s.guarded.client.request(method.clone(), url.clone());
         for (k, v) in &a.headers {
             if CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
                 return Err(ServiceError::bad_request(format!(
@@ -218,26 +219,21 @@ impl HttpAdapter {
             .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;
         let status = resp.status().as_u16();
         let final_url = resp.url().to_string();
-        let mut headers = serde_json::Map::new();
-        for (k, v) in resp.headers() {
-            if let Ok(v) = v.to_str() {
-                headers.insert(k.as_str().to_string(), json!(v));
-            }
-        }
+        // Whatever the server echoes of the secret is blanked out.
+        let redact = |t: &str| match &secret {
+            Some(sv) if !sv.is_empty() => t.replace(sv.as_str(), "[redacted]"),
+            _ => t.to_string(),
+        };
+        let headers: serde_json::Map<String, Value> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), json!(redact(v.to_str().ok()?)))))
+            .collect();
         let ct = content_type(&resp);
         let body = read_capped(resp, s.cfg.max_response_bytes as usize)
             .await
             .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;
-        let text = decode(&body.bytes, charset(Some(&ct), &body.bytes));
-        let redact = |t: String| match &secret {
-            Some(sv) if !sv.is_empty() => t.replace(sv.as_str(), "[redacted]"),
-            _ => t,
-        };
-        let text = redact(text);
-        let headers: serde_json::Map<String, Value> = headers
-            .into_iter()
-            .map(|(k, v)| (k, json!(redact(v.as_str().unwrap_or("").to_string()))))
-            .collect();
+        let text = redact(&decode(&body.bytes, charset(Some(&ct), &body.bytes)));
         let is_json = ct.contains("json");
         let body_value = if is_json && !body.truncated {
             serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
@@ -269,10 +265,9 @@ impl Service for HttpAdapter {
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
         match req.method() {
             TOOL => json_reply(self.request(req.payload()).await?),
-            other => Err(ServiceError::new(
-                ErrorCode::BadRequest,
-                format!("the http adapter has no tool '{other}'"),
-            )),
+            other => Err(ServiceError::bad_request(format!(
+                "the http adapter has no tool '{other}'"
+            ))),
         }
     }
 

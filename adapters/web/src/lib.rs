@@ -86,23 +86,35 @@ pub fn fetch_error(tool: &str, url: &str, e: &reqwest::Error) -> ServiceError {
 
 struct State {
     cfg: WebConfig,
-    guarded: reqwest::Client,
+    guarded: Guarded,
     search: reqwest::Client,
 }
 
-/// An HTTP client behind the SSRF guard, with the `[web]` limits.
-pub fn guarded_client(cfg: &WebConfig) -> Result<reqwest::Client, ServiceError> {
-    let settings = ClientSettings {
-        timeout: Duration::from_secs(cfg.timeout_secs),
-        max_redirects: cfg.max_redirects,
-        user_agent: cfg.user_agent.clone(),
-    };
-    netguard::client(Arc::new(guard(cfg)), &settings)
-        .map_err(|e| ServiceError::config_error(format!("cannot build the HTTP client: {e}")))
+/// The guard from `[web]` and an HTTP client behind it, built once per
+/// config: the URL checks before a request use the same guard as the
+/// client's resolver and redirect policy.
+pub struct Guarded {
+    pub guard: Arc<Guard>,
+    pub client: reqwest::Client,
+}
+
+impl Guarded {
+    pub fn new(cfg: &WebConfig) -> Result<Guarded, ServiceError> {
+        let settings = ClientSettings {
+            timeout: Duration::from_secs(cfg.timeout_secs),
+            max_redirects: cfg.max_redirects,
+            user_agent: cfg.user_agent.clone(),
+        };
+        let guard = Arc::new(guard(cfg));
+        let client = netguard::client(guard.clone(), &settings).map_err(|e| {
+            ServiceError::config_error(format!("cannot build the HTTP client: {e}"))
+        })?;
+        Ok(Guarded { guard, client })
+    }
 }
 
 fn build(cfg: WebConfig) -> Result<State, ServiceError> {
-    let guarded = guarded_client(&cfg)?;
+    let guarded = Guarded::new(&cfg)?;
     // The search engine is the one configured, not one a model chose: it
     // may be a SearXNG on the LAN, so it is not behind the guard.
     let search = reqwest::Client::builder()
@@ -189,11 +201,13 @@ impl WebAdapter {
             ServiceError::bad_request(format!("web_fetch: '{}' is not a URL: {e}", a.url))
         })?;
         let s = self.state();
-        let g = guard(&s.cfg);
-        g.check_url(&url)
+        s.guarded
+            .guard
+            .check_url(&url)
             .map_err(|e| tool::denied(format!("web_fetch: {e}")))?;
         let resp = s
             .guarded
+            .client
             .get(url.clone())
             .send()
             .await
