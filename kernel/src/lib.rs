@@ -10,6 +10,7 @@
 //! - [`sink`]: the one frame writer (direct write when idle, queued when
 //!   the socket is full).
 //! - [`paths`]: config, data and runtime directories.
+//! - [`secrets`]: reading a vault secret as the calling service.
 //! - [`tool`]: tools on the bus: specs, argument parsing, calling one by name.
 
 pub mod broker;
@@ -19,6 +20,7 @@ pub mod framing;
 pub mod harness;
 pub mod paths;
 pub mod registry;
+pub mod secrets;
 pub mod sink;
 pub mod telemetry;
 pub mod tool;

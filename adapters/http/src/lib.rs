@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oi_adapter_web::{Guarded, fetch_error};
-use oi_ipc_schema::{ToolSpec, vault};
-use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
+use oi_ipc_schema::ToolSpec;
+use oi_kernel::client::{BusClient, IncomingRequest};
 use oi_kernel::config::WebConfig;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
+use oi_kernel::secrets::{self, SecretError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::body::{charset, content_type, decode, read_capped};
 use serde::Deserialize;
@@ -112,34 +113,16 @@ impl HttpAdapter {
 
     /// The secret's value, read from the vault as this service.
     async fn secret(&self, name: &str) -> Result<Zeroizing<String>, ServiceError> {
-        let payload = oi_ipc_schema::encode_payload(&vault::SecretName { name: name.into() })
-            .map_err(|e| ServiceError::internal(e.to_string()))?;
-        let bytes = self
-            .bus
-            .request(
-                "vault",
-                vault::methods::GET,
-                &payload,
-                CallOptions::deadline(Duration::from_secs(5)),
-            )
+        secrets::read_text(&self.bus, name, Duration::from_secs(5))
             .await
-            .map_err(|e| {
-                ServiceError::new(
+            .map_err(|e| match e {
+                SecretError::Bus(e) => ServiceError::new(
                     e.code(),
                     format!("{TOOL}: cannot read vault secret '{name}': {e}"),
-                )
-            })?;
-        let v = oi_ipc_schema::decode_payload::<vault::SecretValue>(
-            &bytes,
-            oi_ipc_schema::Kind::Response,
-            0,
-        )
-        .map_err(|e| ServiceError::internal(format!("{TOOL}: vault answer unreadable: {e}")))?;
-        let value = Zeroizing::new(v.value);
-        let text = std::str::from_utf8(&value).map_err(|_| {
-            ServiceError::bad_request(format!("{TOOL}: vault secret '{name}' is not text"))
-        })?;
-        Ok(Zeroizing::new(text.trim().to_string()))
+                ),
+                SecretError::Unreadable(_) => ServiceError::internal(format!("{TOOL}: {e}")),
+                SecretError::NotText(_) => ServiceError::bad_request(format!("{TOOL}: {e}")),
+            })
     }
 
     pub async fn request(&self, payload: &[u8]) -> Result<Value, ServiceError> {

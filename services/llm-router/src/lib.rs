@@ -19,13 +19,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use oi_ipc_schema::ErrorCode;
 use oi_ipc_schema::llm::{
     ChatRequest, ModelChoice, ModelStatus, ModelsStatus, StreamEvent, methods,
 };
-use oi_ipc_schema::{ErrorCode, vault};
-use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
+use oi_kernel::client::{BusClient, IncomingRequest};
 use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
+use oi_kernel::secrets::{self, SecretError};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -207,34 +208,14 @@ impl LlmRouter {
 async fn fetch_secrets(client: &BusClient, names: &[String]) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for name in names {
-        let payload = match oi_ipc_schema::encode_payload(&vault::SecretName { name: name.clone() })
-        {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
-        let reply = client
-            .request(
-                "vault",
-                vault::methods::GET,
-                &payload,
-                CallOptions::deadline(Duration::from_secs(2)),
-            )
-            .await;
-        match reply.map(|bytes| {
-            oi_ipc_schema::decode_payload::<vault::SecretValue>(
-                &bytes,
-                oi_ipc_schema::Kind::Response,
-                0,
-            )
-        }) {
-            Ok(Ok(v)) => match String::from_utf8(v.value) {
-                Ok(s) => {
-                    out.insert(name.clone(), s.trim().to_string());
-                }
-                Err(_) => warn!(secret = %name, "vault secret is not UTF-8 text; ignored"),
-            },
-            Ok(Err(e)) => warn!(secret = %name, "vault answer unreadable: {e}"),
-            Err(e) => info!(secret = %name, "no key from the vault: {}", e.code().as_str()),
+        match secrets::read_text(client, name, Duration::from_secs(2)).await {
+            Ok(v) => {
+                out.insert(name.clone(), v.to_string());
+            }
+            Err(SecretError::Bus(e)) => {
+                info!(secret = %name, "no key from the vault: {}", e.code().as_str())
+            }
+            Err(e) => warn!(secret = %name, "{e}; ignored"),
         }
     }
     out
