@@ -52,10 +52,7 @@ fn oictl_memory_tools_history_and_episodes() {
         out(&o)
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = bus_runtime();
     rt.block_on(async {
         let c = d.bus_client().await;
         // The tools are in the kernel's registry for the agent, with valid JSON schemas.
@@ -193,10 +190,7 @@ fn oictl_memory_tools_history_and_episodes() {
 fn kill_9_of_memory_during_a_write_loop_loses_no_acknowledged_write() {
     let d = Daemon::start(&memory_config(""));
     let pid = d.ready_pid("memory");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = bus_runtime();
     rt.block_on(async {
         let c = d.bus_client().await;
         let mut acked = HashSet::new();

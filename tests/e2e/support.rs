@@ -302,6 +302,14 @@ pub fn out(o: &std::process::Output) -> String {
     )
 }
 
+/// A one-thread tokio runtime for tests that talk to the bus directly.
+pub fn bus_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A request whose answer is an archived `T`; a bus error is returned, an
 /// unreadable answer fails the test.
 pub async fn typed<T: Decode>(

@@ -178,10 +178,7 @@ fn services_outside_the_policy_are_denied_and_audited() {
             .status
             .success()
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = bus_runtime();
     rt.block_on(async {
         let c = d.bus_client().await;
         // The default policy lets llm-router read *-api-key.
@@ -236,10 +233,7 @@ fn services_outside_the_policy_are_denied_and_audited() {
 fn kill_9_of_the_vault_during_a_write_loop_loses_no_acknowledged_write() {
     let d = Daemon::start(&vault_config(""));
     let pid = d.ready_pid("vault");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = bus_runtime();
     let acked = rt.block_on(async {
         let c = d.bus_client().await;
         let mut acked = Vec::new();
@@ -326,10 +320,7 @@ fn a_key_file_with_wrong_permissions_is_fatal_and_says_how_to_fix_it() {
 fn reads_during_rotation_never_fail() {
     let d = Daemon::start(&vault_config(""));
     d.ready_pid("vault");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = bus_runtime();
     rt.block_on(async {
         let c = d.bus_client().await;
         for i in 0..50u32 {
