@@ -145,6 +145,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             deadline_ms: 0,
             wait_for_service: false,
             stream: false,
+            intent: String::new(),
             payload: Vec::new(),
         },
     )?
@@ -285,6 +286,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             deadline_ms: 5000,
             wait_for_service: false,
             stream: false,
+            intent: String::new(),
             payload: vec![b'x'; size.saturating_sub(120)],
         };
         let frame = oi_ipc_schema::Frame::new(1, &req)?;

@@ -121,3 +121,68 @@ pub struct LogsRequest {
 pub struct LogLines {
     pub lines: Vec<String>,
 }
+
+/// The audit log (kernel methods `audit.*`).
+pub mod audit {
+    use rkyv::{Archive, Deserialize, Serialize};
+
+    pub mod methods {
+        /// [`super::AuditRecord`] -> empty. From services only; the
+        /// service name is taken from the connection.
+        pub const APPEND: &str = "audit.append";
+        /// [`super::AuditQuery`] -> [`super::AuditRows`]
+        pub const LIST: &str = "audit.list";
+        /// empty -> [`super::AuditVerify`]
+        pub const VERIFY: &str = "audit.verify";
+    }
+
+    /// One external action, as a service reports it.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct AuditRecord {
+        pub intent: String,
+        /// `tool:<name>`, `provider:<alias>`.
+        pub action: String,
+        /// Arguments, secrets redacted.
+        pub arguments: String,
+        /// `ok`, or the error class and message.
+        pub outcome: String,
+        pub duration_ms: u64,
+    }
+
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct AuditRow {
+        pub id: i64,
+        pub ts_ms: i64,
+        pub intent: String,
+        /// The service that did it.
+        pub service: String,
+        /// Who asked for it (a service name, or empty for a user's client).
+        pub caller: String,
+        pub action: String,
+        pub arguments: String,
+        pub outcome: String,
+        pub duration_ms: u64,
+        /// Hex SHA-256 of the row, chained to the one before.
+        pub hash: String,
+    }
+
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct AuditQuery {
+        /// Only this intent; empty for all.
+        pub intent: String,
+        /// Newest rows first, at most this many.
+        pub limit: u32,
+    }
+
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct AuditRows {
+        pub rows: Vec<AuditRow>,
+    }
+
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct AuditVerify {
+        pub rows: u64,
+        /// Empty when the chain is intact; else what is wrong and where.
+        pub problems: Vec<String>,
+    }
+}

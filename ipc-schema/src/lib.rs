@@ -9,6 +9,7 @@
 //! Tool arguments and results travel as JSON *text* inside the archive (they
 //! come from LLMs); everything the kernel itself reads is archived.
 
+pub mod agent;
 pub mod control;
 pub mod frame;
 pub mod llm;

@@ -73,6 +73,9 @@ pub struct Request {
     pub wait_for_service: bool,
     /// The caller wants a stream of chunks rather than one response.
     pub stream: bool,
+    /// The intent this request serves (empty when none): the audit log and
+    /// the services' logs tie a tool call or provider request to it.
+    pub intent: String,
     pub payload: Vec<u8>,
 }
 message!(Request => Request);

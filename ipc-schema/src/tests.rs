@@ -72,8 +72,8 @@ proptest! {
     }
 
     #[test]
-    fn request_round_trips(corr: u64, destination in text(), caller in text(), method in text(), deadline_ms: u32, wait_for_service: bool, stream: bool, payload in bytes()) {
-        round_trip(corr, &Request { destination, caller, method, deadline_ms, wait_for_service, stream, payload });
+    fn request_round_trips(corr: u64, destination in text(), caller in text(), method in text(), deadline_ms: u32, wait_for_service: bool, stream: bool, intent in text(), payload in bytes()) {
+        round_trip(corr, &Request { destination, caller, method, deadline_ms, wait_for_service, stream, intent, payload });
     }
 
     #[test]
@@ -211,6 +211,7 @@ fn samples() -> Vec<Vec<u8>> {
                 deadline_ms: 5000,
                 wait_for_service: true,
                 stream: false,
+                intent: String::new(),
                 payload: br#"{"query":"rust"}"#.to_vec(),
             },
         )
@@ -325,6 +326,7 @@ fn truncated_payload_with_matching_header_is_an_error() {
             deadline_ms: 1,
             wait_for_service: false,
             stream: false,
+            intent: String::new(),
             payload: vec![7; 64],
         },
     )

@@ -7,13 +7,17 @@
 //! header and destination: a request's payload is validated once and then
 //! forwarded as the same bytes, with only the correlation id in the header
 //! rewritten. Replies travel back the same way.
+//!
+//! A request for a tool a service registered is an external action: when
+//! it ends (answered, failed, timed out, cancelled, or its service died)
+//! the broker appends it to the audit log, if one is set.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use oi_ipc_schema::control::methods;
@@ -28,6 +32,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::audit::{self, AuditLog};
 use crate::framing::{FramingError, read_frame};
 use crate::registry::{Registry, ServiceEntry};
 use crate::sink::FrameSink;
@@ -111,6 +116,14 @@ struct Pending {
     target_conn: u64,
     target: String,
     deadline: Instant,
+    /// Set when the request is a tool call (audited when it ends).
+    audit: Option<Box<ToolCall>>,
+}
+
+/// A tool call in flight, as the audit log will record it.
+struct ToolCall {
+    entry: audit::Entry,
+    started: Instant,
 }
 
 /// A request waiting for its destination to become ready.
@@ -139,6 +152,7 @@ struct Shared {
     state: Mutex<State>,
     events: mpsc::UnboundedSender<BusEvent>,
     handler: Mutex<Option<Arc<dyn KernelHandler>>>,
+    audit: OnceLock<AuditLog>,
     /// Set when the broker closes; every connection task stops reading.
     closing: tokio::sync::watch::Sender<bool>,
     uid: u32,
@@ -196,6 +210,7 @@ impl Broker {
             state: Mutex::new(State::default()),
             events,
             handler: Mutex::new(None),
+            audit: OnceLock::new(),
             closing: tokio::sync::watch::channel(false).0,
             uid: nix::unistd::geteuid().as_raw(),
             pid: std::process::id(),
@@ -229,6 +244,11 @@ impl Broker {
             .handler
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
+    /// Records tool calls in `log` and answers the `audit.*` methods from it.
+    pub fn set_audit(&self, log: AuditLog) {
+        let _ = self.shared.audit.set(log);
     }
 
     /// The supervisor spawned `pid` for `service`: only that process may
@@ -395,6 +415,7 @@ async fn deadline_loop(shared: Arc<Shared>) {
                     format!("service '{}' did not answer before the deadline", p.target),
                 );
                 send_cancel(&st, p.target_conn, g, "deadline passed");
+                shared.audit_end(p.audit, || "timeout: the deadline passed".into());
             }
         }
         let st = &mut *st;
@@ -417,6 +438,29 @@ async fn deadline_loop(shared: Arc<Shared>) {
                 format!("service '{service}' did not become available before the deadline"),
             );
         }
+    }
+}
+
+impl Shared {
+    /// Appends a finished tool call to the audit log.
+    fn audit_end(&self, call: Option<Box<ToolCall>>, outcome: impl FnOnce() -> String) {
+        if let (Some(log), Some(call)) = (self.audit.get(), call) {
+            let mut entry = call.entry;
+            entry.duration_ms = call.started.elapsed().as_millis() as u64;
+            entry.outcome = audit::cut(&outcome(), 500);
+            log.record(entry);
+        }
+    }
+}
+
+/// How a reply frame ended a request, for the audit log.
+fn reply_outcome(frame: &Frame) -> String {
+    match frame.kind {
+        Kind::Error => match frame.decode::<ErrorReply>() {
+            Ok(e) => format!("{}: {}", e.code.as_str(), e.message),
+            Err(e) => format!("invalid error reply: {e}"),
+        },
+        _ => "ok".into(),
     }
 }
 
@@ -777,7 +821,9 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
                         return Ok(());
                     };
                     st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+                    let outcome = p.audit.is_some().then(|| reply_outcome(&frame));
                     forward(&st, p.origin_conn, frame, p.origin_corr);
+                    shared.audit_end(p.audit, || outcome.unwrap_or_default());
                 }
                 _ => {
                     debug!(corr, kind = ?frame.kind, "reply for an unknown or finished request dropped")
@@ -801,6 +847,7 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
             if let Some(g) = st.by_origin.remove(&key) {
                 if let Some(p) = st.pending.remove(&g) {
                     forward(&st, p.target_conn, frame, g);
+                    shared.audit_end(p.audit, || "cancelled by the caller".into());
                 }
             } else {
                 for queue in st.waiting.values_mut() {
@@ -844,6 +891,29 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
         .get(&destination)
         .filter(|e| e.ready)
         .map(|e| e.conn_id);
+    // A tool call: the method is a tool the destination registered.
+    let tool_call = shared.audit.get().is_some()
+        && st
+            .registry
+            .get(&destination)
+            .is_some_and(|e| e.tools.iter().any(|t| t.name == req.method.as_str()));
+    let audit = tool_call.then(|| {
+        Box::new(ToolCall {
+            entry: audit::Entry {
+                ts_ms: audit::now_ms(),
+                intent: req.intent.as_str().to_string(),
+                service: destination.clone(),
+                caller: req.caller.as_str().to_string(),
+                action: format!("tool:{}", req.method.as_str()),
+                arguments: audit::redact_arguments(&String::from_utf8_lossy(
+                    req.payload.as_slice(),
+                )),
+                outcome: String::new(),
+                duration_ms: 0,
+            },
+            started: Instant::now(),
+        })
+    });
     match target {
         Some(target_conn) => {
             st.next_corr += 1;
@@ -856,6 +926,7 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
                     target_conn,
                     target: destination,
                     deadline,
+                    audit,
                 },
             );
             st.by_origin.insert((origin_conn, origin_corr), g);
@@ -876,13 +947,16 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
             } else {
                 "is not running"
             };
+            let why = format!("service '{destination}' {why}");
             reply_error(
                 &st,
                 origin_conn,
                 origin_corr,
                 ErrorCode::Unavailable,
-                format!("service '{destination}' {why}"),
+                why.clone(),
             );
+            drop(st);
+            shared.audit_end(audit, || format!("unavailable: {why}"));
         }
     }
 }
@@ -919,6 +993,21 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
         let _ = send(match res {
             Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
             Err(e) => error_frame(corr, ErrorCode::Internal, e.to_string()),
+        });
+        return;
+    }
+    if let Some(log) = shared.audit.get()
+        && method.starts_with("audit.")
+    {
+        let log = log.clone();
+        let service = caller.service.clone();
+        let payload = req.payload.as_slice().to_vec();
+        tokio::spawn(async move {
+            let frame = match audit_method(&log, service, &method, &payload).await {
+                Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
+                Err((code, message)) => error_frame(corr, code, message),
+            };
+            send(frame);
         });
         return;
     }
@@ -966,6 +1055,58 @@ fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
     });
 }
 
+/// `audit.append` (services only), `audit.list` and `audit.verify`.
+async fn audit_method(
+    log: &AuditLog,
+    service: Option<String>,
+    method: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, (ErrorCode, String)> {
+    use oi_ipc_schema::control::audit::{AuditQuery, AuditRecord, methods as audit_methods};
+    let bad = |e: oi_ipc_schema::FrameError| (ErrorCode::BadRequest, format!("{method}: {e}"));
+    let failed = |e: audit::AuditError| (ErrorCode::Internal, e.to_string());
+    let encoded = |r: Result<Vec<u8>, oi_ipc_schema::FrameError>| {
+        r.map_err(|e| (ErrorCode::Internal, e.to_string()))
+    };
+    match method {
+        audit_methods::APPEND => {
+            let Some(service) = service else {
+                return Err((
+                    ErrorCode::Denied,
+                    "audit.append: only services append to the audit log".into(),
+                ));
+            };
+            let r: AuditRecord =
+                oi_ipc_schema::decode_payload(payload, Kind::Request, 0).map_err(bad)?;
+            log.record(audit::Entry {
+                ts_ms: audit::now_ms(),
+                intent: r.intent,
+                service: service.clone(),
+                caller: service,
+                action: r.action,
+                arguments: audit::redact_arguments(&r.arguments),
+                outcome: audit::cut(&r.outcome, 500),
+                duration_ms: r.duration_ms,
+            });
+            Ok(Vec::new())
+        }
+        audit_methods::LIST => {
+            let q: AuditQuery =
+                oi_ipc_schema::decode_payload(payload, Kind::Request, 0).map_err(bad)?;
+            encoded(oi_ipc_schema::encode_payload(
+                &log.list(q).await.map_err(failed)?,
+            ))
+        }
+        audit_methods::VERIFY => encoded(oi_ipc_schema::encode_payload(
+            &log.verify().await.map_err(failed)?,
+        )),
+        other => Err((
+            ErrorCode::BadRequest,
+            format!("the kernel has no method '{other}'"),
+        )),
+    }
+}
+
 /// Forgets a closed connection: its registry entry, the requests it was
 /// serving (their callers get `unavailable`), and the requests it made (their
 /// services get `Cancel`).
@@ -986,15 +1127,18 @@ fn disconnect(shared: &Arc<Shared>, conn_id: u64) {
         };
         st.by_origin.remove(&(p.origin_conn, p.origin_corr));
         if p.target_conn == conn_id {
+            let why = format!("service '{}' exited while handling the request", p.target);
             reply_error(
                 &st,
                 p.origin_conn,
                 p.origin_corr,
                 ErrorCode::Unavailable,
-                format!("service '{}' exited while handling the request", p.target),
+                why.clone(),
             );
+            shared.audit_end(p.audit, || format!("unavailable: {why}"));
         } else {
             send_cancel(&st, p.target_conn, g, "caller disconnected");
+            shared.audit_end(p.audit, || "cancelled: the caller disconnected".into());
         }
     }
     for queue in st.waiting.values_mut() {

@@ -127,6 +127,10 @@ impl IncomingRequest {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(u64::from(self.req().deadline_ms.to_native()))
     }
+    /// The intent this request serves; empty when none.
+    pub fn intent(&self) -> &str {
+        self.req().intent.as_str()
+    }
 }
 
 /// How to send a request.
@@ -135,6 +139,8 @@ pub struct CallOptions {
     pub deadline: Duration,
     /// Wait for a down or restarting destination instead of failing at once.
     pub wait_for_service: bool,
+    /// The intent the request serves (for the audit log); may be empty.
+    pub intent: String,
 }
 
 impl Default for CallOptions {
@@ -142,6 +148,7 @@ impl Default for CallOptions {
         CallOptions {
             deadline: Duration::from_secs(30),
             wait_for_service: false,
+            intent: String::new(),
         }
     }
 }
@@ -156,6 +163,26 @@ impl CallOptions {
     pub fn waiting(mut self) -> Self {
         self.wait_for_service = true;
         self
+    }
+    pub fn for_intent(mut self, intent: &str) -> Self {
+        self.intent = intent.to_string();
+        self
+    }
+}
+
+/// Cancels a request whose caller stopped waiting (its future was dropped)
+/// so the service stops working on it.
+struct CancelOnDrop<'a> {
+    client: &'a BusClient,
+    corr: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.client.inner.pending().remove(&self.corr).is_some() {
+            self.client.cancel(self.corr, "the caller stopped waiting");
+        }
     }
 }
 
@@ -285,6 +312,7 @@ impl BusClient {
                 deadline_ms: u32::try_from(opts.deadline.as_millis()).unwrap_or(u32::MAX),
                 wait_for_service: opts.wait_for_service,
                 stream,
+                intent: opts.intent.clone(),
                 payload: payload.to_vec(),
             },
         )?)
@@ -306,10 +334,17 @@ impl BusClient {
             self.inner.pending().remove(&corr);
             return Err(e);
         }
+        let mut guard = CancelOnDrop {
+            client: self,
+            corr,
+            armed: true,
+        };
         // The broker enforces the deadline too and explains which service
         // was late; the local timer is the backstop.
         let backstop = opts.deadline + Duration::from_millis(250);
-        match tokio::time::timeout(backstop, rx).await {
+        let outcome = tokio::time::timeout(backstop, rx).await;
+        guard.armed = false;
+        match outcome {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(BusError::Disconnected("the connection closed".into())),
             Err(_) => {
@@ -321,6 +356,25 @@ impl BusClient {
                 })
             }
         }
+    }
+
+    /// Calls `method` with an archived `payload` and decodes the archived
+    /// reply.
+    pub async fn call<Req, Resp>(
+        &self,
+        destination: &str,
+        method: &str,
+        payload: &Req,
+        opts: CallOptions,
+    ) -> Result<Resp, BusError>
+    where
+        Req: oi_ipc_schema::Encode,
+        Resp: oi_ipc_schema::Decode,
+    {
+        let bytes = oi_ipc_schema::encode_payload(payload)?;
+        let reply = self.request(destination, method, &bytes, opts).await?;
+        oi_ipc_schema::decode_payload(&reply, Kind::Response, 0)
+            .map_err(|e| BusError::Protocol(format!("{destination} {method} reply: {e}")))
     }
 
     /// Calls `method` of `destination` and returns its stream of chunks.

@@ -159,6 +159,7 @@ mod tests {
                 deadline_ms: 0,
                 wait_for_service: false,
                 stream: false,
+                intent: String::new(),
                 payload: vec![1; 100],
             },
         )

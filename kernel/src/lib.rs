@@ -1,5 +1,7 @@
 //! The OpenIntentOS micro-kernel (layer 3).
 //!
+//! - [`audit`]: the hash-chained audit log of external actions.
+//! - [`intent`]: the intent router's fast path (phrases to direct actions).
 //! - [`framing`]: reading and writing frames on sockets, with the size cap
 //!   checked before any allocation.
 //! - [`broker`]: the bus broker on `bus.sock`, routing frames between
@@ -13,11 +15,13 @@
 //! - [`secrets`]: reading a vault secret as the calling service.
 //! - [`tool`]: tools on the bus: specs, argument parsing, calling one by name.
 
+pub mod audit;
 pub mod broker;
 pub mod client;
 pub mod config;
 pub mod framing;
 pub mod harness;
+pub mod intent;
 pub mod paths;
 pub mod registry;
 pub mod secrets;

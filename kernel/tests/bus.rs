@@ -471,6 +471,7 @@ async fn liars_and_strangers_are_refused() {
                 deadline_ms: 0,
                 wait_for_service: false,
                 stream: false,
+                intent: String::new(),
                 payload: vec![],
             },
         )
@@ -566,6 +567,7 @@ async fn bad_frames_close_only_their_connection() {
                 deadline_ms: 0,
                 wait_for_service: false,
                 stream: false,
+                intent: String::new(),
                 payload: vec![1; 8],
             },
         )

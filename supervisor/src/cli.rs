@@ -13,7 +13,9 @@ use oi_ipc_schema::{DEFAULT_MAX_FRAME_BYTES, KERNEL_DESTINATION, decode_payload,
 use oi_kernel::client::{BusClient, BusError, CallOptions, StreamItem};
 use oi_kernel::paths::Paths;
 
+use crate::cli_agent::Output;
 use crate::install::{self, Platform};
+use oi_ipc_schema::agent::IntentRequest;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,52 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Say what you want: the agent plans it, calls tools and answers.
+    /// Progress lines and a summary go to stderr, the answer to stdout.
+    /// `oictl "<intent>"` is the same. Ctrl-C cancels.
+    Ask {
+        #[arg(required = true, num_args = 1..)]
+        intent: Vec<String>,
+        /// One JSON object for scripts: answer, tool_calls, tokens,
+        /// provider, model, fallbacks.
+        #[arg(long)]
+        json: bool,
+        /// Start with this model alias instead of the chat's.
+        #[arg(short, long)]
+        model: Option<String>,
+        #[arg(long, default_value = crate::cli_models::CLI_CHAT)]
+        chat: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// An interactive session that keeps the conversation's history, with
+    /// the chat commands (/model, /models, /tokens, /status, /clear,
+    /// /reset, /help).
+    Chat {
+        #[arg(long, default_value = crate::cli_models::CLI_CHAT)]
+        chat: String,
+        #[arg(short, long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// The audit log of tool calls and provider requests; --verify checks
+    /// its hash chain (exit 1 when it was tampered with).
+    Audit {
+        #[arg(long)]
+        verify: bool,
+        /// Only this intent's rows.
+        #[arg(long)]
+        intent: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Any other words are an intent, as with `oictl ask`.
+    #[command(external_subcommand)]
+    Intent(Vec<String>),
     /// Show every service's state, pid, uptime, restarts and health.
     Status {
         #[arg(long)]
@@ -355,6 +403,58 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Cmd::Ask {
+            intent,
+            json,
+            model,
+            chat,
+            timeout,
+        } => {
+            let req = IntentRequest {
+                id: String::new(),
+                chat,
+                text: intent.join(" "),
+                alias: model.unwrap_or_default(),
+                history: false,
+            };
+            let out = if json { Output::Json } else { Output::Human };
+            crate::cli_agent::ask(&connect().await?, req, out, Duration::from_secs(timeout)).await
+        }
+        Cmd::Intent(words) => {
+            let req = IntentRequest {
+                id: String::new(),
+                chat: crate::cli_models::CLI_CHAT.into(),
+                text: words.join(" "),
+                alias: String::new(),
+                history: false,
+            };
+            crate::cli_agent::ask(
+                &connect().await?,
+                req,
+                Output::Human,
+                Duration::from_secs(900),
+            )
+            .await
+        }
+        Cmd::Chat {
+            chat,
+            model,
+            timeout,
+        } => {
+            crate::cli_agent::chat(
+                &connect().await?,
+                &chat,
+                model,
+                Duration::from_secs(timeout),
+            )
+            .await
+        }
+        Cmd::Audit {
+            verify,
+            intent,
+            limit,
+            json,
+        } => crate::cli_agent::audit(&connect().await?, verify, intent, limit, json).await,
         Cmd::Tools { json } => crate::cli_tools::tools(&connect().await?, json).await,
         Cmd::Tool {
             name,

@@ -127,6 +127,15 @@ fn supervise(home: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e).context("starting the bus"),
         };
+        // The audit log of tool calls and provider requests. Without it
+        // the system would act unrecorded: refuse to start instead.
+        match oi_kernel::audit::AuditLog::start(&paths.data_dir.join("audit.db")) {
+            Ok(audit) => broker.set_audit(audit),
+            Err(e) => {
+                broker.close();
+                return Err(e).context("opening the audit log");
+            }
+        }
         let pid_file = paths.pid_file();
         std::fs::write(&pid_file, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", pid_file.display()))?;
         let (cmd_tx, commands) = mpsc::unbounded_channel();

@@ -9,11 +9,13 @@
 //! - [`control`]: the control plane `oictl` talks to.
 //! - [`notify`]: systemd notifications.
 //! - [`install`]: systemd and launchd units.
-//! - [`cli`]: the `oictl` command line; [`cli_models`] its LLM commands.
+//! - [`cli`]: the `oictl` command line; [`cli_models`] its LLM commands,
+//!   [`cli_tools`] the tool commands, [`cli_agent`] intents and the audit log.
 
 pub mod actor;
 pub mod child_actor;
 pub mod cli;
+pub mod cli_agent;
 pub mod cli_models;
 pub mod cli_tools;
 pub mod control;

@@ -13,6 +13,7 @@ const KINDS: &[(&str, Run)] = &[
     ("shell", oi_adapter_shell::run),
     ("web", oi_adapter_web::run),
     ("http", oi_adapter_http::run),
+    ("agent", oi_agent::run),
     #[cfg(feature = "chaos")]
     ("chaos", crate::chaos::run),
 ];

@@ -16,23 +16,9 @@ fn json_of(o: &std::process::Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(o)))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn model(alias: &str, kind: &str, base_url: &str, key: &str) -> String {
-    format!(
-        "[models.{alias}]\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodel = \"m-{alias}\"\n{key}\ncontext_window = 32000\nmax_tokens = 200\n\n"
-    )
-}
-
 #[test]
 fn failover_models_and_overrides_through_oictl() {
-    let rt = runtime();
+    let rt = fake_runtime();
     let (primary, backup) = rt.block_on(async {
         (
             FakeProvider::start().await.unwrap(),
@@ -178,7 +164,7 @@ fn failover_models_and_overrides_through_oictl() {
 
 #[test]
 fn keys_stored_in_the_vault_reach_the_provider_and_nothing_else() {
-    let rt = runtime();
+    let rt = fake_runtime();
     let fake = rt.block_on(FakeProvider::start()).unwrap();
     fake.set_default(openai::text("vault key works"));
     let cfg = config_enabling(

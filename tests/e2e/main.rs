@@ -2,6 +2,7 @@
 //! (built with the test-only `chaos` service).
 
 mod adapters;
+mod agent;
 mod llm;
 mod memory;
 mod oictl;

@@ -212,6 +212,7 @@ pub const OPTIONAL: &[&str] = &[
     "shell",
     "web",
     "http",
+    "agent",
 ];
 
 /// A config with fast supervision timings for tests, plus `extra`.
@@ -322,4 +323,21 @@ pub async fn typed<T: Decode>(
         .request(destination, method, payload, CallOptions::default())
         .await?;
     Ok(decode_payload(&b, Kind::Response, 0).unwrap())
+}
+
+/// A runtime for the fake providers a test runs in its own process.
+pub fn fake_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A `[models.<alias>]` table for a fake provider; `key` is the key line
+/// (`no_key = true`, `api_key_env = "..."`).
+pub fn model(alias: &str, kind: &str, base_url: &str, key: &str) -> String {
+    format!(
+        "[models.{alias}]\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodel = \"m-{alias}\"\n{key}\ncontext_window = 32000\nmax_tokens = 200\n\n"
+    )
 }

@@ -93,6 +93,18 @@ fn serve(mut s: TcpStream, port: u16, requests: &Mutex<Vec<String>>) {
             &html("text/html"),
             b"<html><head><meta charset=\"Shift_JIS\"><title>\x93\xfa\x96\x7b</title></head><body><main><p>\x93\xfa\x96\x7b\x8c\xea\x82\xcc\x83\x79\x81\x5b\x83\x57</p></main></body></html>",
         ),
+        "/article/tokio" => respond(
+            &mut s,
+            "200 OK",
+            &html("text/html; charset=utf-8"),
+            b"<html><head><title>Tokio in 2026</title></head><body><nav>menu</nav><main><p>Tokio served 1.2 million requests per second in the hyper benchmark.</p></main></body></html>",
+        ),
+        "/article/smol" => respond(
+            &mut s,
+            "200 OK",
+            &html("text/html; charset=utf-8"),
+            b"<html><head><title>smol notes</title></head><body><article><p>smol starts in 40 microseconds and fits in 1,500 lines.</p></article></body></html>",
+        ),
         p if p.starts_with("/chain/") => {
             let n: u32 = p.trim_start_matches("/chain/").parse().unwrap_or(0);
             if n == 0 {

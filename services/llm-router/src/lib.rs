@@ -203,6 +203,70 @@ impl LlmRouter {
     }
 }
 
+/// Appends each provider request of a chat to the kernel's audit log (in
+/// the background; a log that cannot be reached never fails a chat).
+fn audit(
+    client: &BusClient,
+    intent: &str,
+    chat: &ChatRequest,
+    result: &Result<oi_ipc_schema::llm::ChatResponse, RouterError>,
+) {
+    use oi_ipc_schema::control::audit::{AuditRecord, methods as audit_methods};
+    let arguments = serde_json::json!({
+        "chat": chat.chat,
+        "messages": chat.messages.len(),
+        "tools": chat.tools.len(),
+        "max_tokens": chat.max_tokens,
+    })
+    .to_string();
+    let records: Vec<AuditRecord> = match result {
+        Ok(r) => r
+            .attempts
+            .iter()
+            .map(|a| AuditRecord {
+                intent: intent.to_string(),
+                action: format!("provider:{}", a.deployment),
+                arguments: arguments.clone(),
+                outcome: if a.class == "ok" {
+                    format!(
+                        "ok: {} prompt + {} completion tokens",
+                        a.prompt_tokens, a.completion_tokens
+                    )
+                } else {
+                    format!("{} (HTTP {}): {}", a.class, a.status, a.message)
+                },
+                duration_ms: u64::from(a.latency_ms),
+            })
+            .collect(),
+        Err(e) => vec![AuditRecord {
+            intent: intent.to_string(),
+            action: "provider:cascade".into(),
+            arguments,
+            outcome: format!("failed: {e}"),
+            duration_ms: 0,
+        }],
+    };
+    let client = client.clone();
+    tokio::spawn(async move {
+        for r in records {
+            let Ok(bytes) = oi_ipc_schema::encode_payload(&r) else {
+                continue;
+            };
+            if let Err(e) = client
+                .request(
+                    oi_ipc_schema::KERNEL_DESTINATION,
+                    audit_methods::APPEND,
+                    &bytes,
+                    oi_kernel::client::CallOptions::deadline(Duration::from_secs(5)),
+                )
+                .await
+            {
+                warn!("audit row not sent: {e}");
+            }
+        }
+    });
+}
+
 /// Reads the vault secrets that hold API keys. A vault that is not running
 /// (or a secret it does not have) just leaves those deployments keyless.
 async fn fetch_secrets(client: &BusClient, names: &[String]) -> HashMap<String, String> {
@@ -233,18 +297,20 @@ impl Service for LlmRouter {
             methods::CHAT => {
                 let chat: ChatRequest = decode_request(&req)?;
                 let first = self.first_alias(&chat).await?;
-                let response = self
+                let result = self
                     .router()
                     .chat(&chat, first.as_deref(), req.deadline(), None)
-                    .await
-                    .map_err(router_error)?;
-                archived_reply(&response)
+                    .await;
+                audit(&self.client, req.intent(), &chat, &result);
+                archived_reply(&result.map_err(router_error)?)
             }
             methods::CHAT_STREAM => {
                 let chat: ChatRequest = decode_request(&req)?;
                 let first = self.first_alias(&chat).await?;
                 let router = self.router();
                 let deadline = req.deadline();
+                let client = self.client.clone();
+                let intent = req.intent().to_string();
                 let (out_tx, out_rx) = mpsc::channel::<Result<Vec<u8>, ServiceError>>(64);
                 tokio::spawn(async move {
                     let (ev_tx, mut ev_rx) = mpsc::channel::<StreamEvent>(64);
@@ -264,6 +330,7 @@ impl Service for LlmRouter {
                         (r, ()) = async { tokio::join!(work, forward) } => r,
                         _ = out_tx.closed() => return,
                     };
+                    audit(&client, &intent, &chat, &result);
                     let last = match result {
                         Ok(resp) => oi_ipc_schema::encode_payload(&StreamEvent::Done(resp))
                             .map_err(|e| ServiceError::internal(e.to_string())),

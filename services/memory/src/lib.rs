@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use oi_ipc_schema::ToolSpec;
 use oi_ipc_schema::memory::{
-    ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
+    ChatId, ChatSettings, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend,
+    IntegrityReport, SettingSet, methods,
 };
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
@@ -180,6 +181,30 @@ impl Service for MemoryService {
                 let q: EpisodeQuery = decode_request(&req)?;
                 let episodes = self.blocking(move |s| s.search_episodes(&q)).await?;
                 archived_reply(&Episodes { episodes })
+            }
+            methods::SETTINGS_GET => {
+                let ChatId { chat } = decode_request(&req)?;
+                let entries = self.blocking(move |s| s.settings(&chat)).await?;
+                archived_reply(&ChatSettings { entries })
+            }
+            methods::SETTINGS_SET => {
+                let m: SettingSet = decode_request(&req)?;
+                if m.chat.is_empty() || m.key.is_empty() {
+                    return Err(ServiceError::bad_request(
+                        "settings.set: 'chat' and 'key' must not be empty",
+                    ));
+                }
+                self.blocking(move |s| s.set_setting(&m.chat, &m.key, &m.value))
+                    .await?;
+                Ok(Reply::Once(Vec::new()))
+            }
+            methods::CHECK => {
+                let (result, facts, episodes) = self.blocking(|s| s.check()).await?;
+                archived_reply(&IntegrityReport {
+                    result,
+                    facts,
+                    episodes,
+                })
             }
             other => Err(ServiceError::bad_request(format!(
                 "the memory service has no method '{other}'"

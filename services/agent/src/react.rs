@@ -1,0 +1,399 @@
+//! The ReAct loop: the one place an intent is worked on with a model, for
+//! every interface.
+//!
+//! Each turn asks the model (with the tools registered right now) what to
+//! do; the tool calls it returns run in parallel, each under the tool
+//! timeout; their results go back as untrusted data; repeat. Whatever goes
+//! wrong with a tool (unknown name, arguments that are not JSON, an error,
+//! a timeout, its process dying) becomes a tool result the model can react
+//! to. The loop ends when the model answers without tools, at the turn
+//! limit (after one last call for a summary), before a call that would go
+//! over the token budget, or at the intent's deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use oi_ipc_schema::agent::{AgentEvent, IntentResult, Stop, ToolCallRecord};
+use oi_ipc_schema::llm::{ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDef};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::{compact, prompt};
+
+/// A tool the model may call, and the service that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolInfo {
+    pub service: String,
+    pub def: ToolDef,
+}
+
+/// A failed model call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct LlmError {
+    /// No deployment could answer (none configured, all failing).
+    pub unavailable: bool,
+    pub message: String,
+}
+
+/// The model, as the loop sees it.
+pub trait Llm: Send + Sync {
+    fn chat(
+        &self,
+        req: ChatRequest,
+        intent: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ChatResponse, LlmError>> + Send;
+
+    /// The context window of the deployment `alias` (empty: the chat's or
+    /// the primary's); 0 when unknown.
+    fn context_window(&self, chat: &str, alias: &str) -> impl Future<Output = u32> + Send;
+}
+
+/// The tools, as the loop sees them.
+pub trait Tools: Send + Sync {
+    fn list(&self) -> impl Future<Output = Vec<ToolInfo>> + Send;
+
+    /// Runs one call; `Ok` is the result's JSON text, `Err` says what went
+    /// wrong in words the model can act on.
+    fn call(
+        &self,
+        service: &str,
+        name: &str,
+        arguments: &str,
+        intent: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+/// Limits of one intent (from `[agent]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_turns: u32,
+    pub tool_timeout: Duration,
+    pub intent_timeout: Duration,
+    pub token_budget: u64,
+    /// 0: the model's window.
+    pub context_tokens: u32,
+    pub max_result_chars: usize,
+    pub instructions: String,
+}
+
+impl Limits {
+    pub fn from_config(c: &oi_kernel::config::AgentConfig) -> Limits {
+        Limits {
+            max_turns: c.max_react_turns,
+            tool_timeout: Duration::from_secs(c.tool_timeout_secs),
+            intent_timeout: Duration::from_secs(c.intent_timeout_secs),
+            token_budget: c.token_budget,
+            context_tokens: c.context_tokens,
+            max_result_chars: usize::try_from(c.max_tool_result_chars).unwrap_or(usize::MAX),
+            instructions: c.instructions.clone(),
+        }
+    }
+}
+
+/// What the loop works on.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub id: String,
+    pub chat: String,
+    pub alias: String,
+    pub text: String,
+    /// Earlier messages of the chat, oldest first.
+    pub history: Vec<ChatMessage>,
+}
+
+/// Completion tokens left for the answer below which a call is not made.
+const MIN_COMPLETION: u64 = 256;
+/// Context window assumed when the model's is unknown.
+const DEFAULT_WINDOW: u32 = 32_768;
+/// Failures of one tool in a row after which the model is asked to change
+/// course.
+const FAILURES_BEFORE_NOTE: u32 = 3;
+
+const SUMMARY_REQUEST: &str = "You have used all the steps allowed for this request. Do not call any more tools. Sum up for the user what you found and did, and what is left undone.";
+
+struct Progress {
+    result: IntentResult,
+    /// Consecutive failures per tool name.
+    failures: HashMap<String, u32>,
+}
+
+impl Progress {
+    fn used(&self) -> u64 {
+        self.result.prompt_tokens + self.result.completion_tokens
+    }
+}
+
+/// The loop over one intent. Events go to `events` as they happen; the
+/// result is also sent as the final `Done`.
+pub async fn run<L: Llm, T: Tools>(
+    llm: &L,
+    tools: &T,
+    limits: &Limits,
+    input: Input,
+    events: &UnboundedSender<AgentEvent>,
+) -> Result<IntentResult, LlmError> {
+    let started = Instant::now();
+    let deadline = started + limits.intent_timeout;
+    let mut p = Progress {
+        result: IntentResult {
+            id: input.id.clone(),
+            answer: String::new(),
+            stop: Stop::Answered,
+            route: "agent".into(),
+            tool_calls: Vec::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            provider: String::new(),
+            model: String::new(),
+            fallbacks: 0,
+            turns: 0,
+        },
+        failures: HashMap::new(),
+    };
+    let window = match limits.context_tokens {
+        0 => match llm.context_window(&input.chat, &input.alias).await {
+            0 => DEFAULT_WINDOW,
+            w => w,
+        },
+        w => w,
+    };
+    let mut messages = vec![ChatMessage::system(prompt::system_prompt(
+        &limits.instructions,
+    ))];
+    messages.extend(input.history.iter().cloned());
+    let mut anchor = messages.len();
+    messages.push(ChatMessage::user(input.text.clone()));
+    let mut notes: Vec<String> = Vec::new();
+    let mut catalog: Vec<ToolInfo> = Vec::new();
+
+    for turn in 0..=limits.max_turns {
+        let last = turn == limits.max_turns;
+        if !last {
+            // The registry now, plus tools seen earlier in this intent whose
+            // service is away (restarting): a call to one waits for it.
+            let mut now = tools.list().await;
+            for t in catalog.drain(..) {
+                if !now.iter().any(|n| n.def.name == t.def.name) {
+                    now.push(t);
+                }
+            }
+            catalog = now;
+        }
+        let offered = if last { &[][..] } else { &catalog[..] };
+        let defs: Vec<ToolDef> = offered.iter().map(|t| t.def.clone()).collect();
+        if last {
+            messages.push(ChatMessage::user(SUMMARY_REQUEST));
+        }
+        // Keep within the window, leaving room for the answer.
+        let target = u64::from(window).saturating_mul(3) / 4;
+        if prompt::prompt_tokens(&messages, &defs) > target {
+            let (a, dropped) = compact::compact(&mut messages, anchor, &defs, target);
+            anchor = a;
+            notes.extend(dropped);
+            messages[anchor].content = compact::with_notes(&input.text, &notes);
+        }
+        let estimate = prompt::prompt_tokens(&messages, &defs);
+        let left = limits.token_budget.saturating_sub(p.used());
+        if estimate + MIN_COMPLETION > left {
+            p.result.stop = Stop::TokenBudget;
+            p.result.answer = format!(
+                "Stopped: the next step needs about {} tokens, and this request has {} of its {}-token budget left ([agent] token_budget). {} tool call(s) were made before stopping.",
+                estimate + MIN_COMPLETION,
+                left,
+                limits.token_budget,
+                p.result.tool_calls.len()
+            );
+            return Ok(p.result);
+        }
+        let Some(remaining) = deadline.checked_duration_since(Instant::now()) else {
+            return Ok(deadline_stop(p, limits));
+        };
+        let mut req = ChatRequest::new(messages.clone());
+        req.chat = input.chat.clone();
+        req.alias = input.alias.clone();
+        req.tools = defs;
+        let room = left - estimate;
+        if room < 8192 {
+            req.max_tokens = u32::try_from(room).unwrap_or(u32::MAX);
+        }
+        let response = match llm.chat(req, &input.id, remaining).await {
+            Ok(r) => r,
+            Err(_) if Instant::now() >= deadline => return Ok(deadline_stop(p, limits)),
+            Err(e) => return Err(e),
+        };
+        account(&mut p, &response, estimate, events);
+        let mut reply = response.message;
+        if last || reply.tool_calls.is_empty() {
+            p.result.answer = reply.content.trim().to_string();
+            p.result.stop = if last {
+                Stop::TurnLimit
+            } else {
+                Stop::Answered
+            };
+            return Ok(p.result);
+        }
+        reply.role = Role::Assistant;
+        let calls = reply.tool_calls.clone();
+        messages.push(reply);
+        let tool_deadline = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_default()
+            .min(limits.tool_timeout);
+        let results = join_all(calls.iter().map(|c| {
+            call_one(
+                tools,
+                &catalog,
+                c,
+                &input.id,
+                tool_deadline,
+                limits.tool_timeout,
+                events,
+            )
+        }))
+        .await;
+        for (call, (record, outcome)) in calls.iter().zip(results) {
+            let mut content =
+                prompt::tool_result(&call.name, &call.id, &outcome, limits.max_result_chars);
+            let streak = p.failures.entry(call.name.clone()).or_insert(0);
+            if outcome.is_err() {
+                *streak += 1;
+                if *streak >= FAILURES_BEFORE_NOTE {
+                    content.push_str(&format!(
+                        "\nNote: {} has failed {} times in a row. Do not call it the same way again; try another approach or another tool, or tell the user what is blocking you.",
+                        call.name, streak
+                    ));
+                }
+            } else {
+                *streak = 0;
+            }
+            p.result.tool_calls.push(record);
+            messages.push(ChatMessage::tool_result(&call.id, &call.name, content));
+        }
+    }
+    // The last turn always returns above.
+    Ok(p.result)
+}
+
+fn deadline_stop(mut p: Progress, limits: &Limits) -> IntentResult {
+    p.result.stop = Stop::Deadline;
+    p.result.answer = format!(
+        "Stopped: this request ran into its {}-second limit ([agent] intent_timeout_secs) after {} tool call(s).",
+        limits.intent_timeout.as_secs(),
+        p.result.tool_calls.len()
+    );
+    p.result
+}
+
+/// Adds a model call's tokens, provider and failovers to the result.
+fn account(
+    p: &mut Progress,
+    r: &ChatResponse,
+    estimate: u64,
+    events: &UnboundedSender<AgentEvent>,
+) {
+    p.result.turns += 1;
+    let (prompt_t, completion_t) = if r.usage.prompt_tokens == 0 && r.usage.completion_tokens == 0 {
+        // The provider did not say: count what was sent and received.
+        let out = prompt::tokens(&r.message.content)
+            + r.message
+                .tool_calls
+                .iter()
+                .map(|c| prompt::tokens(&c.arguments))
+                .sum::<u64>();
+        (estimate, out)
+    } else {
+        (
+            u64::from(r.usage.prompt_tokens),
+            u64::from(r.usage.completion_tokens),
+        )
+    };
+    p.result.prompt_tokens += prompt_t;
+    p.result.completion_tokens += completion_t;
+    if r.fallbacks > 0 {
+        let failed: Vec<String> = r
+            .attempts
+            .iter()
+            .filter(|a| a.class != "ok")
+            .map(|a| format!("{} ({})", a.deployment, a.class))
+            .collect();
+        let _ = events.send(AgentEvent::Notice(format!(
+            "{} did not answer; {} answered instead",
+            failed.join(", "),
+            r.deployment
+        )));
+    }
+    p.result.fallbacks += r.fallbacks;
+    p.result.provider = r.deployment.clone();
+    p.result.model = r.model.clone();
+}
+
+/// Runs one tool call and reports it; never fails: problems become the
+/// error the model is shown.
+async fn call_one<T: Tools>(
+    tools: &T,
+    catalog: &[ToolInfo],
+    call: &ToolCall,
+    intent: &str,
+    timeout: Duration,
+    configured_timeout: Duration,
+    events: &UnboundedSender<AgentEvent>,
+) -> (ToolCallRecord, Result<String, String>) {
+    let mut record = ToolCallRecord {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+        ..Default::default()
+    };
+    let _ = events.send(AgentEvent::ToolStarted {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+    });
+    let started = Instant::now();
+    let outcome = match catalog.iter().find(|t| t.def.name == call.name) {
+        None => Err(format!(
+            "there is no tool named '{}'. Available tools: {}.",
+            call.name,
+            catalog
+                .iter()
+                .map(|t| t.def.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Some(_) if !call.error.is_empty() => Err(format!(
+            "the arguments are not a valid JSON object ({}). Call {} again with its arguments as one JSON object.",
+            call.error, call.name
+        )),
+        Some(t) => {
+            record.service = t.service.clone();
+            // The bus enforces the deadline; this is the backstop.
+            match tokio::time::timeout(
+                timeout + Duration::from_millis(500),
+                tools.call(&t.service, &call.name, &call.arguments, intent, timeout),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(timeout_message(&call.name, configured_timeout)),
+            }
+        }
+    };
+    record.duration_ms = started.elapsed().as_millis() as u64;
+    if let Err(e) = &outcome {
+        record.error = e.clone();
+    }
+    let _ = events.send(AgentEvent::ToolFinished(record.clone()));
+    (record, outcome)
+}
+
+/// The error a model sees when a tool ran out of time.
+pub fn timeout_message(name: &str, limit: Duration) -> String {
+    format!(
+        "{name} did not finish within {} s and was stopped ([agent] tool_timeout_secs). Try a smaller task, or another way.",
+        limit.as_secs()
+    )
+}

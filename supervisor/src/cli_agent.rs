@@ -1,0 +1,440 @@
+//! `oictl ask`, `oictl chat` and `oictl audit`: intents from the command
+//! line, and the audit log of what they did.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use oi_ipc_schema::KERNEL_DESTINATION;
+use oi_ipc_schema::agent::{
+    AgentEvent, CommandReply, CommandRequest, IntentRequest, IntentResult, ToolCallRecord, methods,
+};
+use oi_ipc_schema::control::audit::{AuditQuery, AuditRows, AuditVerify, methods as audit};
+use oi_ipc_schema::frame::Kind;
+use oi_ipc_schema::memory::{self, ChatId, ChatSettings};
+use oi_ipc_schema::{decode_payload, encode_payload};
+use oi_kernel::client::{BusClient, BusError, CallOptions, ReplyStream, StreamItem};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+pub const AGENT: &str = "agent";
+
+/// Exit status of an intent cancelled with Ctrl-C (128 + SIGINT).
+const EXIT_CANCELLED: u8 = 130;
+
+/// How `ask` prints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Progress lines and a summary on stderr, the answer on stdout.
+    Human,
+    /// Like `Human`, with the token line only when the chat asked for it.
+    Chat { tokens: bool },
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// How an intent ended for the command line.
+enum Ended {
+    Done(IntentResult),
+    Failed(String),
+    Cancelled,
+}
+
+/// `1204` -> `1,204`.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `{"query": "rust async"}` -> `"rust async"`; several fields as
+/// `key=value`; cut at 60 characters.
+pub fn short_args(arguments: &str) -> String {
+    let text = match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(m)) if m.len() == 1 => {
+            m.values().next().map(show_value).unwrap_or_default()
+        }
+        Ok(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", show_value(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => arguments.to_string(),
+    };
+    let text = text.replace('\n', " ");
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn tool_line(c: &ToolCallRecord) -> String {
+    let mut line = format!(
+        "→ {}({}) [{:.1}s]",
+        c.name,
+        short_args(&c.arguments),
+        c.duration_ms as f64 / 1000.0
+    );
+    if !c.error.is_empty() {
+        let first = c.error.lines().next().unwrap_or("");
+        line.push_str(&format!(" ✗ {}", short_args(&format!("{first:?}"))));
+    }
+    line
+}
+
+fn summary_line(r: &IntentResult) -> String {
+    if r.route != "agent" {
+        let how = r.route.trim_start_matches("intent-router:");
+        return format!("✓ Done — answered by the intent router ({how}), no model");
+    }
+    let calls = r.tool_calls.len();
+    let mut s = format!(
+        "✓ Done{} — {} tool call{}, {} tokens, via {}",
+        if r.stop == oi_ipc_schema::agent::Stop::TurnLimit {
+            " (turn limit reached)"
+        } else {
+            ""
+        },
+        calls,
+        if calls == 1 { "" } else { "s" },
+        thousands(r.prompt_tokens + r.completion_tokens),
+        r.provider
+    );
+    if r.fallbacks > 0 {
+        s.push_str(&format!(
+            " ({} fallback{})",
+            r.fallbacks,
+            if r.fallbacks == 1 { "" } else { "s" }
+        ));
+    }
+    s
+}
+
+pub fn result_json(r: &IntentResult, notices: &[String]) -> Value {
+    json!({
+        "id": r.id,
+        "answer": r.answer,
+        "stop": r.stop.as_str(),
+        "route": r.route,
+        "tool_calls": r.tool_calls.iter().map(|c| json!({
+            "name": c.name,
+            "arguments": serde_json::from_str::<Value>(&c.arguments).unwrap_or_else(|_| Value::String(c.arguments.clone())),
+            "service": c.service,
+            "duration_ms": c.duration_ms,
+            "error": if c.error.is_empty() { Value::Null } else { Value::String(c.error.clone()) },
+        })).collect::<Vec<_>>(),
+        "tokens": {"prompt": r.prompt_tokens, "completion": r.completion_tokens},
+        "provider": r.provider,
+        "model": r.model,
+        "fallbacks": r.fallbacks,
+        "turns": r.turns,
+        "notices": notices,
+    })
+}
+
+fn start(
+    client: &BusClient,
+    req: &IntentRequest,
+    timeout: Duration,
+) -> anyhow::Result<ReplyStream> {
+    let payload = encode_payload(req)?;
+    Ok(client.stream(
+        AGENT,
+        methods::RUN,
+        &payload,
+        CallOptions::deadline(timeout).waiting(),
+    )?)
+}
+
+/// Follows an intent's events until it ends or Ctrl-C; prints progress.
+async fn follow(
+    mut stream: ReplyStream,
+    out: Output,
+    notices: &mut Vec<String>,
+) -> anyhow::Result<Ended> {
+    let human = out != Output::Json;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = &mut ctrl_c => {
+                // Dropping the stream cancels the intent and its tool calls.
+                drop(stream);
+                return Ok(Ended::Cancelled);
+            }
+        };
+        let Some(item) = item else {
+            return Ok(Ended::Failed(
+                "the agent ended the intent without an answer".into(),
+            ));
+        };
+        let bytes = match item {
+            StreamItem::Chunk(b) => b,
+            StreamItem::End(_) => {
+                return Ok(Ended::Failed(
+                    "the agent ended the intent without an answer".into(),
+                ));
+            }
+            StreamItem::Error(BusError::Remote { message, .. }) => {
+                return Ok(Ended::Failed(message));
+            }
+            StreamItem::Error(e) => return Ok(Ended::Failed(e.to_string())),
+        };
+        match decode_payload::<AgentEvent>(&bytes, Kind::StreamChunk, 0)? {
+            AgentEvent::Started { .. } | AgentEvent::ToolStarted { .. } => {}
+            AgentEvent::ToolFinished(c) => {
+                if human {
+                    eprintln!("{}", tool_line(&c));
+                }
+            }
+            AgentEvent::Notice(n) => {
+                if human {
+                    eprintln!("! {n}");
+                }
+                notices.push(n);
+            }
+            AgentEvent::Done(r) => return Ok(Ended::Done(r)),
+        }
+    }
+}
+
+/// Runs one intent and prints it; the exit status says how it ended.
+pub async fn ask(
+    client: &BusClient,
+    req: IntentRequest,
+    out: Output,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let stream = start(client, &req, timeout)?;
+    let mut notices = Vec::new();
+    let ended = follow(stream, out, &mut notices).await?;
+    let mut stdout = std::io::stdout().lock();
+    match ended {
+        Ended::Done(r) => {
+            let ok = r.stop.is_success();
+            if out == Output::Json {
+                writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&result_json(&r, &notices))?
+                )?;
+            } else if ok {
+                writeln!(stdout, "{}", r.answer)?;
+                stdout.flush()?;
+                if out != (Output::Chat { tokens: false }) {
+                    eprintln!("{}", summary_line(&r));
+                }
+            } else {
+                eprintln!("✗ {}", r.answer);
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Ended::Failed(message) => {
+            if out == Output::Json {
+                writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"error": message, "notices": notices}))?
+                )?;
+            } else {
+                eprintln!("oictl: {message}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Ended::Cancelled => {
+            eprintln!("✗ cancelled");
+            Ok(ExitCode::from(EXIT_CANCELLED))
+        }
+    }
+}
+
+async fn command(client: &BusClient, chat: &str, line: &str) -> anyhow::Result<CommandReply> {
+    Ok(client
+        .call(
+            AGENT,
+            methods::COMMAND,
+            &CommandRequest {
+                chat: chat.into(),
+                text: line.into(),
+            },
+            CallOptions::deadline(Duration::from_secs(30)).waiting(),
+        )
+        .await?)
+}
+
+async fn tokens_on(client: &BusClient, chat: &str) -> bool {
+    let s: Result<ChatSettings, _> = client
+        .call(
+            "memory",
+            memory::methods::SETTINGS_GET,
+            &ChatId { chat: chat.into() },
+            CallOptions::deadline(Duration::from_secs(5)),
+        )
+        .await;
+    s.is_ok_and(|s| s.entries.iter().any(|(k, v)| k == "tokens" && v == "on"))
+}
+
+/// An interactive session: each line is an intent with the chat's history,
+/// or a `/command`. Ctrl-C cancels the running intent; Ctrl-D leaves.
+pub async fn chat(
+    client: &BusClient,
+    chat: &str,
+    alias: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "OpenIntentOS chat '{chat}'. Say what you want; /help lists the commands; Ctrl-D leaves."
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        eprint!("> ");
+        let line = tokio::select! {
+            l = lines.next_line() => l.context("reading standard input")?,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(line) = line else {
+            eprintln!();
+            return Ok(ExitCode::SUCCESS);
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('/') {
+            match command(client, chat, line).await {
+                Ok(r) => println!("{}", r.text),
+                Err(e) => eprintln!("oictl: {e:#}"),
+            }
+            continue;
+        }
+        let req = IntentRequest {
+            id: String::new(),
+            chat: chat.into(),
+            text: line.into(),
+            alias: alias.clone().unwrap_or_default(),
+            history: true,
+        };
+        let tokens = tokens_on(client, chat).await;
+        ask(client, req, Output::Chat { tokens }, timeout).await?;
+    }
+}
+
+fn time_text(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    httpdate::fmt_http_date(t.min(SystemTime::now() + Duration::from_secs(86_400 * 365 * 100)))
+}
+
+/// `oictl audit [--verify]`.
+pub async fn audit(
+    client: &BusClient,
+    verify: bool,
+    intent: Option<String>,
+    limit: u32,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let quick = CallOptions::deadline(Duration::from_secs(30));
+    if verify {
+        let v: AuditVerify = client
+            .call(KERNEL_DESTINATION, audit::VERIFY, &(), quick)
+            .await?;
+        if as_json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"rows": v.rows, "intact": v.problems.is_empty(), "problems": v.problems})
+                )?
+            );
+        } else if v.problems.is_empty() {
+            println!("audit log intact: {} rows, hash chain verified", v.rows);
+        } else {
+            println!("audit log TAMPERED ({} rows):", v.rows);
+            for p in &v.problems {
+                println!("  {p}");
+            }
+        }
+        return Ok(if v.problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let q = AuditQuery {
+        intent: intent.unwrap_or_default(),
+        limit,
+    };
+    let rows: AuditRows = client
+        .call(KERNEL_DESTINATION, audit::LIST, &q, quick)
+        .await?;
+    if as_json {
+        let v: Vec<Value> = rows
+            .rows
+            .iter()
+            .map(|r| {
+                json!({"id": r.id, "ts_ms": r.ts_ms, "intent": r.intent, "service": r.service,
+                       "caller": r.caller, "action": r.action, "arguments": r.arguments,
+                       "outcome": r.outcome, "duration_ms": r.duration_ms, "hash": r.hash})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in rows.rows.iter().rev() {
+        println!(
+            "{:>5} {} {:<22} {:<24} {:>6}ms {} {}\n      {}",
+            r.id,
+            time_text(r.ts_ms),
+            if r.intent.is_empty() { "-" } else { &r.intent },
+            r.action,
+            r.duration_ms,
+            if r.caller.is_empty() {
+                "user"
+            } else {
+                &r.caller
+            },
+            short_args(&r.outcome),
+            short_args(&r.arguments)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_shortened_for_progress_lines() {
+        assert_eq!(
+            short_args(r#"{"query":"rust async runtime benchmarks"}"#),
+            "\"rust async runtime benchmarks\""
+        );
+        assert_eq!(
+            short_args(r#"{"path":"a.md","offset":3}"#),
+            "offset=3, path=\"a.md\""
+        );
+        let long = format!("{{\"content\":\"{}\"}}", "x".repeat(100));
+        assert_eq!(short_args(&long).chars().count(), 61);
+        assert_eq!(thousands(1204), "1,204");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+}
