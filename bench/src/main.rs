@@ -2,6 +2,7 @@
 //! `cargo run --release -p oi-bench -- <name>`; each prints one `key=value`
 //! line per figure on stdout (progress goes to stderr).
 
+mod agent;
 mod daemon;
 mod ipc;
 mod memory;
@@ -12,8 +13,7 @@ mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +28,8 @@ fn main() -> ExitCode {
         Some("memory") => memory::run(quick),
         Some("router") => router::run(quick),
         Some("tools") => tools::run(quick),
+        Some("intent-router") => agent::intent_router(quick),
+        Some("agent") => agent::agent(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

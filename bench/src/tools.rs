@@ -22,10 +22,18 @@ use crate::stats::Samples;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let bins = release_bins()?;
-    let off: String = ["vault", "memory", "llm-router", "shell", "web", "http"]
-        .iter()
-        .map(|s| format!("[services.{s}]\nenabled = false\n"))
-        .collect();
+    let off: String = [
+        "vault",
+        "memory",
+        "llm-router",
+        "shell",
+        "web",
+        "http",
+        "agent",
+    ]
+    .iter()
+    .map(|s| format!("[services.{s}]\nenabled = false\n"))
+    .collect();
     let daemon = Daemon::start(&bins.join("openintentd"), &off)?;
     daemon.wait_ready()?;
     let ws = daemon.home.path().join("data/workspace");

@@ -15,7 +15,7 @@ pub mod methods {
     pub const COMMAND: &str = "agent.command";
 }
 
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct IntentRequest {
     /// The intent's id; empty for the agent to assign one.
     pub id: String,
@@ -91,6 +91,25 @@ pub struct IntentResult {
     pub fallbacks: u32,
     /// Model calls made.
     pub turns: u32,
+}
+
+impl IntentResult {
+    /// An empty result of intent `id`, to fill in.
+    pub fn new(id: &str, route: impl Into<String>, stop: Stop) -> IntentResult {
+        IntentResult {
+            id: id.to_string(),
+            answer: String::new(),
+            stop,
+            route: route.into(),
+            tool_calls: Vec::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            provider: String::new(),
+            model: String::new(),
+            fallbacks: 0,
+            turns: 0,
+        }
+    }
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

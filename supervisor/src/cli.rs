@@ -411,22 +411,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             timeout,
         } => {
             let req = IntentRequest {
-                id: String::new(),
                 chat,
                 text: intent.join(" "),
                 alias: model.unwrap_or_default(),
-                history: false,
+                ..Default::default()
             };
             let out = if json { Output::Json } else { Output::Human };
             crate::cli_agent::ask(&connect().await?, req, out, Duration::from_secs(timeout)).await
         }
         Cmd::Intent(words) => {
             let req = IntentRequest {
-                id: String::new(),
                 chat: crate::cli_models::CLI_CHAT.into(),
                 text: words.join(" "),
-                alias: String::new(),
-                history: false,
+                ..Default::default()
             };
             crate::cli_agent::ask(
                 &connect().await?,

@@ -2,7 +2,6 @@
 //! daemon, agent, llm-router and adapters, with a scripted fake model
 //! speaking the OpenAI wire format on 127.0.0.1 and local web pages.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oi_ipc_schema::encode_payload;
@@ -408,19 +407,7 @@ fn an_adapter_killed_mid_call_is_a_tool_error_and_ctrl_c_cancels_an_intent() {
     ]);
     let d = start(&["shell"], &[("fake", fake.url("/v1"))], "");
     let shell = d.ready_pid("shell");
-    let child = Command::new(OICTL)
-        .args([
-            "--home",
-            d.home.path().to_str().unwrap(),
-            "--no-autostart",
-            "ask",
-            "--json",
-            "run it",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_oictl(&d, &["ask", "--json", "run it"]);
     wait_for(Duration::from_secs(10), "sleep 20 running", || {
         (!sleeps_of(shell).is_empty()).then_some(())
     });
@@ -438,18 +425,7 @@ fn an_adapter_killed_mid_call_is_a_tool_error_and_ctrl_c_cancels_an_intent() {
     // Ctrl-C: oictl exits, the intent stops, its command is killed, and
     // the model is not asked again.
     let before = fake.request_count();
-    let child = Command::new(OICTL)
-        .args([
-            "--home",
-            d.home.path().to_str().unwrap(),
-            "--no-autostart",
-            "ask",
-            "wait a bit",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_oictl(&d, &["ask", "wait a bit"]);
     let sleep = wait_for(Duration::from_secs(10), "sleep 25 running", || {
         sleeps_of(restarted).first().copied()
     });

@@ -266,6 +266,20 @@ pub fn vault_config(extra: &str) -> String {
     )
 }
 
+/// Starts `oictl` without waiting for it (to signal it, or to act while
+/// it runs); stdout and stderr are piped.
+pub fn spawn_oictl(d: &Daemon, args: &[&str]) -> Child {
+    Command::new(OICTL)
+        .arg("--home")
+        .arg(d.home.path())
+        .arg("--no-autostart")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Runs `oictl` with `stdin` as its standard input.
 pub fn oictl_input(d: &Daemon, args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;

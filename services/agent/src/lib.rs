@@ -10,6 +10,7 @@ pub mod compact;
 pub mod prompt;
 pub mod react;
 pub mod route;
+pub mod scripted;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,17 +95,13 @@ impl Agent {
                 let _ = events.send(AgentEvent::ToolFinished(call.clone()));
             }
             return Ok(IntentResult {
-                id: req.id.clone(),
                 answer: a.answer,
-                stop: Stop::Routed,
-                route: format!("intent-router:{}", routed.pattern),
                 tool_calls: a.call.into_iter().collect(),
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                provider: String::new(),
-                model: String::new(),
-                fallbacks: 0,
-                turns: 0,
+                ..IntentResult::new(
+                    &req.id,
+                    format!("intent-router:{}", routed.pattern),
+                    Stop::Routed,
+                )
             });
         }
         // Wait for a slot; the caller may cancel meanwhile.

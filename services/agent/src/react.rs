@@ -139,19 +139,7 @@ pub async fn run<L: Llm, T: Tools>(
     let started = Instant::now();
     let deadline = started + limits.intent_timeout;
     let mut p = Progress {
-        result: IntentResult {
-            id: input.id.clone(),
-            answer: String::new(),
-            stop: Stop::Answered,
-            route: "agent".into(),
-            tool_calls: Vec::new(),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            provider: String::new(),
-            model: String::new(),
-            fallbacks: 0,
-            turns: 0,
-        },
+        result: IntentResult::new(&input.id, "agent", Stop::Answered),
         failures: HashMap::new(),
     };
     let window = match limits.context_tokens {
@@ -378,7 +366,7 @@ async fn call_one<T: Tools>(
             .await
             {
                 Ok(r) => r,
-                Err(_) => Err(timeout_message(&call.name, configured_timeout)),
+                Err(_) => Err(timeout_message(&call.name, timeout.min(configured_timeout))),
             }
         }
     };
@@ -392,8 +380,149 @@ async fn call_one<T: Tools>(
 
 /// The error a model sees when a tool ran out of time.
 pub fn timeout_message(name: &str, limit: Duration) -> String {
+    let secs = limit.as_secs_f64();
+    let shown = if secs.fract() == 0.0 {
+        format!("{secs:.0}")
+    } else {
+        format!("{secs:.1}")
+    };
     format!(
-        "{name} did not finish within {} s and was stopped ([agent] tool_timeout_secs). Try a smaller task, or another way.",
-        limit.as_secs()
+        "{name} did not finish within {shown} s and was stopped ([agent] tool_timeout_secs, or the intent's time was up). Try a smaller task, or another way."
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::scripted::{FnTools, ScriptedLlm, answering, calling};
+
+    fn limits() -> Limits {
+        Limits::from_config(&oi_kernel::config::Config::defaults().agent)
+    }
+
+    fn input(text: &str) -> Input {
+        Input {
+            id: "t".into(),
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn several_calls_of_one_turn_run_at_the_same_time() {
+        // Each call waits until the other has started: run one after the
+        // other, they would both time out.
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let tools = FnTools {
+            names: vec!["a".into(), "b".into()],
+            run: move |name: String, _args: String| {
+                let b = barrier.clone();
+                async move {
+                    tokio::time::timeout(Duration::from_secs(5), b.wait())
+                        .await
+                        .map(|_| format!("{{\"{name}\":\"done\"}}"))
+                        .map_err(|_| "ran alone".to_string())
+                }
+            },
+        };
+        let llm = ScriptedLlm::new(
+            vec![calling(&[("a", "{}"), ("b", "{}")])],
+            answering("both done"),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = run(&llm, &tools, &limits(), input("do a and b"), &tx)
+            .await
+            .unwrap();
+        assert_eq!(r.answer, "both done");
+        assert!(
+            r.tool_calls.iter().all(|c| c.error.is_empty()),
+            "{:?}",
+            r.tool_calls
+        );
+        // Events: two starts, two finishes.
+        let mut finished = 0;
+        while let Ok(ev) = rx.try_recv() {
+            finished += matches!(ev, AgentEvent::ToolFinished(_)) as u32;
+        }
+        assert_eq!(finished, 2);
+        // Results went back in the order of the calls.
+        let second = &llm.requests()[1].messages;
+        let tool_ids: Vec<&str> = second
+            .iter()
+            .filter(|m| m.role == Role::Tool)
+            .map(|m| m.tool_call_id.as_str())
+            .collect();
+        assert_eq!(tool_ids, ["call0", "call1"]);
+    }
+
+    #[tokio::test]
+    async fn a_long_intent_is_compacted_to_fit_the_window() {
+        let tools = FnTools {
+            names: vec!["read".into()],
+            run: |_n: String, _a: String| async { Ok(format!("\"{}\"", "x".repeat(4000))) },
+        };
+        let script: Vec<ChatResponse> = (0..6).map(|_| calling(&[("read", "{}")])).collect();
+        let mut llm = ScriptedLlm::new(script, answering("done"));
+        llm.window = 4000;
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = run(&llm, &tools, &limits(), input("read it all"), &tx)
+            .await
+            .unwrap();
+        assert_eq!(r.answer, "done");
+        for req in llm.requests() {
+            // Within 3/4 of the window (one newest step may be over alone).
+            let est = prompt::prompt_tokens(&req.messages, &req.tools);
+            let newest = req
+                .messages
+                .iter()
+                .rev()
+                .take_while(|m| m.role == Role::Tool)
+                .count();
+            assert!(est <= 3000 || newest > 0, "{est}");
+            // Every tool result follows its call.
+            for (i, m) in req.messages.iter().enumerate() {
+                if m.role == Role::Tool {
+                    let call = req.messages[..i]
+                        .iter()
+                        .rev()
+                        .find(|p| p.role != Role::Tool)
+                        .unwrap();
+                    assert!(call.tool_calls.iter().any(|c| c.id == m.tool_call_id));
+                }
+            }
+        }
+        let last = llm.requests().pop().unwrap();
+        assert!(
+            last.messages[1]
+                .content
+                .contains("compacted to fit the context window")
+        );
+        assert!(last.messages[1].content.starts_with("read it all"));
+    }
+
+    #[tokio::test]
+    async fn the_deadline_ends_an_intent_whose_tool_runs_long() {
+        let tools = FnTools {
+            names: vec!["slow".into()],
+            run: |_n: String, _a: String| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok("{}".to_string())
+            },
+        };
+        let llm = ScriptedLlm::new(vec![calling(&[("slow", "{}")])], answering("never"));
+        let mut l = limits();
+        l.intent_timeout = Duration::from_millis(300);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = run(&llm, &tools, &l, input("wait"), &tx).await.unwrap();
+        assert_eq!(r.stop, Stop::Deadline);
+        assert_eq!(r.tool_calls.len(), 1);
+        assert!(
+            r.tool_calls[0].error.contains("did not finish"),
+            "{:?}",
+            r.tool_calls
+        );
+        assert_eq!(llm.requests().len(), 1);
+    }
 }
