@@ -614,3 +614,38 @@ fn oictl_chat_keeps_history_and_runs_the_chat_commands() {
     assert_eq!(texts(&r2[0].body).len(), 6);
     assert_eq!(texts(&r2[1].body)[1..], ["fresh start"]);
 }
+
+#[test]
+fn agent_and_intent_settings_reload_without_a_restart() {
+    let rt = fake_runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    fake.set_default(openai::text("It is tea time."));
+    let d = start(&[], &[("fake", fake.url("/v1"))], "");
+    let pid = d.ready_pid("agent");
+    let (j, _) = ask_json(&d, "what time is it");
+    assert_eq!(j["route"], "intent-router:time");
+    assert_eq!(fake.request_count(), 0);
+
+    // Switch the pattern off in the config file: the next ask goes to the
+    // model, and the agent process is the same one.
+    let cfg = std::fs::read_to_string(d.path("config.toml")).unwrap();
+    std::fs::write(
+        d.path("config.toml"),
+        format!("{cfg}\n[intents.patterns.time]\nenabled = false\n"),
+    )
+    .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the agent to apply the new settings",
+        || {
+            d.log_text()
+                .contains("[agent] settings applied")
+                .then_some(())
+        },
+    );
+    let (j, _) = ask_json(&d, "what time is it");
+    assert_eq!(j["route"], "agent");
+    assert_eq!(j["answer"], "It is tea time.");
+    assert_eq!(fake.request_count(), 1);
+    assert_eq!(d.ready_pid("agent"), pid);
+}
