@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use oi_agent::commands;
 use oi_ipc_schema::KERNEL_DESTINATION;
 use oi_ipc_schema::agent::{
     AgentEvent, CommandReply, CommandRequest, IntentRequest, IntentResult, ToolCallRecord, methods,
 };
 use oi_ipc_schema::control::audit::{AuditQuery, AuditRows, AuditVerify, methods as audit};
 use oi_ipc_schema::frame::Kind;
-use oi_ipc_schema::memory::{self, ChatId, ChatSettings};
 use oi_ipc_schema::{decode_payload, encode_payload};
 use oi_kernel::client::{BusClient, BusError, CallOptions, ReplyStream, StreamItem};
 use serde_json::{Value, json};
@@ -282,15 +282,9 @@ async fn command(client: &BusClient, chat: &str, line: &str) -> anyhow::Result<C
 }
 
 async fn tokens_on(client: &BusClient, chat: &str) -> bool {
-    let s: Result<ChatSettings, _> = client
-        .call(
-            "memory",
-            memory::methods::SETTINGS_GET,
-            &ChatId { chat: chat.into() },
-            CallOptions::deadline(Duration::from_secs(5)),
-        )
-        .await;
-    s.is_ok_and(|s| s.entries.iter().any(|(k, v)| k == "tokens" && v == "on"))
+    commands::setting(client, chat, commands::TOKENS_SETTING)
+        .await
+        .is_some_and(|v| v == "on")
 }
 
 /// An interactive session: each line is an intent with the chat's history,

@@ -31,36 +31,6 @@ impl Llm for BusLlm {
                 message: e.to_string(),
             })
     }
-
-    async fn context_window(&self, chat: &str, alias: &str) -> u32 {
-        let quick = CallOptions::deadline(Duration::from_secs(2));
-        let alias = if alias.is_empty() {
-            let choice = ModelChoice {
-                chat: chat.to_string(),
-                alias: String::new(),
-            };
-            self.0
-                .call::<_, ModelChoice>(LLM_ROUTER, llm::methods::MODEL_GET, &choice, quick.clone())
-                .await
-                .map(|c| c.alias)
-                .unwrap_or_default()
-        } else {
-            alias.to_string()
-        };
-        let Ok(models) = models(&self.0).await else {
-            return 0;
-        };
-        let wanted = if alias.is_empty() {
-            models.primary.clone()
-        } else {
-            alias
-        };
-        models
-            .models
-            .iter()
-            .find(|m| m.alias == wanted)
-            .map_or(0, |m| m.context_window)
-    }
 }
 
 /// The router's deployments and their health.
@@ -75,6 +45,26 @@ pub async fn models(client: &BusClient) -> Result<ModelsStatus, BusError> {
         .await?;
     oi_ipc_schema::decode_payload(&bytes, oi_ipc_schema::Kind::Response, 0)
         .map_err(|e| BusError::Protocol(e.to_string()))
+}
+
+/// The alias a chat's requests start at: its override, else `primary`.
+pub async fn chat_alias(client: &BusClient, chat: &str, primary: &str) -> Result<String, BusError> {
+    let choice: ModelChoice = client
+        .call(
+            LLM_ROUTER,
+            llm::methods::MODEL_GET,
+            &ModelChoice {
+                chat: chat.to_string(),
+                alias: String::new(),
+            },
+            CallOptions::deadline(Duration::from_secs(5)),
+        )
+        .await?;
+    Ok(if choice.alias.is_empty() {
+        primary.to_string()
+    } else {
+        choice.alias
+    })
 }
 
 /// Sends `payload` (archived) and ignores the empty reply.

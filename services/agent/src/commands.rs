@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
-use oi_ipc_schema::KERNEL_DESTINATION;
 use oi_ipc_schema::agent::CommandReply;
-use oi_ipc_schema::control::{StatusReport, methods as control};
 use oi_ipc_schema::llm::{self, ModelChoice};
 use oi_ipc_schema::memory::{self, ChatId, ChatSettings, SettingSet};
 use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::harness::ServiceError;
 
 use crate::bus::{self, LLM_ROUTER};
-use crate::route::status_text;
+use crate::route;
 
 pub const MEMORY: &str = "memory";
 /// The per-chat setting that shows token counts after answers.
@@ -43,21 +41,8 @@ fn quick() -> CallOptions {
 
 /// The alias this chat starts with (its override, else the primary).
 async fn current_model(client: &BusClient, chat: &str) -> Result<String, ServiceError> {
-    let choice: ModelChoice = client
-        .call(
-            LLM_ROUTER,
-            llm::methods::MODEL_GET,
-            &ModelChoice {
-                chat: chat.into(),
-                alias: String::new(),
-            },
-            quick(),
-        )
-        .await?;
-    if !choice.alias.is_empty() {
-        return Ok(choice.alias);
-    }
-    Ok(bus::models(client).await?.primary)
+    let primary = bus::models(client).await?.primary;
+    Ok(bus::chat_alias(client, chat, &primary).await?)
 }
 
 /// A per-chat setting from memory; `None` when unset.
@@ -135,7 +120,9 @@ pub async fn run(client: &BusClient, chat: &str, line: &str) -> Result<CommandRe
         ("/help" | "/start", _) => reply(HELP),
         ("/models", _) => {
             let m = bus::models(client).await?;
-            let current = current_model(client, chat).await.unwrap_or_default();
+            let current = bus::chat_alias(client, chat, &m.primary)
+                .await
+                .unwrap_or_default();
             let mut text = String::from("Models (* = this chat's):\n");
             let mut choices = Vec::new();
             for s in &m.models {
@@ -177,20 +164,13 @@ pub async fn run(client: &BusClient, chat: &str, line: &str) -> Result<CommandRe
             "/tokens takes on or off, not '{other}'"
         ))),
         ("/status", _) => {
-            let r: StatusReport = oi_ipc_schema::decode_payload(
-                &client
-                    .request(KERNEL_DESTINATION, control::STATUS, &[], quick())
-                    .await?,
-                oi_ipc_schema::Kind::Response,
-                0,
-            )
-            .map_err(|e| ServiceError::internal(e.to_string()))?;
+            let services = route::status(client).await?;
             let model = match current_model(client, chat).await {
                 Ok(m) if !m.is_empty() => m,
                 Ok(_) => "none configured".into(),
                 Err(e) => format!("unknown ({})", e.message),
             };
-            reply(format!("Model: {model}\n{}", status_text(&r)))
+            reply(format!("Model: {model}\n{services}"))
         }
         ("/clear", _) => {
             clear_history(client, chat).await?;

@@ -14,7 +14,7 @@ pub mod scripted;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use oi_ipc_schema::agent::{
     AgentEvent, CommandRequest, IntentRequest, IntentResult, Stop, methods,
@@ -22,6 +22,7 @@ use oi_ipc_schema::agent::{
 use oi_ipc_schema::llm::ChatMessage;
 use oi_ipc_schema::memory::{self, ChatId, Episode, History, HistoryAppend};
 use oi_ipc_schema::{ErrorCode, encode_payload};
+use oi_kernel::audit::now_ms;
 use oi_kernel::client::{BusClient, CallOptions, IncomingRequest};
 use oi_kernel::config::Config;
 use oi_kernel::harness::{
@@ -63,12 +64,6 @@ struct Agent {
 
 /// How to get a model, for the messages when there is none.
 pub const CONFIGURE: &str = "To configure a provider: set an API key variable for openintentd (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, DEEPSEEK_API_KEY, GROQ_API_KEY, NVIDIA_API_KEY, ...) or store the key with `oictl vault set openai-api-key`; or run a local llama.cpp or Ollama server and point [provider] at it (kind = \"openai\", base_url = \"http://127.0.0.1:8080/v1\", model = \"...\", no_key = true). `oictl models` shows what is configured. Simple requests work without a model: try `oictl ask help`.";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Agent {
     fn intent_id(&self) -> String {
@@ -112,12 +107,12 @@ impl Agent {
             .await
             .map_err(|_| ServiceError::internal("the agent is shutting down"))?;
         let llm = BusLlm(client.clone());
-        if !model_available(&client).await {
+        let Some(window) = usable_window(&client, &req).await else {
             return Err(ServiceError::new(
                 ErrorCode::Unavailable,
                 format!("No model is configured to work on this. {CONFIGURE}"),
             ));
-        }
+        };
         let history = if req.history && !req.chat.is_empty() {
             load_history(&client, &req.chat).await
         } else {
@@ -129,6 +124,7 @@ impl Agent {
             alias: req.alias.clone(),
             text: req.text.clone(),
             history,
+            window,
         };
         let result = react::run(&llm, &BusTools(client.clone()), &s.limits, input, &events)
             .await
@@ -149,15 +145,38 @@ impl Agent {
     }
 }
 
-/// Whether any deployment has what it needs to be called.
-async fn model_available(client: &BusClient) -> bool {
-    match bus::models(client).await {
-        Ok(m) => m.models.iter().any(|d| d.key_present && d.position >= 0),
+/// From one look at the router's models: `None` when no deployment has
+/// what it needs to be called, else the context window of the model the
+/// intent starts with (0 when unknown).
+async fn usable_window(client: &BusClient, req: &IntentRequest) -> Option<u32> {
+    let models = match bus::models(client).await {
+        Ok(m) => m,
         Err(e) => {
             warn!("cannot ask the llm-router for its models: {e}");
-            false
+            return None;
         }
+    };
+    if !models
+        .models
+        .iter()
+        .any(|d| d.key_present && d.position >= 0)
+    {
+        return None;
     }
+    let alias = if req.alias.is_empty() {
+        bus::chat_alias(client, &req.chat, &models.primary)
+            .await
+            .unwrap_or_else(|_| models.primary.clone())
+    } else {
+        req.alias.clone()
+    };
+    Some(
+        models
+            .models
+            .iter()
+            .find(|m| m.alias == alias)
+            .map_or(0, |m| m.context_window),
+    )
 }
 
 async fn load_history(client: &BusClient, chat: &str) -> Vec<ChatMessage> {

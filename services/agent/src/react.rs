@@ -45,10 +45,6 @@ pub trait Llm: Send + Sync {
         intent: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<ChatResponse, LlmError>> + Send;
-
-    /// The context window of the deployment `alias` (empty: the chat's or
-    /// the primary's); 0 when unknown.
-    fn context_window(&self, chat: &str, alias: &str) -> impl Future<Output = u32> + Send;
 }
 
 /// The tools, as the loop sees them.
@@ -103,6 +99,9 @@ pub struct Input {
     pub text: String,
     /// Earlier messages of the chat, oldest first.
     pub history: Vec<ChatMessage>,
+    /// The context window of the model the intent starts with; 0 when
+    /// unknown.
+    pub window: u32,
 }
 
 /// Completion tokens left for the answer below which a call is not made.
@@ -142,12 +141,9 @@ pub async fn run<L: Llm, T: Tools>(
         result: IntentResult::new(&input.id, "agent", Stop::Answered),
         failures: HashMap::new(),
     };
-    let window = match limits.context_tokens {
-        0 => match llm.context_window(&input.chat, &input.alias).await {
-            0 => DEFAULT_WINDOW,
-            w => w,
-        },
-        w => w,
+    let window = match (limits.context_tokens, input.window) {
+        (0, 0) => DEFAULT_WINDOW,
+        (0, w) | (w, _) => w,
     };
     let mut messages = vec![ChatMessage::system(prompt::system_prompt(
         &limits.instructions,
@@ -464,12 +460,13 @@ mod tests {
             run: |_n: String, _a: String| async { Ok(format!("\"{}\"", "x".repeat(4000))) },
         };
         let script: Vec<ChatResponse> = (0..6).map(|_| calling(&[("read", "{}")])).collect();
-        let mut llm = ScriptedLlm::new(script, answering("done"));
-        llm.window = 4000;
+        let llm = ScriptedLlm::new(script, answering("done"));
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let r = run(&llm, &tools, &limits(), input("read it all"), &tx)
-            .await
-            .unwrap();
+        let long = Input {
+            window: 4000,
+            ..input("read it all")
+        };
+        let r = run(&llm, &tools, &limits(), long, &tx).await.unwrap();
         assert_eq!(r.answer, "done");
         for req in llm.requests() {
             // Within 3/4 of the window (one newest step may be over alone).

@@ -75,17 +75,8 @@ async fn builtin(
     router: &IntentRouter,
     what: &str,
 ) -> Result<String, ServiceError> {
-    let quick = || CallOptions::deadline(Duration::from_secs(5));
     match what {
-        "status" => {
-            let bytes = client
-                .request(KERNEL_DESTINATION, control::STATUS, &[], quick())
-                .await?;
-            let r: StatusReport =
-                oi_ipc_schema::decode_payload(&bytes, oi_ipc_schema::Kind::Response, 0)
-                    .map_err(|e| ServiceError::internal(e.to_string()))?;
-            Ok(status_text(&r))
-        }
+        "status" => status(client).await,
         "help" => {
             let mut out = String::from(
                 "Tell me what you want in your own words; I plan it and use the tools below. These requests are answered at once, without a model:\n",
@@ -138,8 +129,20 @@ async fn builtin(
     }
 }
 
-/// One line per service.
-pub fn status_text(r: &StatusReport) -> String {
+/// Every service's state, from the supervisor, one line each.
+pub async fn status(client: &BusClient) -> Result<String, ServiceError> {
+    let r: StatusReport = client
+        .call(
+            KERNEL_DESTINATION,
+            control::STATUS,
+            &(),
+            CallOptions::deadline(Duration::from_secs(5)),
+        )
+        .await?;
+    Ok(status_text(&r))
+}
+
+fn status_text(r: &StatusReport) -> String {
     let ready = r
         .services
         .iter()

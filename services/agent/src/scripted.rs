@@ -51,7 +51,6 @@ pub struct ScriptedLlm {
     default: ChatResponse,
     /// Every request, in order.
     pub seen: Mutex<Vec<ChatRequest>>,
-    pub window: u32,
 }
 
 impl ScriptedLlm {
@@ -60,7 +59,6 @@ impl ScriptedLlm {
             script: Mutex::new(script.into()),
             default,
             seen: Mutex::new(Vec::new()),
-            window: 0,
         }
     }
 
@@ -81,10 +79,6 @@ impl Llm for ScriptedLlm {
         }
         let next = self.script.lock().ok().and_then(|mut s| s.pop_front());
         Ok(next.unwrap_or_else(|| self.default.clone()))
-    }
-
-    async fn context_window(&self, _chat: &str, _alias: &str) -> u32 {
-        self.window
     }
 }
 
