@@ -9,7 +9,9 @@
 //! runs is caught too.
 //!
 //! Appends come from the broker's routing path, so they go through a
-//! channel to one writer thread and never block routing.
+//! channel to one writer thread and never block routing; that thread also
+//! redacts the arguments and cuts long text, so no row is ever written
+//! unredacted and routing does not parse JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -24,6 +26,8 @@ use tracing::warn;
 
 /// Largest arguments text kept per row; longer text is cut with a note.
 pub const MAX_ARGUMENTS_CHARS: usize = 4096;
+/// Longest outcome text kept per row.
+pub const MAX_OUTCOME_CHARS: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -36,7 +40,8 @@ pub enum AuditError {
     Stopped,
 }
 
-/// One action to append.
+/// One action to append; `arguments` and `outcome` as they came, redacted
+/// and cut by [`AuditStore::append`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     pub ts_ms: i64,
@@ -133,8 +138,11 @@ impl AuditStore {
         }
     }
 
-    /// Appends one row and returns its id.
-    pub fn append(&mut self, e: &Entry) -> Result<i64, AuditError> {
+    /// Redacts and cuts the entry, appends it as one row and returns its id.
+    pub fn append(&mut self, mut e: Entry) -> Result<i64, AuditError> {
+        e.arguments = redact_arguments(&e.arguments);
+        e.outcome = cut(&e.outcome, MAX_OUTCOME_CHARS);
+        let e = &e;
         let id = self.head.0 + 1;
         let hash = row_hash(&self.head.1, id, e);
         self.conn
@@ -160,11 +168,11 @@ impl AuditStore {
         Ok(id)
     }
 
-    fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AuditRow, Vec<u8>, Vec<u8>)> {
-        let hash: Vec<u8> = r.get(10)?;
+    /// A stored row: its id, its fields, the link it stored, its hash.
+    fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Entry, Vec<u8>, Vec<u8>)> {
         Ok((
-            AuditRow {
-                id: r.get(0)?,
+            r.get(0)?,
+            Entry {
                 ts_ms: r.get(1)?,
                 intent: r.get(2)?,
                 service: r.get(3)?,
@@ -173,10 +181,9 @@ impl AuditStore {
                 arguments: r.get(6)?,
                 outcome: r.get(7)?,
                 duration_ms: r.get::<_, i64>(8)? as u64,
-                hash: hex(&hash),
             },
             r.get(9)?,
-            hash,
+            r.get(10)?,
         ))
     }
 
@@ -193,7 +200,20 @@ impl AuditStore {
         let rows = stmt
             .query_map(params![q.intent, limit], Self::read_row)
             .map_err(|s| self.err(s))?
-            .map(|r| r.map(|(row, _, _)| row))
+            .map(|r| {
+                r.map(|(id, e, _, hash)| AuditRow {
+                    id,
+                    ts_ms: e.ts_ms,
+                    intent: e.intent,
+                    service: e.service,
+                    caller: e.caller,
+                    action: e.action,
+                    arguments: e.arguments,
+                    outcome: e.outcome,
+                    duration_ms: e.duration_ms,
+                    hash: hex(&hash),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|s| self.err(s))?;
         Ok(rows)
@@ -209,39 +229,27 @@ impl AuditStore {
         let mut prev_hash = vec![0u8; 32];
         let mut count = 0u64;
         while let Some(r) = rows.next().map_err(|s| self.err(s))? {
-            let (row, stored_prev, stored_hash) = Self::read_row(r).map_err(|s| self.err(s))?;
+            let (id, entry, stored_prev, stored_hash) =
+                Self::read_row(r).map_err(|s| self.err(s))?;
             count += 1;
-            if row.id != prev_id + 1 {
+            if id != prev_id + 1 {
                 problems.push(format!(
-                    "rows {}..{} are missing (row {} follows row {prev_id})",
+                    "rows {}..{} are missing (row {id} follows row {prev_id})",
                     prev_id + 1,
-                    row.id - 1,
-                    row.id
+                    id - 1,
                 ));
             }
             if stored_prev != prev_hash {
                 problems.push(format!(
-                    "row {}: its link to the row before does not match (a row before it was changed or removed)",
-                    row.id
+                    "row {id}: its link to the row before does not match (a row before it was changed or removed)"
                 ));
             }
-            let entry = Entry {
-                ts_ms: row.ts_ms,
-                intent: row.intent.clone(),
-                service: row.service.clone(),
-                caller: row.caller.clone(),
-                action: row.action.clone(),
-                arguments: row.arguments.clone(),
-                outcome: row.outcome.clone(),
-                duration_ms: row.duration_ms,
-            };
-            if row_hash(&stored_prev, row.id, &entry).as_slice() != stored_hash.as_slice() {
+            if row_hash(&stored_prev, id, &entry).as_slice() != stored_hash.as_slice() {
                 problems.push(format!(
-                    "row {}: its contents do not match its hash (the row was edited)",
-                    row.id
+                    "row {id}: its contents do not match its hash (the row was edited)"
                 ));
             }
-            prev_id = row.id;
+            prev_id = id;
             prev_hash = stored_hash;
         }
         if prev_id < self.head.0 {
@@ -284,8 +292,9 @@ impl AuditLog {
                 while let Ok(op) = rx.recv() {
                     match op {
                         Op::Append(e) => {
-                            if let Err(err) = store.append(&e) {
-                                warn!(action = %e.action, error = %err, "audit row not written");
+                            let action = e.action.clone();
+                            if let Err(err) = store.append(e) {
+                                warn!(%action, error = %err, "audit row not written");
                             }
                         }
                         Op::List(q, reply) => {
@@ -421,7 +430,7 @@ mod tests {
     fn filled(dir: &Path, n: u64) -> AuditStore {
         let mut s = AuditStore::open(&dir.join("audit.db")).unwrap();
         for i in 0..n {
-            s.append(&entry(i)).unwrap();
+            s.append(entry(i)).unwrap();
         }
         s
     }
@@ -451,7 +460,7 @@ mod tests {
         // Reopening continues the same chain.
         drop(s);
         let mut s = AuditStore::open(&dir.path().join("audit.db")).unwrap();
-        assert_eq!(s.append(&entry(9)).unwrap(), 6);
+        assert_eq!(s.append(entry(9)).unwrap(), 6);
         assert!(s.verify().unwrap().problems.is_empty());
     }
 

@@ -447,7 +447,7 @@ impl Shared {
         if let (Some(log), Some(call)) = (self.audit.get(), call) {
             let mut entry = call.entry;
             entry.duration_ms = call.started.elapsed().as_millis() as u64;
-            entry.outcome = audit::cut(&outcome(), 500);
+            entry.outcome = outcome();
             log.record(entry);
         }
     }
@@ -886,17 +886,11 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
     });
     let origin_corr = frame.corr();
     let mut st = shared.lock();
-    let target = st
-        .registry
-        .get(&destination)
-        .filter(|e| e.ready)
-        .map(|e| e.conn_id);
+    let entry = st.registry.get(&destination);
+    let target = entry.filter(|e| e.ready).map(|e| e.conn_id);
     // A tool call: the method is a tool the destination registered.
     let tool_call = shared.audit.get().is_some()
-        && st
-            .registry
-            .get(&destination)
-            .is_some_and(|e| e.tools.iter().any(|t| t.name == req.method.as_str()));
+        && entry.is_some_and(|e| e.tools.iter().any(|t| t.name == req.method.as_str()));
     let audit = tool_call.then(|| {
         Box::new(ToolCall {
             entry: audit::Entry {
@@ -905,9 +899,7 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
                 service: destination.clone(),
                 caller: req.caller.as_str().to_string(),
                 action: format!("tool:{}", req.method.as_str()),
-                arguments: audit::redact_arguments(&String::from_utf8_lossy(
-                    req.payload.as_slice(),
-                )),
+                arguments: String::from_utf8_lossy(req.payload.as_slice()).into_owned(),
                 outcome: String::new(),
                 duration_ms: 0,
             },
@@ -1084,8 +1076,8 @@ async fn audit_method(
                 service: service.clone(),
                 caller: service,
                 action: r.action,
-                arguments: audit::redact_arguments(&r.arguments),
-                outcome: audit::cut(&r.outcome, 500),
+                arguments: r.arguments,
+                outcome: r.outcome,
                 duration_ms: r.duration_ms,
             });
             Ok(Vec::new())
