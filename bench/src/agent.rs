@@ -163,11 +163,15 @@ async fn turn_overhead(quick: bool) -> anyhow::Result<()> {
 }
 
 /// Runs one intent over the bus to its `Done`; returns its latency.
-async fn one_intent(client: &BusClient, i: usize) -> anyhow::Result<Duration> {
+pub(crate) async fn one_intent(
+    client: &BusClient,
+    chat: String,
+    text: &str,
+) -> anyhow::Result<Duration> {
     let req = IntentRequest {
         id: String::new(),
-        chat: format!("bench:{i}"),
-        text: "say hello".into(),
+        chat,
+        text: text.into(),
         alias: String::new(),
         history: false,
     };
@@ -214,7 +218,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
         // Warm up, and the single-intent baseline.
         let mut single = Vec::new();
         for i in 0..(if quick { 20 } else { 200 }) {
-            single.push(one_intent(&client, i).await?);
+            single.push(one_intent(&client, format!("bench:{i}"), "say hello").await?);
         }
         let single = Samples::new(single);
         let rounds = if quick { 3 } else { 10 };
@@ -225,7 +229,9 @@ fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
             let tasks: Vec<_> = (0..100)
                 .map(|i| {
                     let c = client.clone();
-                    tokio::spawn(async move { one_intent(&c, round * 100 + i).await })
+                    tokio::spawn(async move {
+                        one_intent(&c, format!("bench:{}", round * 100 + i), "say hello").await
+                    })
                 })
                 .collect();
             for t in tasks {

@@ -9,11 +9,12 @@ mod memory;
 mod router;
 mod stats;
 mod supervisor;
+mod telegram;
 mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Some("tools") => tools::run(quick),
         Some("intent-router") => agent::intent_router(quick),
         Some("agent") => agent::agent(quick),
+        Some("telegram") => telegram::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

@@ -24,7 +24,7 @@ const CORE: [&str; 2] = ["llm-router-standin", "agent-standin"];
 
 /// The shipped services these benchmarks leave out, so that their figures
 /// keep measuring the same set: vault, memory and the stand-ins.
-const OFF: &str = "[services.agent]\nenabled = false\n[services.llm-router]\nenabled = false\n[services.fs]\nenabled = false\n[services.shell]\nenabled = false\n[services.web]\nenabled = false\n[services.http]\nenabled = false\n[vault]\nkey_source = \"file\"\n";
+const OFF: &str = "[services.agent]\nenabled = false\n[services.telegram]\nenabled = false\n[services.llm-router]\nenabled = false\n[services.fs]\nenabled = false\n[services.shell]\nenabled = false\n[services.web]\nenabled = false\n[services.http]\nenabled = false\n[vault]\nkey_source = \"file\"\n";
 
 fn chain_config(extra: &str) -> String {
     let mut c =

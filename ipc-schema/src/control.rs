@@ -69,6 +69,9 @@ pub enum ChildState {
     Exited,
     /// Will not be restarted (configuration error, or given up).
     Fatal,
+    /// Not started until one of its `requires` is present (a bot token,
+    /// say); `last_exit` says what is missing.
+    Waiting,
 }
 
 impl ChildState {
@@ -80,6 +83,7 @@ impl ChildState {
             ChildState::Stopping => "STOPPING",
             ChildState::Exited => "EXITED",
             ChildState::Fatal => "FATAL",
+            ChildState::Waiting => "WAITING",
         }
     }
 }

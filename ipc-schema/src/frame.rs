@@ -21,7 +21,8 @@ pub const HEADER_LEN: usize = 16;
 
 /// Version of the bus protocol spoken by this build. Peers with another
 /// version are refused with an error that names both.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: `ChildState::Waiting` and the telegram methods.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;

@@ -15,6 +15,7 @@ pub mod frame;
 pub mod llm;
 pub mod memory;
 pub mod messages;
+pub mod telegram;
 pub mod vault;
 
 pub use frame::{

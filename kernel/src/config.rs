@@ -31,6 +31,26 @@ pub struct Config {
     pub web: WebConfig,
     pub agent: AgentConfig,
     pub intents: IntentsConfig,
+    pub telegram: TelegramConfig,
+}
+
+/// The Telegram gateway (`[telegram]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The Bot API up to (not including) `/bot<token>`.
+    pub api_base_url: String,
+    /// Chats that get answers, besides those paired with `oictl telegram
+    /// pair`. Empty means none: never everybody.
+    pub allowed_chat_ids: Vec<i64>,
+    /// Long-poll timeout of `getUpdates`.
+    pub poll_timeout_secs: u64,
+    /// Shortest time between two edits of the progress message.
+    pub edit_interval_ms: u64,
+    /// `html` (Markdown answers rendered as Telegram HTML) or `plain`.
+    pub format: String,
+    /// Minutes a pairing code from `oictl telegram pair` stays valid.
+    pub pair_code_minutes: u64,
 }
 
 /// The agent's limits (`[agent]`).
@@ -312,6 +332,10 @@ pub struct ServiceSpec {
     pub start_timeout_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
     pub env: BTreeMap<String, String>,
+    /// Start only while one of these is present: `env:NAME` (a non-empty
+    /// environment variable of openintentd or of `env`) or `secret:NAME`
+    /// (a vault secret). Empty: always.
+    pub requires: Vec<String>,
 }
 
 impl Default for ServiceSpec {
@@ -326,6 +350,7 @@ impl Default for ServiceSpec {
             start_timeout_secs: None,
             shutdown_timeout_secs: None,
             env: BTreeMap::new(),
+            requires: Vec::new(),
         }
     }
 }
@@ -334,6 +359,39 @@ impl ServiceSpec {
     /// The built-in service this entry runs.
     pub fn kind<'a>(&'a self, name: &'a str) -> &'a str {
         self.kind.as_deref().unwrap_or(name)
+    }
+}
+
+/// One entry of a service's `requires`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// A non-empty environment variable.
+    Env(String),
+    /// A secret in the vault.
+    Secret(String),
+}
+
+impl Requirement {
+    pub fn parse(s: &str) -> Option<Requirement> {
+        let (kind, name) = s.split_once(':')?;
+        let name = name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return None;
+        }
+        match kind.trim() {
+            "env" => Some(Requirement::Env(name.into())),
+            "secret" => Some(Requirement::Secret(name.into())),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requirement::Env(n) => write!(f, "the environment variable {n}"),
+            Requirement::Secret(n) => write!(f, "the vault secret {n}"),
+        }
     }
 }
 
@@ -463,6 +521,7 @@ impl Config {
         self.validate_models()?;
         self.validate_adapters()?;
         self.validate_agent()?;
+        self.validate_telegram()?;
         for (name, spec) in &self.services {
             if !valid_name(name) {
                 return Err((
@@ -480,6 +539,16 @@ impl Config {
                         known.join(", ")
                     ),
                 ));
+            }
+            for r in &spec.requires {
+                if Requirement::parse(r).is_none() {
+                    return Err((
+                        format!("services.{name}"),
+                        format!(
+                            "services.{name}.requires: '{r}' is neither 'env:<VARIABLE>' nor 'secret:<vault secret>'"
+                        ),
+                    ));
+                }
             }
             for dep in &spec.depends_on {
                 match self.services.get(dep) {
@@ -625,6 +694,39 @@ impl Config {
             return Err((
                 "web.timeout_secs".into(),
                 "web.timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_telegram(&self) -> Result<(), (String, String)> {
+        let t = &self.telegram;
+        let url = t.api_base_url.trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+            return Err((
+                "telegram.api_base_url".into(),
+                format!(
+                    "telegram.api_base_url is '{}'; give an http(s) URL such as https://api.telegram.org",
+                    t.api_base_url
+                ),
+            ));
+        }
+        if !(1..=50).contains(&t.poll_timeout_secs) {
+            return Err((
+                "telegram.poll_timeout_secs".into(),
+                "telegram.poll_timeout_secs must be between 1 and 50 (Telegram's limit)".into(),
+            ));
+        }
+        if !["html", "plain"].contains(&t.format.as_str()) {
+            return Err((
+                "telegram.format".into(),
+                format!("telegram.format is '{}'; use html or plain", t.format),
+            ));
+        }
+        if t.pair_code_minutes == 0 {
+            return Err((
+                "telegram.pair_code_minutes".into(),
+                "telegram.pair_code_minutes must be at least 1".into(),
             ));
         }
         Ok(())
@@ -920,16 +1022,50 @@ mod tests {
             "web",
             "http",
             "agent",
+            "telegram",
         ];
         let e = Config::load_checked(&p, Some(&kinds)).unwrap_err();
         assert_eq!(e.location, Some((2, 1)));
         assert!(
             e.message.contains(
-                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, agent)"
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, agent, telegram)"
             ),
             "{e}"
         );
         assert!(Config::load_checked(&p, None).is_ok());
+    }
+
+    #[test]
+    fn telegram_settings_and_service_requirements_are_checked_with_their_location() {
+        let c = parse("").unwrap();
+        assert_eq!(c.telegram.api_base_url, "https://api.telegram.org");
+        assert!(c.telegram.allowed_chat_ids.is_empty());
+        assert_eq!(
+            c.services["telegram"].requires,
+            ["env:TELEGRAM_BOT_TOKEN", "secret:telegram-bot-token"]
+        );
+        let e = parse("[telegram]\npoll_timeout_secs = 90\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 1)));
+        assert!(e.message.contains("between 1 and 50"), "{e}");
+        let e = parse("\n[telegram]\napi_base_url = \"api.telegram.org\"\n").unwrap_err();
+        assert_eq!(e.location, Some((3, 1)));
+        assert!(e.message.contains("give an http(s) URL"), "{e}");
+        let e = parse("[telegram]\nformat = \"markdown\"\n").unwrap_err();
+        assert!(e.message.contains("use html or plain"), "{e}");
+        let e = parse("[telegram]\nallowed_chat_ids = [\"me\"]\n").unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(2), "{e}");
+        let e = parse("\n[services.telegram]\nrequires = [\"token:X\"]\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 1)));
+        assert!(
+            e.message
+                .contains("'token:X' is neither 'env:<VARIABLE>' nor 'secret:<vault secret>'"),
+            "{e}"
+        );
+        assert_eq!(
+            Requirement::parse("secret:telegram-bot-token"),
+            Some(Requirement::Secret("telegram-bot-token".into()))
+        );
+        assert_eq!(Requirement::parse("env:"), None);
     }
 
     #[test]

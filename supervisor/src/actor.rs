@@ -19,6 +19,7 @@ use tracing::{error, warn};
 
 use crate::child_actor::{ChildActor, ChildArgs, ChildProcess};
 use crate::process;
+use crate::requirements::SecretLookup;
 use crate::supervisor::{Command, Outcome, Setup, Supervisor};
 
 pub enum SupMsg {
@@ -29,6 +30,8 @@ pub enum SupMsg {
     Command(Command),
     Terminate(&'static str),
     Reload,
+    /// The vault's secret names, for services that wait on one.
+    SecretNames(Result<std::collections::BTreeSet<String>, String>),
 }
 
 pub struct SupervisorActor;
@@ -38,6 +41,9 @@ pub struct SupState {
     /// Child actors, to name the process of one that failed.
     actors: HashMap<ActorId, (String, u32)>,
     done: Option<oneshot::Sender<Outcome>>,
+    secrets: SecretLookup,
+    /// A secret-name lookup is under way.
+    looking_up: bool,
 }
 
 impl SupervisorActor {
@@ -102,6 +108,8 @@ impl Actor for SupervisorActor {
             myself.send_interval(every, || SupMsg::WatchdogPing);
         }
         Ok(SupState {
+            secrets: SecretLookup::new(tree.bus_socket()),
+            looking_up: false,
             tree,
             actors: HashMap::new(),
             done: Some(done),
@@ -125,7 +133,24 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupMsg::Tick => st.tree.on_tick(),
-            SupMsg::PollConfig => st.tree.poll_config(),
+            SupMsg::PollConfig => {
+                st.tree.poll_config();
+                if !st.looking_up && st.tree.wants_secret_names() {
+                    st.looking_up = true;
+                    let lookup = st.secrets.clone();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        let _ = me.send_message(SupMsg::SecretNames(lookup.names().await));
+                    });
+                }
+            }
+            SupMsg::SecretNames(r) => {
+                st.looking_up = false;
+                match r {
+                    Ok(names) => st.tree.on_secret_names(names),
+                    Err(e) => warn!(error = %e, "cannot list the vault's secrets"),
+                }
+            }
             SupMsg::WatchdogPing => st.tree.watchdog_ping(),
             SupMsg::Bus(ev) => st.tree.on_bus_event(ev),
             SupMsg::Command(cmd) => st.tree.on_command(cmd),

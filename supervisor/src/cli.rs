@@ -168,6 +168,11 @@ enum Cmd {
         #[command(subcommand)]
         action: VaultCmd,
     },
+    /// The Telegram gateway: pair a chat, list or remove allowed chats.
+    Telegram {
+        #[command(subcommand)]
+        action: crate::cli_telegram::TelegramCmd,
+    },
     /// Install or remove openintentd as a systemd or launchd service.
     Service {
         #[command(subcommand)]
@@ -453,6 +458,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             json,
         } => crate::cli_agent::audit(&connect().await?, verify, intent, limit, json).await,
         Cmd::Tools { json } => crate::cli_tools::tools(&connect().await?, json).await,
+        Cmd::Telegram { action } => crate::cli_telegram::telegram(&connect().await?, action).await,
         Cmd::Tool {
             name,
             args,

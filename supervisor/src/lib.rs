@@ -10,13 +10,16 @@
 //! - [`notify`]: systemd notifications.
 //! - [`install`]: systemd and launchd units.
 //! - [`cli`]: the `oictl` command line; [`cli_models`] its LLM commands,
-//!   [`cli_tools`] the tool commands, [`cli_agent`] intents and the audit log.
+//!   [`cli_tools`] the tool commands, [`cli_agent`] intents and the audit log,
+//!   [`cli_telegram`] the Telegram gateway's chats.
+//! - [`requirements`]: services that wait for a token before they start.
 
 pub mod actor;
 pub mod child_actor;
 pub mod cli;
 pub mod cli_agent;
 pub mod cli_models;
+pub mod cli_telegram;
 pub mod cli_tools;
 pub mod control;
 pub mod daemon;
@@ -24,6 +27,7 @@ pub mod install;
 pub mod logs;
 pub mod notify;
 pub mod process;
+pub mod requirements;
 pub mod restart;
 pub mod services;
 pub mod supervisor;

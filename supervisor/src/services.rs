@@ -14,6 +14,7 @@ const KINDS: &[(&str, Run)] = &[
     ("web", oi_adapter_web::run),
     ("http", oi_adapter_http::run),
     ("agent", oi_agent::run),
+    ("telegram", oi_telegram::run),
     #[cfg(feature = "chaos")]
     ("chaos", crate::chaos::run),
 ];

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::logs::LogBuffer;
 use crate::notify::Notifier;
 use crate::process::{self, Launch};
+use crate::requirements;
 use crate::restart::{Backoff, ExitReason, Intensity, Jitter, affected, should_restart};
 use crate::tree::{AfterStop, Child, Group, layout};
 
@@ -83,6 +84,8 @@ pub struct Supervisor {
     started: Instant,
     notifier: Notifier,
     home_env: Vec<(String, String)>,
+    /// The vault's secret names, as last looked up (for `requires`).
+    secret_names: Option<std::collections::BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,7 @@ impl Supervisor {
             sequences: VecDeque::new(),
             shutting_down: false,
             started: Instant::now(),
+            secret_names: None,
             notifier: Notifier::from_env(),
             home_env,
         };
@@ -578,6 +582,7 @@ impl Supervisor {
     /// `depends_on` is honoured everywhere. Only permanent children hold
     /// others back.
     fn start_what_may_start(&mut self) {
+        self.check_requirements();
         let now = Instant::now();
         let mut earlier_groups_booted = true;
         for gi in 0..self.groups.len() {
@@ -614,6 +619,56 @@ impl Supervisor {
             }
             earlier_groups_booted = earlier_groups_booted && self.groups[gi].booted;
         }
+    }
+
+    /// Moves children that are down between WAITING and EXITED as their
+    /// `requires` come and go. A running child is left alone.
+    fn check_requirements(&mut self) {
+        for c in self.children.values_mut() {
+            if c.pid.is_some()
+                || !matches!(
+                    c.state,
+                    ChildState::Exited | ChildState::Backoff | ChildState::Waiting
+                )
+            {
+                continue;
+            }
+            match requirements::missing(&c.spec, self.secret_names.as_ref()) {
+                Some(why) if c.wanted => {
+                    if c.state != ChildState::Waiting {
+                        info!(service = %c.name, "not starting: {why}");
+                    }
+                    c.state = ChildState::Waiting;
+                    c.waiting_for = Some(why);
+                }
+                _ if c.state == ChildState::Waiting => {
+                    info!(service = %c.name, "what it needs is there now; starting");
+                    c.state = ChildState::Exited;
+                    c.waiting_for = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a waiting child needs the vault's list of secret names, and
+    /// the vault is there to ask.
+    pub(crate) fn wants_secret_names(&self) -> bool {
+        self.children
+            .get("vault")
+            .is_some_and(|v| v.state == ChildState::Ready)
+            && self
+                .children
+                .values()
+                .any(|c| c.state == ChildState::Waiting && requirements::needs_secret(&c.spec))
+    }
+
+    pub(crate) fn on_secret_names(&mut self, names: std::collections::BTreeSet<String>) {
+        self.secret_names = Some(names);
+    }
+
+    pub(crate) fn bus_socket(&self) -> std::path::PathBuf {
+        self.broker.socket_path().to_path_buf()
     }
 
     fn start_child(&mut self, name: &str) {
@@ -653,7 +708,9 @@ impl Supervisor {
 
     fn all_permanent_ready(&self) -> bool {
         self.children.values().all(|c| {
-            !c.wanted || c.spec.restart != RestartType::Permanent || c.state == ChildState::Ready
+            !c.wanted
+                || c.spec.restart != RestartType::Permanent
+                || matches!(c.state, ChildState::Ready | ChildState::Waiting)
         })
     }
 
@@ -669,7 +726,9 @@ impl Supervisor {
         let total = self
             .children
             .values()
-            .filter(|c| c.wanted || c.state == ChildState::Fatal)
+            .filter(|c| {
+                (c.wanted && c.state != ChildState::Waiting) || c.state == ChildState::Fatal
+            })
             .count();
         let ready = self
             .children
@@ -774,7 +833,11 @@ impl Supervisor {
                     .map(|t| millis(now.saturating_duration_since(t))),
                 restarts_window: c.window.count(now),
                 restarts_total: c.restarts_total,
-                last_exit: c.last_exit.clone(),
+                last_exit: if c.state == ChildState::Waiting {
+                    c.waiting_for.clone()
+                } else {
+                    c.last_exit.clone()
+                },
                 heartbeat_age_ms: if c.state == ChildState::Ready {
                     self.broker.heartbeat_age(&c.name).map(millis)
                 } else {
@@ -878,5 +941,8 @@ impl Supervisor {
 fn holds_back(c: &Child) -> bool {
     c.wanted
         && c.spec.restart == RestartType::Permanent
-        && !matches!(c.state, ChildState::Ready | ChildState::Fatal)
+        && !matches!(
+            c.state,
+            ChildState::Ready | ChildState::Fatal | ChildState::Waiting
+        )
 }

@@ -15,6 +15,10 @@
 //!                                                 ▼
 //!                                               FATAL
 //! ```
+//!
+//! A child with `requires` that are all missing waits in WAITING instead of
+//! EXITED or BACKOFF (see `requirements.rs`); once one is present it goes
+//! back to EXITED and starts as usual.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +65,8 @@ pub struct Child {
     pub logs: LogBuffer,
     /// Removed from the config: drop it once it has exited.
     pub removed: bool,
+    /// In state WAITING: what it needs before it may start.
+    pub waiting_for: Option<String>,
 }
 
 impl Child {
@@ -83,6 +89,7 @@ impl Child {
             last_exit: None,
             logs: LogBuffer::new(name, log_lines),
             removed: false,
+            waiting_for: None,
         }
     }
 

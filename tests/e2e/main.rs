@@ -8,5 +8,6 @@ mod memory;
 mod oictl;
 mod supervisor;
 mod support;
+mod telegram;
 mod vault;
 mod webserver;

@@ -213,6 +213,7 @@ pub const OPTIONAL: &[&str] = &[
     "web",
     "http",
     "agent",
+    "telegram",
 ];
 
 /// A config with fast supervision timings for tests, plus `extra`.

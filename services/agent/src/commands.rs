@@ -16,6 +16,8 @@ use crate::route;
 pub const MEMORY: &str = "memory";
 /// The per-chat setting that shows token counts after answers.
 pub const TOKENS_SETTING: &str = "tokens";
+/// The per-chat record of which model gave the last answer (for /status).
+pub const LAST_ANSWER_SETTING: &str = "last_answer";
 
 pub const HELP: &str = "Commands:
   /model <alias>   answer with this model from now on (kept across restarts)
@@ -62,7 +64,7 @@ pub async fn setting(client: &BusClient, chat: &str, key: &str) -> Option<String
         .map(|(_, v)| v)
 }
 
-async fn set_setting(
+pub(crate) async fn set_setting(
     client: &BusClient,
     chat: &str,
     key: &str,
@@ -170,7 +172,11 @@ pub async fn run(client: &BusClient, chat: &str, line: &str) -> Result<CommandRe
                 Ok(_) => "none configured".into(),
                 Err(e) => format!("unknown ({})", e.message),
             };
-            reply(format!("Model: {model}\n{services}"))
+            let last = match setting(client, chat, LAST_ANSWER_SETTING).await {
+                Some(l) if !l.is_empty() => format!("\nLast answer: {l}"),
+                _ => String::new(),
+            };
+            reply(format!("Model: {model}{last}\n{services}"))
         }
         ("/clear", _) => {
             clear_history(client, chat).await?;
@@ -180,6 +186,7 @@ pub async fn run(client: &BusClient, chat: &str, line: &str) -> Result<CommandRe
             clear_history(client, chat).await?;
             set_model(client, chat, "").await?;
             set_setting(client, chat, TOKENS_SETTING, "off").await?;
+            set_setting(client, chat, LAST_ANSWER_SETTING, "").await?;
             reply("Chat reset: history cleared, model back to the default, token counts off.")
         }
         _ => Err(ServiceError::bad_request(format!(

@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod commands;
 pub mod compact;
+pub mod display;
 pub mod prompt;
 pub mod react;
 pub mod route;
@@ -245,6 +246,26 @@ async fn record_episode(client: &BusClient, chat: &str, text: &str, r: &IntentRe
     }
 }
 
+/// Remembers which model answered the chat last, for `/status` (after a
+/// failover it is not the chat's own model).
+async fn note_last_answer(client: &BusClient, chat: &str, r: &IntentResult) {
+    if chat.is_empty() || r.provider.is_empty() {
+        return;
+    }
+    let mut value = format!("{} ({})", r.provider, r.model);
+    if r.fallbacks > 0 {
+        value.push_str(&format!(
+            ", after {} failover{}",
+            r.fallbacks,
+            if r.fallbacks == 1 { "" } else { "s" }
+        ));
+    }
+    if let Err(e) = commands::set_setting(client, chat, commands::LAST_ANSWER_SETTING, &value).await
+    {
+        info!("last answer not noted: {}", e.message);
+    }
+}
+
 fn encode_event(ev: &AgentEvent) -> Result<Vec<u8>, ServiceError> {
     encode_payload(ev).map_err(|e| ServiceError::internal(e.to_string()))
 }
@@ -299,6 +320,7 @@ impl Service for Agent {
                                     "intent done"
                                 );
                                 record_episode(&client, &chat, &text, &r).await;
+                                note_last_answer(&client, &chat, &r).await;
                                 encode_event(&AgentEvent::Done(r))
                             }
                             Err(e) => {

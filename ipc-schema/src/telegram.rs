@@ -1,0 +1,43 @@
+//! Payloads of the Telegram gateway's methods (destination `telegram`),
+//! used by `oictl telegram ...`.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+pub mod methods {
+    /// empty -> [`super::PairCode`]: a one-time code that, sent to the bot
+    /// as `/pair <code>`, lets that chat in.
+    pub const PAIR: &str = "telegram.pair";
+    /// empty -> [`super::ChatList`]: the chats that get answers.
+    pub const CHATS: &str = "telegram.chats";
+    /// [`super::ChatRef`] -> empty: a paired chat no longer gets answers.
+    pub const UNPAIR: &str = "telegram.unpair";
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PairCode {
+    pub code: String,
+    pub expires_in_secs: u64,
+    /// The bot's @username, when Telegram has told it.
+    pub bot_username: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AllowedChat {
+    pub id: i64,
+    /// `config` (telegram.allowed_chat_ids) or `paired`.
+    pub source: String,
+    /// The chat's title or the user's name, when known.
+    pub title: String,
+    /// When it was paired (unix ms); 0 for config entries.
+    pub paired_ms: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatList {
+    pub chats: Vec<AllowedChat>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatRef {
+    pub id: i64,
+}

@@ -1,0 +1,652 @@
+//! A fake Telegram Bot API on 127.0.0.1 for tests and benchmarks (feature
+//! `fake`). It speaks the real protocol as the gateway uses it:
+//!
+//! - `POST /bot<token>/<method>` with a JSON body; a wrong token gets 401,
+//!   an unknown method 404, each as `{"ok": false, "error_code", "description"}`;
+//! - `getUpdates` long-polls: it answers as soon as an update at or after
+//!   `offset` is queued, or with `[]` after `timeout` seconds; updates
+//!   before `offset` are confirmed and forgotten for good; a newer
+//!   `getUpdates` ends a pending one with 409 Conflict, as Telegram does;
+//! - `sendMessage` and `editMessageText` check what Telegram checks: an
+//!   empty text, more than 4096 characters after entity parsing (UTF-16
+//!   units), and, with `parse_mode: HTML`, unsupported tags, unbalanced
+//!   tags and bad entities ("can't parse entities"); editing to the same
+//!   text is "message is not modified";
+//! - any method can be made to fail on cue (409, 429 with `retry_after`,
+//!   400, 5xx).
+//!
+//! Everything received is recorded for the tests to inspect.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// A call the fake received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub params: Value,
+    pub at: Instant,
+}
+
+/// A message the bot sent, with its later edits.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub chat_id: i64,
+    pub message_id: i64,
+    pub text: String,
+    pub parse_mode: Option<String>,
+    pub reply_markup: Option<Value>,
+    pub reply_to: Option<i64>,
+    pub edits: Vec<String>,
+}
+
+impl Sent {
+    /// The text as it reads now (after edits).
+    pub fn current(&self) -> &str {
+        self.edits.last().unwrap_or(&self.text)
+    }
+}
+
+/// What a push queued: the update's id and its message's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    pub update_id: i64,
+    pub message_id: i64,
+}
+
+struct Failure {
+    method: String,
+    status: u16,
+    description: String,
+    retry_after: Option<u64>,
+    /// Only calls with `parse_mode` set.
+    formatted_only: bool,
+}
+
+#[derive(Default)]
+struct State {
+    updates: VecDeque<Value>,
+    next_update: i64,
+    next_message: i64,
+    /// Updates below this were confirmed.
+    confirmed: i64,
+    /// Bumped by each getUpdates; a pending poll that sees it change ends
+    /// with 409.
+    poll_generation: u64,
+    calls: Vec<Call>,
+    sent: Vec<Sent>,
+    failures: Vec<Failure>,
+}
+
+pub struct FakeBotApi {
+    addr: SocketAddr,
+    token: String,
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    /// Signalled on every message the bot sends.
+    sent: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeBotApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FakeBotApi {
+    /// Starts on 127.0.0.1 with a free port, for the bot `token`.
+    pub async fn start(token: &str) -> std::io::Result<FakeBotApi> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            next_update: 1000,
+            next_message: 1,
+            ..State::default()
+        }));
+        let notify = Arc::new(Notify::new());
+        let sent = Arc::new(Notify::new());
+        let (st, nt, sn, tok) = (
+            state.clone(),
+            notify.clone(),
+            sent.clone(),
+            token.to_string(),
+        );
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (st, nt, sn, tok) = (st.clone(), nt.clone(), sn.clone(), tok.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let sn = sn.clone();
+                        let r = handle(req, st.clone(), nt.clone(), tok.clone());
+                        async move {
+                            let r = r.await;
+                            sn.notify_waiters();
+                            r
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(sock), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(FakeBotApi {
+            addr,
+            token: token.to_string(),
+            state,
+            notify,
+            sent,
+            task,
+        })
+    }
+
+    /// The `api_base_url` to configure.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn push(&self, build: impl FnOnce(i64, i64) -> Value) -> Pushed {
+        let pushed = {
+            let mut s = lock(&self.state);
+            let (uid, mid) = (s.next_update, s.next_message);
+            s.next_update += 1;
+            s.next_message += 1;
+            let u = build(uid, mid);
+            s.updates.push_back(u);
+            Pushed {
+                update_id: uid,
+                message_id: mid,
+            }
+        };
+        self.notify.notify_waiters();
+        pushed
+    }
+
+    /// Queues a text message from user `user` in chat `chat`. (Message
+    /// ids count the bot's messages and the users' together.)
+    pub fn push_message(&self, chat: i64, user: i64, text: &str) -> Pushed {
+        self.push(|uid, mid| {
+            json!({"update_id": uid, "message": {
+                "message_id": mid,
+                "date": 1_700_000_000,
+                "chat": {"id": chat, "type": if chat < 0 { "group" } else { "private" },
+                         "first_name": format!("User{user}"), "title": if chat < 0 { Some("Group") } else { None }},
+                "from": {"id": user, "is_bot": false, "first_name": format!("User{user}"), "username": format!("user{user}")},
+                "text": text,
+            }})
+        })
+    }
+
+    /// Queues a button press on message `message_id` of chat `chat`.
+    pub fn push_callback(&self, chat: i64, user: i64, message_id: i64, data: &str) -> Pushed {
+        self.push(|uid, _| {
+            json!({"update_id": uid, "callback_query": {
+                "id": format!("cb{uid}"),
+                "from": {"id": user, "is_bot": false, "first_name": format!("User{user}")},
+                "chat_instance": "1",
+                "message": {"message_id": message_id, "date": 1_700_000_000,
+                            "chat": {"id": chat, "type": "private"}, "text": "…"},
+                "data": data,
+            }})
+        })
+    }
+
+    /// The next call of `method` fails with `status` (`retry_after` for
+    /// 429s).
+    pub fn fail_next(
+        &self,
+        method: &str,
+        status: u16,
+        description: &str,
+        retry_after: Option<u64>,
+    ) {
+        lock(&self.state).failures.push(Failure {
+            method: method.into(),
+            status,
+            description: description.into(),
+            retry_after,
+            formatted_only: false,
+        });
+    }
+
+    /// The next `sendMessage` with a `parse_mode` is refused as Telegram
+    /// refuses formatting it cannot parse.
+    pub fn refuse_next_formatting(&self) {
+        lock(&self.state).failures.push(Failure {
+            method: "sendMessage".into(),
+            status: 400,
+            description: "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 0".into(),
+            retry_after: None,
+            formatted_only: true,
+        });
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.state).calls.clone()
+    }
+
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        lock(&self.state)
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+
+    /// Messages the bot sent to `chat`, in order.
+    pub fn sent_to(&self, chat: i64) -> Vec<Sent> {
+        lock(&self.state)
+            .sent
+            .iter()
+            .filter(|m| m.chat_id == chat)
+            .cloned()
+            .collect()
+    }
+
+    /// Messages the bot has sent, to every chat.
+    pub fn sent_count(&self) -> usize {
+        lock(&self.state).sent.len()
+    }
+
+    /// Waits until the bot has sent `total` messages in all.
+    pub async fn until_sent(&self, total: usize) {
+        loop {
+            let wake = self.sent.notified();
+            if self.sent_count() >= total {
+                return;
+            }
+            wake.await;
+        }
+    }
+
+    /// Updates queued and not yet confirmed by an offset.
+    pub fn unconfirmed(&self) -> usize {
+        lock(&self.state).updates.len()
+    }
+}
+
+fn reply(status: u16, body: Value) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+fn error(
+    code: u16,
+    description: &str,
+    retry_after: Option<u64>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut body = json!({"ok": false, "error_code": code, "description": description});
+    if let Some(s) = retry_after {
+        body["parameters"] = json!({"retry_after": s});
+    }
+    reply(code, body)
+}
+
+fn ok(result: Value) -> Result<Response<Full<Bytes>>, Infallible> {
+    reply(200, json!({"ok": true, "result": result}))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    token: String,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(400, "Bad Request: unreadable body", None),
+    };
+    let Some((bot, method)) = path.trim_start_matches('/').split_once('/') else {
+        return error(404, "Not Found", None);
+    };
+    if bot.strip_prefix("bot") != Some(token.as_str()) {
+        return error(401, "Unauthorized", None);
+    }
+    let params: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return error(400, "Bad Request: the request body is not JSON", None),
+        }
+    };
+    let method = method.to_string();
+    {
+        let mut s = lock(&state);
+        s.calls.push(Call {
+            method: method.clone(),
+            params: params.clone(),
+            at: Instant::now(),
+        });
+        let formatted = params.get("parse_mode").is_some();
+        if let Some(i) = s
+            .failures
+            .iter()
+            .position(|f| f.method == method && (!f.formatted_only || formatted))
+        {
+            let f = s.failures.remove(i);
+            return error(f.status, &f.description, f.retry_after);
+        }
+    }
+    match method.as_str() {
+        "getMe" => ok(
+            json!({"id": 4242, "is_bot": true, "first_name": "OpenIntent", "username": "openintent_test_bot"}),
+        ),
+        "getUpdates" => get_updates(&params, &state, &notify).await,
+        "sendMessage" => send_message(&params, &state),
+        "editMessageText" => edit_message(&params, &state),
+        "sendChatAction" | "answerCallbackQuery" | "setMyCommands" | "deleteMessage" => {
+            ok(json!(true))
+        }
+        _ => error(404, "Not Found", None),
+    }
+}
+
+async fn get_updates(
+    params: &Value,
+    state: &Mutex<State>,
+    notify: &Notify,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let offset = params["offset"].as_i64().unwrap_or(0);
+    let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
+    let generation = {
+        let mut s = lock(state);
+        s.poll_generation += 1;
+        if offset > s.confirmed {
+            s.confirmed = offset;
+            s.updates
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+        }
+        s.poll_generation
+    };
+    // Wake an older poll so it can end with 409.
+    notify.notify_waiters();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let wake = notify.notified();
+        {
+            let s = lock(state);
+            if s.poll_generation != generation {
+                return error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                    None,
+                );
+            }
+            let ready: Vec<Value> = s
+                .updates
+                .iter()
+                .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+                .take(100)
+                .cloned()
+                .collect();
+            if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
+                return ok(Value::Array(ready));
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline, wake).await;
+    }
+}
+
+/// Checks Telegram HTML; returns the visible text, or the error Telegram
+/// gives.
+pub fn parse_html(s: &str) -> Result<String, String> {
+    const TAGS: &[&str] = &[
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-spoiler",
+        "span",
+        "tg-emoji",
+    ];
+    let mut visible = String::new();
+    let mut stack: Vec<String> = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < s.len() {
+        match bytes[i] {
+            b'<' => {
+                let Some(end) = s[i..].find('>') else {
+                    return Err(format!("Unclosed start tag at byte offset {i}"));
+                };
+                let inner = &s[i + 1..i + end];
+                if let Some(name) = inner.strip_prefix('/') {
+                    let name = name.trim();
+                    match stack.pop() {
+                        Some(open) if open == name => {}
+                        Some(open) => {
+                            return Err(format!(
+                                "Unmatched end tag at byte offset {i}, expected \"</{open}>\", found \"</{name}>\""
+                            ));
+                        }
+                        None => return Err(format!("Unexpected end tag at byte offset {i}")),
+                    }
+                } else {
+                    let name = inner.split_whitespace().next().unwrap_or("");
+                    if !TAGS.contains(&name) {
+                        return Err(format!(
+                            "Unsupported start tag \"{name}\" at byte offset {i}"
+                        ));
+                    }
+                    if name == "a" && !inner.contains("href=\"") {
+                        return Err(format!(
+                            "Tag \"a\" must have attribute href at byte offset {i}"
+                        ));
+                    }
+                    stack.push(name.to_string());
+                }
+                i += end + 1;
+            }
+            b'&' => {
+                let Some(end) = s[i..].find(';').filter(|e| *e <= 10) else {
+                    return Err(format!("Character entity expected at byte offset {i}"));
+                };
+                let ent = &s[i + 1..i + end];
+                let ch = match ent {
+                    "lt" => '<',
+                    "gt" => '>',
+                    "amp" => '&',
+                    "quot" => '"',
+                    n if n.starts_with("#x") => u32::from_str_radix(&n[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("Unsupported HTML entity at byte offset {i}"))?,
+                    n if n.starts_with('#') => n[1..]
+                        .parse::<u32>()
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("Unsupported HTML entity at byte offset {i}"))?,
+                    _ => {
+                        return Err(format!(
+                            "Unsupported HTML entity \"&{ent};\" at byte offset {i}"
+                        ));
+                    }
+                };
+                visible.push(ch);
+                i += end + 1;
+            }
+            _ => {
+                let ch = s[i..].chars().next().unwrap_or(' ');
+                visible.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    if let Some(open) = stack.pop() {
+        return Err(format!(
+            "Can't find end tag corresponding to start tag \"{open}\""
+        ));
+    }
+    Ok(visible)
+}
+
+/// The text as Telegram would show it, or the 400 it would give.
+fn check_text(params: &Value) -> Result<String, String> {
+    let text = params["text"].as_str().unwrap_or("");
+    let visible = match params["parse_mode"].as_str() {
+        None => text.to_string(),
+        Some("HTML") => {
+            parse_html(text).map_err(|e| format!("Bad Request: can't parse entities: {e}"))?
+        }
+        Some(other) => {
+            return Err(format!(
+                "Bad Request: unsupported parse_mode {other} in this fake"
+            ));
+        }
+    };
+    if visible.trim().is_empty() {
+        return Err("Bad Request: message text is empty".into());
+    }
+    if visible.encode_utf16().count() > 4096 {
+        return Err("Bad Request: message is too long".into());
+    }
+    Ok(visible)
+}
+
+fn send_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let Some(chat_id) = params["chat_id"].as_i64() else {
+        return error(400, "Bad Request: chat_id is empty", None);
+    };
+    if let Err(e) = check_text(params) {
+        return error(400, &e, None);
+    }
+    let mut s = lock(state);
+    let message_id = s.next_message;
+    s.next_message += 1;
+    s.sent.push(Sent {
+        chat_id,
+        message_id,
+        text: params["text"].as_str().unwrap_or("").to_string(),
+        parse_mode: params["parse_mode"].as_str().map(str::to_string),
+        reply_markup: params.get("reply_markup").cloned(),
+        reply_to: params["reply_parameters"]["message_id"].as_i64(),
+        edits: Vec::new(),
+    });
+    ok(json!({"message_id": message_id, "date": 1_700_000_000,
+              "chat": {"id": chat_id, "type": "private"},
+              "text": params["text"]}))
+}
+
+fn edit_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (Some(chat_id), Some(message_id)) =
+        (params["chat_id"].as_i64(), params["message_id"].as_i64())
+    else {
+        return error(
+            400,
+            "Bad Request: message identifier is not specified",
+            None,
+        );
+    };
+    if let Err(e) = check_text(params) {
+        return error(400, &e, None);
+    }
+    let text = params["text"].as_str().unwrap_or("").to_string();
+    let mut s = lock(state);
+    let Some(m) = s
+        .sent
+        .iter_mut()
+        .find(|m| m.chat_id == chat_id && m.message_id == message_id)
+    else {
+        return error(400, "Bad Request: message to edit not found", None);
+    };
+    if m.current() == text {
+        return error(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            None,
+        );
+    }
+    m.edits.push(text.clone());
+    ok(json!({"message_id": message_id, "date": 1_700_000_000,
+              "chat": {"id": chat_id, "type": "private"}, "text": text}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_checked_as_telegram_checks_it() {
+        assert_eq!(
+            parse_html("<b>a &lt; b</b> &amp; &#128512;").unwrap(),
+            "a < b & 😀"
+        );
+        assert!(
+            parse_html("<b>x</i>")
+                .unwrap_err()
+                .contains("Unmatched end tag")
+        );
+        assert!(
+            parse_html("<h1>x</h1>")
+                .unwrap_err()
+                .contains("Unsupported start tag \"h1\"")
+        );
+        assert!(
+            parse_html("a & b")
+                .unwrap_err()
+                .contains("Character entity expected")
+        );
+        assert!(
+            parse_html("<b>open")
+                .unwrap_err()
+                .contains("Can't find end tag")
+        );
+        assert!(parse_html("<a>x</a>").unwrap_err().contains("href"));
+    }
+
+    /// Whatever the renderer makes of any Markdown is HTML Telegram
+    /// accepts, and its plain text is what Telegram would show.
+    #[test]
+    fn rendered_markdown_always_parses() {
+        let samples = [
+            "# T\n\n**b** *i* ~~s~~ `c<d>` [l](https://a.b/?x=1&y=2) <b>raw</b> & ; &amp;",
+            "- a\n  - b\n    1. c\n\n> q *x*\n> > deeper\n\n```\n<&>\n```",
+            "| h | i |\n|---|---|\n| <x> | & |\n\n***\n\n- [ ] todo\n- [x] done",
+            "*unclosed **mixed _things `and [links](javascript:x) ![img](http://i/p.png)",
+        ];
+        for md in samples {
+            for c in crate::format::render_markdown(md, 4096) {
+                let html = c.html.unwrap();
+                let visible = parse_html(&html).unwrap_or_else(|e| panic!("{e}\n{html}"));
+                assert_eq!(visible, c.plain, "{html}");
+            }
+        }
+    }
+}
