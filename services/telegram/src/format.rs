@@ -403,15 +403,29 @@ fn cut_point(s: &str, limit: usize) -> usize {
 
 /// Cuts plain text into pieces of at most `limit` UTF-16 units.
 pub fn split_plain(s: &str, limit: usize) -> Vec<String> {
+    cut_all(s.trim(), limit, false)
+}
+
+/// Cuts `s` at every `cut_point`. Between pieces, prose drops all
+/// whitespace; code (`keep_indent`) drops only line breaks, so indentation
+/// survives.
+fn cut_all(s: &str, limit: usize, keep_indent: bool) -> Vec<String> {
+    let gap = |c: char| {
+        if keep_indent {
+            c == '\n'
+        } else {
+            c.is_whitespace()
+        }
+    };
     let mut out = Vec::new();
-    let mut rest = s.trim();
+    let mut rest = s;
     while !rest.is_empty() {
         let at = cut_point(rest, limit);
-        let piece = rest[..at].trim_end();
-        if !piece.is_empty() {
+        let piece = rest[..at].trim_end_matches(gap);
+        if !piece.trim().is_empty() {
             out.push(piece.to_string());
         }
-        rest = rest[at..].trim_start();
+        rest = rest[at..].trim_start_matches(gap);
     }
     out
 }
@@ -423,7 +437,7 @@ fn fit(block: Block, limit: usize) -> Vec<Block> {
         return vec![block];
     }
     match &block.code {
-        Some((lang, raw)) => split_plain_keep_lines(raw, limit)
+        Some((lang, raw)) => cut_all(raw, limit, true)
             .into_iter()
             .map(|piece| code_block(lang, &piece))
             .collect(),
@@ -436,21 +450,6 @@ fn fit(block: Block, limit: usize) -> Vec<Block> {
             })
             .collect(),
     }
-}
-
-/// Like `split_plain`, but keeps leading indentation (code).
-fn split_plain_keep_lines(s: &str, limit: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while !rest.is_empty() {
-        let at = cut_point(rest, limit);
-        let piece = rest[..at].trim_end_matches('\n');
-        if !piece.trim().is_empty() {
-            out.push(piece.to_string());
-        }
-        rest = rest[at..].trim_start_matches('\n');
-    }
-    out
 }
 
 /// Renders a Markdown answer as Telegram HTML messages.

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::Gateway;
@@ -154,9 +153,7 @@ async fn resume_interrupted(gw: &Arc<Gateway>) {
         info!(count = pending.len(), "updates interrupted by a restart");
     }
     for r in pending {
-        let u: Option<Update> = serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok());
+        let u = serde_json::from_str::<Update>(&r.body).ok();
         if let Some(m) = u.and_then(|u| u.message)
             && gw.access().allows(m.chat.id)
         {
