@@ -87,6 +87,9 @@ struct State {
     calls: Vec<Call>,
     sent: Vec<Sent>,
     failures: Vec<Failure>,
+    /// getUpdates calls still to fail (502) when they would confirm a
+    /// queued update: the confirmation never reaches "Telegram".
+    lose_confirmations: u32,
 }
 
 pub struct FakeBotApi {
@@ -241,6 +244,12 @@ impl FakeBotApi {
         });
     }
 
+    /// The next `n` `getUpdates` calls whose offset would confirm a queued
+    /// update fail with 502, so the batch stays unconfirmed.
+    pub fn lose_confirmations(&self, n: u32) {
+        lock(&self.state).lose_confirmations = n;
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.state).calls.clone()
     }
@@ -378,6 +387,14 @@ async fn get_updates(
     let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
     let generation = {
         let mut s = lock(state);
+        let confirms = s
+            .updates
+            .iter()
+            .any(|u| u["update_id"].as_i64().unwrap_or(0) < offset);
+        if confirms && s.lose_confirmations > 0 {
+            s.lose_confirmations -= 1;
+            return error(502, "Bad Gateway", None);
+        }
         s.poll_generation += 1;
         if offset > s.confirmed {
             s.confirmed = offset;
