@@ -280,9 +280,12 @@ fn kill_9_between_polls_loses_no_update_and_repeats_none() {
     // forgot its offset would get these updates again.
     tg.lose_confirmations(3);
     let mut pushed = Vec::new();
+    // One batch of three.
+    tg.hold_updates(true);
     for _ in 0..3 {
         pushed.push(tg.push_message(ME, USER, "what time is it"));
     }
+    tg.hold_updates(false);
     wait_for(Duration::from_secs(20), "three answers", || {
         (pushed
             .iter()

@@ -90,6 +90,8 @@ struct State {
     /// getUpdates calls still to fail (502) when they would confirm a
     /// queued update: the confirmation never reaches "Telegram".
     lose_confirmations: u32,
+    /// Queued updates are not handed out while this is set.
+    holding: bool,
 }
 
 pub struct FakeBotApi {
@@ -248,6 +250,13 @@ impl FakeBotApi {
     /// update fail with 502, so the batch stays unconfirmed.
     pub fn lose_confirmations(&self, n: u32) {
         lock(&self.state).lose_confirmations = n;
+    }
+
+    /// While `on`, polls see no queued update; releasing hands out all
+    /// that were queued meanwhile in one batch.
+    pub fn hold_updates(&self, on: bool) {
+        lock(&self.state).holding = on;
+        self.notify.notify_waiters();
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -420,6 +429,7 @@ async fn get_updates(
             let ready: Vec<Value> = s
                 .updates
                 .iter()
+                .filter(|_| !s.holding)
                 .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
                 .take(100)
                 .cloned()
