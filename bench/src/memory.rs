@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
 use oi_kernel::client::{BusClient, CallOptions};
-use oi_memory::store::{Store, Tuning};
+use oi_memory::store::{Mode, Store, Tuning};
 
 use crate::daemon::{Daemon, release_bins};
 use crate::figure;
@@ -46,7 +46,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut first = 0;
     for i in 0..n {
-        let id = store.save_fact(&sentence(i), &[], "bench")?;
+        let id = store.save_fact(&sentence(i), &[], "bench", None)?;
         if i == 0 {
             first = id;
         }
@@ -93,7 +93,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut v = Vec::new();
     for q in &queries {
         let t0 = Instant::now();
-        std::hint::black_box(store.search(q, 10)?);
+        std::hint::black_box(store.search(q, 10, Mode::Hybrid, None)?);
         v.push(t0.elapsed());
     }
     let s = Samples::new(v);

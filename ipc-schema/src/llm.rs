@@ -20,6 +20,26 @@ pub mod methods {
     pub const MODEL_SET: &str = "llm.model.set";
     /// [`super::ModelChoice`] (alias ignored) -> [`super::ModelChoice`]
     pub const MODEL_GET: &str = "llm.model.get";
+    /// [`super::EmbedRequest`] -> [`super::EmbedResponse`]: the configured
+    /// `[embeddings]` provider's vectors (never failed over to another
+    /// model: vectors of two models cannot be compared).
+    pub const EMBED: &str = "llm.embed";
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EmbedRequest {
+    pub texts: Vec<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EmbedResponse {
+    /// Names the vector space: wire kind, base URL, model and dimensions.
+    /// Vectors with different spaces are not comparable.
+    pub space: String,
+    pub dimensions: u32,
+    /// One per text, in order, each L2-normalised.
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

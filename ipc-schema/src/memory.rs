@@ -22,6 +22,10 @@ pub mod methods {
     pub const SETTINGS_SET: &str = "settings.set";
     /// empty -> [`super::IntegrityReport`]
     pub const CHECK: &str = "memory.check";
+    /// empty -> JSON: fact and episode counts, the provider's vector space
+    /// in use and how many facts have a vector in it, and which embedding
+    /// saves and searches use now.
+    pub const STATS: &str = "memory.stats";
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -32,6 +32,48 @@ pub struct Config {
     pub agent: AgentConfig,
     pub intents: IntentsConfig,
     pub telegram: TelegramConfig,
+    pub embeddings: EmbeddingsConfig,
+}
+
+/// The embeddings endpoint semantic memory uses (`[embeddings]`), reached
+/// through the llm-router, which holds its key. An empty `kind` means the
+/// built-in local embedding only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    /// `openai` (OpenAI `/embeddings` and compatible servers) or `gemini`
+    /// (`batchEmbedContents`); empty for none.
+    pub kind: String,
+    pub base_url: String,
+    pub model: String,
+    pub api_key_env: String,
+    pub api_key_secret: String,
+    pub no_key: bool,
+    /// Output dimensions asked for (models that can shorten their
+    /// vectors); 0 for the model's own.
+    pub dimensions: u32,
+}
+
+/// The wire formats that have an embeddings endpoint.
+pub const EMBEDDING_KINDS: &[&str] = &["openai", "gemini"];
+
+impl EmbeddingsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.kind.is_empty()
+    }
+    /// The same deployment as a model entry (for key resolution).
+    pub fn as_model_entry(&self) -> ModelEntry {
+        ModelEntry {
+            kind: self.kind.clone(),
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            api_key_env: self.api_key_env.clone(),
+            api_key_secret: self.api_key_secret.clone(),
+            no_key: self.no_key,
+            context_window: 0,
+            max_tokens: 0,
+        }
+    }
 }
 
 /// The Telegram gateway (`[telegram]`).
@@ -257,6 +299,11 @@ pub struct MemoryConfig {
     pub readers: u32,
     pub mmap_mb: u64,
     pub cache_entries: u64,
+    /// How often episode retention runs (and once at start).
+    pub retention_check_secs: u64,
+    /// How long a save or a search waits for the provider's embedding
+    /// before it goes on with the local one.
+    pub embed_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -522,6 +569,7 @@ impl Config {
         self.validate_adapters()?;
         self.validate_agent()?;
         self.validate_telegram()?;
+        self.validate_memory()?;
         for (name, spec) in &self.services {
             if !valid_name(name) {
                 return Err((
@@ -628,6 +676,58 @@ impl Config {
             return Err((
                 "cascade".into(),
                 "cascade.first_token_timeout_secs and idle_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_memory(&self) -> Result<(), (String, String)> {
+        let m = &self.memory;
+        if m.retention_check_secs == 0 {
+            return Err((
+                "memory.retention_check_secs".into(),
+                "memory.retention_check_secs must be at least 1".into(),
+            ));
+        }
+        if m.embed_timeout_ms == 0 {
+            return Err((
+                "memory.embed_timeout_ms".into(),
+                "memory.embed_timeout_ms must be at least 1".into(),
+            ));
+        }
+        let e = &self.embeddings;
+        if !e.enabled() {
+            return Ok(());
+        }
+        if e.kind == "anthropic" {
+            return Err((
+                "embeddings.kind".into(),
+                "embeddings.kind: Anthropic has no embeddings endpoint; use kind = \"openai\" (OpenAI, Voyage AI, Ollama, llama.cpp and other compatible servers) or \"gemini\"".into(),
+            ));
+        }
+        if !EMBEDDING_KINDS.contains(&e.kind.as_str()) {
+            return Err((
+                "embeddings.kind".into(),
+                format!(
+                    "embeddings.kind is '{}'; use {} (or leave it empty for the built-in local embedding only)",
+                    e.kind,
+                    EMBEDDING_KINDS.join(", ")
+                ),
+            ));
+        }
+        if e.model.is_empty() {
+            return Err((
+                "embeddings.model".into(),
+                "embeddings: 'model' is required".into(),
+            ));
+        }
+        if !(e.base_url.starts_with("http://") || e.base_url.starts_with("https://")) {
+            return Err((
+                "embeddings.base_url".into(),
+                format!(
+                    "embeddings.base_url '{}' must start with http:// or https://",
+                    e.base_url
+                ),
             ));
         }
         Ok(())
@@ -1066,6 +1166,31 @@ mod tests {
             Some(Requirement::Secret("telegram-bot-token".into()))
         );
         assert_eq!(Requirement::parse("env:"), None);
+    }
+
+    #[test]
+    fn embeddings_and_memory_settings_are_checked_with_their_location() {
+        let c = parse("").unwrap();
+        assert!(c.embeddings.enabled());
+        assert_eq!(c.embeddings.api_key_secret, "openai-api-key");
+        assert_eq!(c.memory.retention_check_secs, 60);
+        let off = parse("[embeddings]\nkind = \"\"\n").unwrap();
+        assert!(!off.embeddings.enabled());
+        let e = parse("\n[embeddings]\nkind = \"anthropic\"\n").unwrap_err();
+        assert_eq!(e.location, Some((3, 1)));
+        assert!(
+            e.message.contains("Anthropic has no embeddings endpoint"),
+            "{e}"
+        );
+        let e = parse("[embeddings]\nkind = \"cohere\"\n").unwrap_err();
+        assert!(e.message.contains("use openai, gemini"), "{e}");
+        let e = parse("[embeddings]\nbase_url = \"localhost:11434\"\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 1)));
+        assert!(e.message.contains("must start with http://"), "{e}");
+        let e = parse("[memory]\nembed_timeout_ms = 0\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 1)));
+        let e = parse("[embeddings]\ndimensions = -1\n").unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(2), "{e}");
     }
 
     #[test]

@@ -196,6 +196,15 @@ enum MemoryCmd {
         query: Vec<String>,
         #[arg(short = 'n', long, default_value_t = 5)]
         limit: u32,
+        /// hybrid (keywords and meaning), keyword, or vector (meaning only).
+        #[arg(long, default_value = "hybrid", value_parser = ["hybrid", "keyword", "vector"])]
+        mode: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts, and which embeddings search uses (the provider's or the
+    /// local one) and how many facts have the provider's.
+    Stats {
         #[arg(long)]
         json: bool,
     },
@@ -832,14 +841,46 @@ async fn memory_cmd(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             .await?;
             eprintln!("oictl: saved memory {}", r["id"]);
         }
-        MemoryCmd::Search { query, limit, json } => {
+        MemoryCmd::Search {
+            query,
+            limit,
+            mode,
+            json,
+        } => {
             let r = memory_tool(
                 client,
                 "memory_search",
-                json!({"query": query.join(" "), "limit": limit}),
+                json!({"query": query.join(" "), "limit": limit, "mode": mode}),
             )
             .await?;
             print_facts(&r, "results", json)?;
+            if !json {
+                eprintln!(
+                    "oictl: embeddings used: {}",
+                    r["via"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        MemoryCmd::Stats { json } => {
+            let r = memory_tool(client, oi_ipc_schema::memory::methods::STATS, json!({})).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("facts            {}", r["facts"]);
+                println!("episodes         {}", r["episodes"]);
+                println!(
+                    "embeddings       {}",
+                    r["embeddings"].as_str().unwrap_or("")
+                );
+                let space = r["space"].as_str().unwrap_or("");
+                if !space.is_empty() {
+                    println!("provider space   {space}");
+                    println!(
+                        "provider vectors {} of {} facts ({} dimensions)",
+                        r["provider_vectors"], r["facts"], r["provider_dimensions"]
+                    );
+                }
+            }
         }
         MemoryCmd::List { limit, json } => {
             let r = memory_tool(client, "memory_list", json!({"limit": limit})).await?;

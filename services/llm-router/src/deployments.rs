@@ -159,10 +159,26 @@ pub fn from_config(config: &Config, keys: &dyn KeySource) -> Vec<Deployment> {
     out
 }
 
+/// The alias the `[embeddings]` deployment gets (in logs and health).
+pub const EMBEDDINGS_ALIAS: &str = "embeddings";
+
+/// The `[embeddings]` deployment, when one is configured.
+pub fn embeddings_from_config(config: &Config, keys: &dyn KeySource) -> Option<Deployment> {
+    if !config.embeddings.enabled() {
+        return None;
+    }
+    deployment(EMBEDDINGS_ALIAS, &config.embeddings.as_model_entry(), keys)
+}
+
 /// Vault secret names the config refers to, for keys not in the environment.
 pub fn wanted_secrets(config: &Config) -> Vec<String> {
+    let embeddings = config
+        .embeddings
+        .enabled()
+        .then(|| config.embeddings.as_model_entry());
     let mut names: Vec<String> = std::iter::once(&config.provider)
         .chain(config.models.values())
+        .chain(embeddings.as_ref())
         .filter(|e| !e.no_key && !e.api_key_secret.is_empty())
         .filter(|e| {
             e.api_key_env.is_empty()

@@ -168,11 +168,18 @@ impl Recorded {
     }
 }
 
+/// Computes one text's vector for the embeddings endpoints.
+pub type EmbedFn = Arc<dyn Fn(&str) -> Vec<f32> + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
     queue: VecDeque<Reply>,
     default: Option<Reply>,
     seen: Vec<Recorded>,
+    /// Answers `/embeddings` and `:batchEmbedContents` by itself (the
+    /// script queue is for chat), unless `embeddings_status` is set.
+    embedder: Option<EmbedFn>,
+    embeddings_failure: Option<Reply>,
 }
 
 /// A running fake provider. Dropping it stops the server.
@@ -235,6 +242,132 @@ impl FakeProvider {
     pub fn request_count(&self) -> usize {
         self.with(|s| s.seen.len())
     }
+    /// Serves the embeddings endpoints (OpenAI `/embeddings`, Gemini
+    /// `:batchEmbedContents`) with `f`'s vectors.
+    pub fn set_embedder(&self, f: impl Fn(&str) -> Vec<f32> + Send + Sync + 'static) {
+        self.with(|s| s.embedder = Some(Arc::new(f)));
+    }
+    /// Answers every embeddings request with `failure` (`None`: serve
+    /// them again).
+    pub fn fail_embeddings(&self, failure: Option<Reply>) {
+        self.with(|s| s.embeddings_failure = failure);
+    }
+    /// The embeddings requests received so far.
+    pub fn embedding_requests(&self) -> Vec<Recorded> {
+        self.with(|s| {
+            s.seen
+                .iter()
+                .filter(|r| is_embeddings(&r.path))
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+fn is_embeddings(path: &str) -> bool {
+    path.ends_with("/embeddings") || path.ends_with(":batchEmbedContents")
+}
+
+/// The answer of an embeddings endpoint, in the wire format its path
+/// names: the inputs are the request's `input` (OpenAI) or each request's
+/// `content.parts[].text` (Gemini).
+fn embeddings_reply(path: &str, body: &Value, f: &EmbedFn) -> Reply {
+    if path.ends_with(":batchEmbedContents") {
+        let Some(reqs) = body["requests"].as_array() else {
+            return Reply::json(
+                400,
+                json!({"error": {"code": 400, "message": "Invalid JSON payload: 'requests' is required", "status": "INVALID_ARGUMENT"}}),
+            );
+        };
+        let embeddings: Vec<Value> = reqs
+            .iter()
+            .map(|r| {
+                let text: String = r["content"]["parts"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p["text"].as_str()).collect())
+                    .unwrap_or_default();
+                json!({"values": f(&text)})
+            })
+            .collect();
+        return Reply::json(200, json!({"embeddings": embeddings}));
+    }
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            return Reply::json(
+                400,
+                json!({"error": {"message": "'input' must be a string or an array of strings", "type": "invalid_request_error", "param": "input", "code": null}}),
+            );
+        }
+    };
+    let mut tokens = 0;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            tokens += t.split_whitespace().count();
+            json!({"object": "embedding", "index": i, "embedding": f(t)})
+        })
+        .collect();
+    Reply::json(
+        200,
+        json!({"object": "list", "data": data, "model": body["model"],
+               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}
+
+/// A toy "semantic" embedding for tests: words map to concepts through a
+/// small synonym table (coffee ~ espresso ~ latte, car ~ vehicle, ...),
+/// so paraphrases that share no word land close together, which the
+/// built-in lexical embedding cannot do. 16 dimensions, unit length.
+pub fn toy_semantic_embedding(text: &str) -> Vec<f32> {
+    const CONCEPTS: &[&[&str]] = &[
+        &[
+            "coffee",
+            "espresso",
+            "latte",
+            "cappuccino",
+            "caffeine",
+            "brew",
+        ],
+        &["car", "vehicle", "automobile", "sedan", "drive", "driving"],
+        &["dog", "puppy", "canine", "hound", "pet"],
+        &["doctor", "physician", "dentist", "appointment", "clinic"],
+        &["flight", "plane", "airport", "fly", "airline"],
+        &["birthday", "anniversary", "born"],
+        &["server", "deploy", "staging", "production", "kubernetes"],
+        &[
+            "likes",
+            "favourite",
+            "favorite",
+            "loves",
+            "prefers",
+            "enjoys",
+        ],
+        &["password", "credentials", "login", "passphrase"],
+        &["money", "budget", "salary", "invoice", "bill"],
+    ];
+    let mut v = vec![0f32; 16];
+    for w in text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        match CONCEPTS.iter().position(|c| c.contains(&w)) {
+            Some(i) => v[i] += 1.0,
+            // Other words are a little noise in the rest of the space.
+            None => v[10 + w.len() % 6] += 0.2,
+        }
+    }
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
 }
 
 async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
@@ -282,12 +415,18 @@ async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
+            let embeddings = match (&s.embedder, &s.embeddings_failure) {
+                _ if !is_embeddings(&path) => None,
+                (_, Some(failure)) => Some(failure.clone()),
+                (Some(f), None) => Some(embeddings_reply(&path, &body, f)),
+                (None, None) => None,
+            };
             s.seen.push(Recorded {
                 path,
                 headers,
                 body,
             });
-            s.queue.pop_front().or_else(|| s.default.clone())
+            embeddings.or_else(|| s.queue.pop_front().or_else(|| s.default.clone()))
         };
         let reply = reply.unwrap_or_else(|| {
             Reply::json(

@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod deployments;
+pub mod embed;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod health;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use oi_ipc_schema::ErrorCode;
 use oi_ipc_schema::llm::{
-    ChatRequest, ModelChoice, ModelStatus, ModelsStatus, StreamEvent, methods,
+    ChatRequest, EmbedRequest, ModelChoice, ModelStatus, ModelsStatus, StreamEvent, methods,
 };
 use oi_kernel::client::{BusClient, IncomingRequest};
 use oi_kernel::config::Config;
@@ -30,7 +31,7 @@ use oi_kernel::secrets::{self, SecretError};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::deployments::{ProcessKeys, from_config, wanted_secrets};
+use crate::deployments::{ProcessKeys, embeddings_from_config, from_config, wanted_secrets};
 use crate::health::{CooldownPolicy, Health, SystemClock};
 use crate::overrides::Overrides;
 use crate::router::{Router, RouterError, Settings};
@@ -74,6 +75,7 @@ struct LlmRouter {
     config: RwLock<Arc<Config>>,
     router: RwLock<Arc<Router>>,
     health: Health,
+    embed_health: Health,
     overrides: Arc<Overrides>,
     /// When keys were last read from the vault.
     keys_read: std::sync::Mutex<Instant>,
@@ -90,10 +92,17 @@ impl LlmRouter {
         }
     }
 
-    async fn build_router(client: &BusClient, config: &Config, health: Health) -> Router {
+    async fn build_router(
+        client: &BusClient,
+        config: &Config,
+        health: Health,
+        embed_health: Health,
+    ) -> Router {
         let secrets = fetch_secrets(client, &wanted_secrets(config)).await;
-        let deployments = from_config(config, &ProcessKeys { secrets: &secrets });
-        for d in &deployments {
+        let keys = ProcessKeys { secrets: &secrets };
+        let deployments = from_config(config, &keys);
+        let embedder = embeddings_from_config(config, &keys);
+        for d in deployments.iter().chain(embedder.as_ref()) {
             match &d.missing_key {
                 None => {
                     info!(alias = %d.alias, model = %d.model, kind = d.kind.as_str(), credential = %d.credential, "deployment ready")
@@ -101,7 +110,11 @@ impl LlmRouter {
                 Some(why) => info!(alias = %d.alias, "deployment skipped: {why}"),
             }
         }
-        Router::new(deployments, health, settings(config))
+        Router::new(deployments, health, settings(config)).with_embeddings(
+            embedder,
+            config.embeddings.dimensions,
+            embed_health,
+        )
     }
 
     fn replace_router(&self, config: Arc<Config>, router: Router) {
@@ -126,11 +139,12 @@ impl LlmRouter {
             .lock()
             .map(|t| t.elapsed() >= VAULT_RECHECK)
             .unwrap_or(true);
+        let router = self.router();
         if !stale
-            || !self
-                .router()
+            || !router
                 .deployments()
                 .iter()
+                .chain(router.embedder())
                 .any(|d| d.awaits_vault_key())
         {
             return;
@@ -142,7 +156,13 @@ impl LlmRouter {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let router = Self::build_router(&self.client, &config, self.health.clone()).await;
+        let router = Self::build_router(
+            &self.client,
+            &config,
+            self.health.clone(),
+            self.embed_health.clone(),
+        )
+        .await;
         self.replace_router(config, router);
     }
 
@@ -211,7 +231,7 @@ fn audit(
     chat: &ChatRequest,
     result: &Result<oi_ipc_schema::llm::ChatResponse, RouterError>,
 ) {
-    use oi_ipc_schema::control::audit::{AuditRecord, methods as audit_methods};
+    use oi_ipc_schema::control::audit::AuditRecord;
     let arguments = serde_json::json!({
         "chat": chat.chat,
         "messages": chat.messages.len(),
@@ -246,6 +266,43 @@ fn audit(
             duration_ms: 0,
         }],
     };
+    send_audit(client, records);
+}
+
+/// Appends an `llm.embed` call to the audit log: how many texts, never
+/// the texts.
+fn audit_embeddings(
+    client: &BusClient,
+    intent: &str,
+    texts: usize,
+    started: Instant,
+    result: &Result<oi_ipc_schema::llm::EmbedResponse, RouterError>,
+) {
+    use oi_ipc_schema::control::audit::AuditRecord;
+    send_audit(
+        client,
+        vec![AuditRecord {
+            intent: intent.to_string(),
+            action: format!("provider:{}", deployments::EMBEDDINGS_ALIAS),
+            arguments: serde_json::json!({ "texts": texts }).to_string(),
+            outcome: match result {
+                Ok(r) => format!(
+                    "ok: {} vectors of {} dimensions, {} tokens",
+                    r.vectors.len(),
+                    r.dimensions,
+                    r.prompt_tokens
+                ),
+                Err(e) => format!("failed: {e}"),
+            },
+            duration_ms: started.elapsed().as_millis() as u64,
+        }],
+    );
+}
+
+/// Sends audit rows in the background; a log that cannot be reached never
+/// fails a request.
+fn send_audit(client: &BusClient, records: Vec<oi_ipc_schema::control::audit::AuditRecord>) {
+    use oi_ipc_schema::control::audit::methods as audit_methods;
     let client = client.clone();
     tokio::spawn(async move {
         for r in records {
@@ -289,7 +346,7 @@ impl Service for LlmRouter {
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
         if matches!(
             req.method(),
-            methods::CHAT | methods::CHAT_STREAM | methods::MODELS
+            methods::CHAT | methods::CHAT_STREAM | methods::MODELS | methods::EMBED
         ) {
             self.refresh_vault_keys().await;
         }
@@ -341,6 +398,13 @@ impl Service for LlmRouter {
                 Ok(Reply::Stream(out_rx))
             }
             methods::MODELS => archived_reply(&self.models()),
+            methods::EMBED => {
+                let r: EmbedRequest = decode_request(&req)?;
+                let t0 = Instant::now();
+                let result = self.router().embed(&r.texts, req.deadline()).await;
+                audit_embeddings(&self.client, req.intent(), r.texts.len(), t0, &result);
+                archived_reply(&result.map_err(router_error)?)
+            }
             methods::MODEL_SET => {
                 let choice: ModelChoice = decode_request(&req)?;
                 if choice.chat.is_empty() {
@@ -386,7 +450,13 @@ impl Service for LlmRouter {
         let Some(config) = harness::config_update(generation, config_toml) else {
             return;
         };
-        let router = Self::build_router(&self.client, &config, self.health.clone()).await;
+        let router = Self::build_router(
+            &self.client,
+            &config,
+            self.health.clone(),
+            self.embed_health.clone(),
+        )
+        .await;
         self.replace_router(Arc::new(config), router);
         info!(generation, "models reloaded");
     }
@@ -403,7 +473,9 @@ pub fn run(name: &'static str) -> i32 {
             .map_err(|e| ServiceError::internal(e.to_string()))?
             .map_err(|e| ServiceError::config_error(e.to_string()))?;
         let health = Health::new(Arc::new(SystemClock), cooldown_policy(&config));
-        let router = LlmRouter::build_router(&client, &config, health.clone()).await;
+        let embed_health = Health::new(Arc::new(SystemClock), embed::cooldown_policy(&config));
+        let router =
+            LlmRouter::build_router(&client, &config, health.clone(), embed_health.clone()).await;
         let usable = router.deployments().iter().filter(|d| d.usable()).count();
         info!(
             usable,
@@ -415,6 +487,7 @@ pub fn run(name: &'static str) -> i32 {
             config: RwLock::new(Arc::new(config)),
             router: RwLock::new(Arc::new(router)),
             health,
+            embed_health,
             overrides: Arc::new(overrides),
             keys_read: std::sync::Mutex::new(Instant::now()),
         })

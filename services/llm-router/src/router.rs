@@ -68,9 +68,12 @@ pub fn install_crypto() {
 
 pub struct Router {
     deployments: Vec<Deployment>,
-    health: Health,
-    http: reqwest::Client,
-    settings: Settings,
+    pub(crate) health: Health,
+    pub(crate) http: reqwest::Client,
+    pub(crate) settings: Settings,
+    /// The `[embeddings]` deployment, the dimensions to ask for, and its
+    /// own health (see [`crate::embed`]).
+    pub(crate) embedder: Option<(Deployment, u32, Health)>,
 }
 
 impl Router {
@@ -91,7 +94,20 @@ impl Router {
             health,
             http,
             settings,
+            embedder: None,
         }
+    }
+
+    /// Adds the `[embeddings]` deployment (`dimensions` 0: the model's
+    /// own), with its health kept apart from the chat cascade's.
+    pub fn with_embeddings(
+        mut self,
+        d: Option<Deployment>,
+        dimensions: u32,
+        health: Health,
+    ) -> Router {
+        self.embedder = d.map(|d| (d, dimensions, health));
+        self
     }
 
     pub fn deployments(&self) -> &[Deployment] {
@@ -502,7 +518,7 @@ impl Router {
     }
 }
 
-fn transport_failure(e: &reqwest::Error) -> Failure {
+pub(crate) fn transport_failure(e: &reqwest::Error) -> Failure {
     let class = if e.is_connect() {
         Class::Connect
     } else if e.is_timeout() {

@@ -908,3 +908,175 @@ async fn without_cooldowns_a_failed_deployment_is_not_retried_in_the_same_reques
         "tried once per request, first each time"
     );
 }
+
+/// A router whose `[embeddings]` is a fake speaking `kind`, its health
+/// on `clock`.
+async fn embed_env(kind: &str, extra: &str, clock: Arc<dyn Clock>) -> (FakeProvider, Router) {
+    let f = FakeProvider::start().await.unwrap();
+    f.set_embedder(oi_llm_router::fake::toy_semantic_embedding);
+    let path = if kind == "gemini" { "/v1beta" } else { "/v1" };
+    let toml = format!(
+        "[embeddings]\nkind = \"{kind}\"\nbase_url = \"{}\"\nmodel = \"embed-1\"\napi_key_env = \"KEY_EMBED\"\n{extra}\n[cascade]\n{CASCADE}",
+        f.url(path)
+    );
+    let config = Config::parse_layers(Some(&toml), Path::new("test.toml")).unwrap();
+    let chat_health = Health::new(Arc::new(SystemClock), cooldown_policy(&config));
+    let router = Router::new(Vec::new(), chat_health, settings(&config)).with_embeddings(
+        oi_llm_router::deployments::embeddings_from_config(&config, &TestKeys),
+        config.embeddings.dimensions,
+        Health::new(clock, oi_llm_router::embed::cooldown_policy(&config)),
+    );
+    (f, router)
+}
+
+fn texts(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("text {i} about espresso")).collect()
+}
+
+#[tokio::test]
+async fn embeddings_in_both_wire_formats_come_back_in_order_normalised_and_batched() {
+    for kind in ["openai", "gemini"] {
+        let (f, router) = embed_env(kind, "dimensions = 16", Arc::new(SystemClock)).await;
+        let input = texts(200);
+        let r = router.embed(&input, LONG).await.unwrap();
+        assert_eq!(r.vectors.len(), 200, "{kind}");
+        assert_eq!(r.dimensions, 16);
+        let base = f.url(if kind == "gemini" { "/v1beta" } else { "/v1" });
+        assert_eq!(r.space, format!("{kind} {base} embed-1 16"));
+        for (t, v) in input.iter().zip(&r.vectors) {
+            let want = oi_llm_router::fake::toy_semantic_embedding(t);
+            let d: f32 = v.iter().zip(&want).map(|(a, b)| a * b).sum();
+            assert!((d - 1.0).abs() < 1e-5, "{kind}: vector out of order");
+        }
+        // 200 texts in batches of at most 96.
+        let reqs = f.embedding_requests();
+        assert_eq!(reqs.len(), 3, "{kind}");
+        let r0 = &reqs[0];
+        if kind == "openai" {
+            assert_eq!(r0.path, "/v1/embeddings");
+            assert_eq!(r0.body["model"], "embed-1");
+            assert_eq!(r0.body["encoding_format"], "float");
+            assert_eq!(r0.body["dimensions"], 16);
+            assert_eq!(r0.body["input"].as_array().unwrap().len(), 96);
+            assert_eq!(r0.header("authorization"), Some("Bearer sk-test-key_embed"));
+        } else {
+            assert_eq!(r0.path, "/v1beta/models/embed-1:batchEmbedContents");
+            let q = &r0.body["requests"][0];
+            assert_eq!(q["model"], "models/embed-1");
+            assert_eq!(q["content"]["parts"][0]["text"], "text 0 about espresso");
+            assert_eq!(q["outputDimensionality"], 16);
+            assert_eq!(r0.header("x-goog-api-key"), Some("sk-test-key_embed"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn embeddings_wait_out_a_short_rate_limit() {
+    let (f, router) = embed_env("openai", "", Arc::new(SystemClock)).await;
+    f.fail_embeddings(Some(Reply::status(
+        429,
+        &[("retry-after", "1")],
+        r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+    )));
+    let t0 = Instant::now();
+    let input = texts(2);
+    let r = router.embed(&input, LONG);
+    let recover = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        f.fail_embeddings(None);
+    };
+    let (r, ()) = tokio::join!(r, recover);
+    assert_eq!(r.unwrap().vectors.len(), 2);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(f.embedding_requests().len(), 2);
+}
+
+#[tokio::test]
+async fn embeddings_of_a_dead_provider_cool_longer_each_time_and_answer_at_once() {
+    let clock = Arc::new(ManualClock::default());
+    let (f, router) = embed_env("openai", "", clock.clone()).await;
+    f.fail_embeddings(Some(Reply::status(503, &[], "upstream connect error")));
+    // The first failure cools it for 1 s, longer than the caller's
+    // 500 ms: "cooling down" after one request, and none for the next.
+    let e = router
+        .embed(&texts(1), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RouterError::Exhausted(1, _)), "{e}");
+    assert!(e.to_string().contains("HTTP 503"), "{e}");
+    assert_eq!(f.embedding_requests().len(), 1);
+    let t0 = Instant::now();
+    let e = router
+        .embed(&texts(1), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RouterError::AllCooling { .. }), "{e}");
+    assert!(t0.elapsed() < Duration::from_millis(100));
+    assert_eq!(
+        f.embedding_requests().len(),
+        1,
+        "a cooling provider is not asked"
+    );
+    // After the cooldown it is tried again, fails, and cools for 2 s.
+    clock.advance(Duration::from_millis(1100));
+    router
+        .embed(&texts(1), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert_eq!(f.embedding_requests().len(), 2);
+    clock.advance(Duration::from_millis(1100));
+    let e = router
+        .embed(&texts(1), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RouterError::AllCooling { .. }), "{e}");
+    assert_eq!(
+        f.embedding_requests().len(),
+        2,
+        "the second cooldown is 2 s"
+    );
+    // Back up: served after its cooldown.
+    f.fail_embeddings(None);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        router.embed(&texts(1), LONG).await.unwrap().vectors.len(),
+        1
+    );
+    // A refused key is not retried and says why.
+    f.fail_embeddings(Some(Reply::status(
+        401,
+        &[],
+        r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+    )));
+    let e = router.embed(&texts(1), LONG).await.unwrap_err();
+    assert!(matches!(e, RouterError::Refused { .. }), "{e}");
+    assert!(e.to_string().contains("Incorrect API key"), "{e}");
+}
+
+#[tokio::test]
+async fn embeddings_answers_that_do_not_fit_are_refused() {
+    let (f, router) = embed_env("openai", "", Arc::new(SystemClock)).await;
+    f.set_embedder(|t| {
+        if t.contains('1') {
+            vec![1.0; 3]
+        } else {
+            vec![1.0; 4]
+        }
+    });
+    let e = router
+        .embed(&texts(2), Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("vector 1 has 3 dimensions"), "{e}");
+    let none = Router::new(
+        Vec::new(),
+        router.health().clone(),
+        settings(&Config::defaults()),
+    );
+    let e = none.embed(&texts(1), LONG).await.unwrap_err();
+    assert!(e.to_string().contains("[embeddings] kind is empty"), "{e}");
+}

@@ -78,8 +78,9 @@ pub fn to_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-pub fn from_bytes(b: &[u8]) -> Option<Vec<f32>> {
-    if b.len() != DIM * 4 {
+/// A stored vector of `dim` components; `None` when the blob is not one.
+pub fn from_bytes(b: &[u8], dim: usize) -> Option<Vec<f32>> {
+    if dim == 0 || b.len() != dim * 4 {
         return None;
     }
     Some(
@@ -103,7 +104,8 @@ mod tests {
         assert!(dot(&a, &far) < 0.15, "{}", dot(&a, &far));
         assert!(dot(&a, &near) > dot(&a, &far) + 0.3);
         assert!(embed("  ,;  ").iter().all(|x| *x == 0.0));
-        assert_eq!(from_bytes(&to_bytes(&a)).unwrap(), a);
+        assert_eq!(from_bytes(&to_bytes(&a), DIM).unwrap(), a);
+        assert_eq!(from_bytes(&to_bytes(&a), 12), None);
         // The lane-split dot product equals the plain one (up to rounding),
         // also for lengths that are not a multiple of 8.
         for n in [0, 1, 7, 8, 9, 384] {

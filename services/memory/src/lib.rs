@@ -3,9 +3,12 @@
 //! The semantic layer is also offered to the agent as tools.
 
 pub mod embed;
+pub mod maintenance;
+pub mod provider;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use oi_ipc_schema::ToolSpec;
 use oi_ipc_schema::memory::{
@@ -13,12 +16,16 @@ use oi_ipc_schema::memory::{
     IntegrityReport, SettingSet, methods,
 };
 use oi_kernel::client::IncomingRequest;
-use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
+use oi_kernel::config::Config;
+use oi_kernel::harness::{
+    self, Live, Reply, Service, ServiceError, archived_reply, decode_request,
+};
 use oi_kernel::tool::{self, json_reply, spec};
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{Instrument, info};
 
-use crate::store::{MemoryError, Store, Tuning};
+use crate::provider::ProviderEmbeddings;
+use crate::store::{MemoryError, Mode, SpaceVector, Store, Tuning};
 
 /// Tool names (as the seed named them).
 pub mod tools {
@@ -26,6 +33,7 @@ pub mod tools {
     pub const SEARCH: &str = "memory_search";
     pub const LIST: &str = "memory_list";
     pub const DELETE: &str = "memory_delete";
+    pub const GET: &str = "memory_get";
 }
 
 pub fn tool_specs() -> Vec<ToolSpec> {
@@ -43,7 +51,15 @@ pub fn tool_specs() -> Vec<ToolSpec> {
             "Search long-term memory by keywords and meaning; returns the best matches.",
             json!({
             "type": "object", "required": ["query"],
-            "properties": {"query": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 50}}}),
+            "properties": {"query": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+                           "mode": {"type": "string", "enum": ["hybrid", "keyword", "vector"],
+                                    "description": "hybrid (default): keywords and meaning; keyword; vector: meaning only"}}}),
+        ),
+        spec(
+            tools::GET,
+            "Read one saved memory by its id.",
+            json!({
+            "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}),
         ),
         spec(
             tools::LIST,
@@ -61,9 +77,40 @@ pub fn tool_specs() -> Vec<ToolSpec> {
     ]
 }
 
+/// What `[memory]` and `[embeddings]` set, swapped whole on a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub history_window: u32,
+    pub episode_max_count: u64,
+    pub episode_max_age_days: u64,
+    pub retention_check: Duration,
+    /// The `[embeddings]` provider (kind, URL, model, dimensions); `None`
+    /// for the local embedding only.
+    pub embeddings: Option<String>,
+    pub embed_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        let m = &c.memory;
+        Settings {
+            history_window: m.history_window,
+            episode_max_count: m.episode_max_count,
+            episode_max_age_days: m.episode_max_age_days,
+            retention_check: Duration::from_secs(m.retention_check_secs.max(1)),
+            embeddings: c.embeddings.enabled().then(|| {
+                let e = &c.embeddings;
+                format!("{} {} {} {}", e.kind, e.base_url, e.model, e.dimensions)
+            }),
+            embed_timeout: Duration::from_millis(m.embed_timeout_ms.max(1)),
+        }
+    }
+}
+
 struct MemoryService {
     store: Arc<Store>,
-    history_window: u32,
+    settings: Arc<Live<Settings>>,
+    provider: Arc<ProviderEmbeddings>,
 }
 
 fn memory_error(e: MemoryError) -> ServiceError {
@@ -123,10 +170,28 @@ impl Service for MemoryService {
                         ));
                     }
                 };
+                let e = self.provider.for_request(vec![text.clone()]).await;
                 let id = self
-                    .blocking(move |s| s.save_fact(&text, &tags, &caller))
+                    .blocking(move |s| {
+                        let pv = e.as_ref().and_then(|e| {
+                            Some(SpaceVector {
+                                space: &e.space,
+                                vector: e.vectors.first()?,
+                            })
+                        });
+                        s.save_fact(&text, &tags, &caller, pv)
+                    })
                     .await?;
                 json_reply(json!({"id": id}))
+            }
+            tools::GET => {
+                let a: Value = tool::args(&req)?;
+                let id = a["id"].as_i64().ok_or_else(|| {
+                    ServiceError::bad_request("memory_get: 'id' (an integer) is required")
+                })?;
+                // The hot cache answers on the service's own thread.
+                let fact = self.store.fact(id).map_err(memory_error)?;
+                json_reply(json!(*fact))
             }
             tools::SEARCH => {
                 let a: Value = tool::args(&req)?;
@@ -137,8 +202,36 @@ impl Service for MemoryService {
                     })?
                     .to_string();
                 let limit = a["limit"].as_u64().unwrap_or(5).clamp(1, 50) as usize;
-                let hits = self.blocking(move |s| s.search(&query, limit)).await?;
-                json_reply(json!({"results": hits}))
+                let mode = match &a["mode"] {
+                    Value::Null => Mode::Hybrid,
+                    v => v.as_str().and_then(Mode::parse).ok_or_else(|| {
+                        ServiceError::bad_request(format!(
+                            "memory_search: 'mode' is {v}; use \"hybrid\", \"keyword\" or \"vector\""
+                        ))
+                    })?,
+                };
+                let e = if mode == Mode::Keyword {
+                    None
+                } else {
+                    self.provider.for_request(vec![query.clone()]).await
+                };
+                let (hits, via) = self
+                    .blocking(move |s| {
+                        let pv = e.as_ref().and_then(|e| {
+                            Some(SpaceVector {
+                                space: &e.space,
+                                vector: e.vectors.first()?,
+                            })
+                        });
+                        // A search in a new space (the model changed)
+                        // switches to it; the backfill fills it.
+                        if let Some(pv) = pv {
+                            s.use_space(pv.space)?;
+                        }
+                        s.search(&query, limit, mode, pv)
+                    })
+                    .await?;
+                json_reply(json!({"results": hits, "via": via}))
             }
             tools::LIST => {
                 let a: Value = tool::args(&req)?;
@@ -163,7 +256,7 @@ impl Service for MemoryService {
             }
             methods::HISTORY_WINDOW => {
                 let ChatId { chat } = decode_request(&req)?;
-                let n = self.history_window;
+                let n = self.settings.get().history_window;
                 let messages = self.blocking(move |s| s.window(&chat, n)).await?;
                 archived_reply(&History { messages })
             }
@@ -198,6 +291,18 @@ impl Service for MemoryService {
                     .await?;
                 Ok(Reply::Once(Vec::new()))
             }
+            methods::STATS => {
+                let stats = self.blocking(|s| s.stats()).await?;
+                let mut v = json!(stats);
+                v["embeddings"] = json!(if !self.provider.enabled() {
+                    "local only ([embeddings] kind is empty)".to_string()
+                } else if self.provider.failing() {
+                    format!("local for now: {}", self.provider.last_error())
+                } else {
+                    "provider".to_string()
+                });
+                json_reply(v)
+            }
             methods::CHECK => {
                 let (result, facts, episodes) = self.blocking(|s| s.check()).await?;
                 archived_reply(&IntegrityReport {
@@ -211,11 +316,24 @@ impl Service for MemoryService {
             ))),
         }
     }
+
+    async fn config_changed(&self, generation: u64, config_toml: &str) {
+        let Some(config) = harness::config_update(generation, config_toml) else {
+            return;
+        };
+        let new = Settings::from_config(&config);
+        if *self.settings.get() != new {
+            self.provider
+                .configure(new.embeddings.is_some(), new.embed_timeout);
+            self.settings.set(new);
+            info!(generation, "[memory] settings applied");
+        }
+    }
 }
 
 /// Entry point of `openintentd service memory`.
 pub fn run(name: &'static str) -> i32 {
-    harness::run(name, |_client| async move {
+    harness::run(name, |client| async move {
         let config = harness::service_config()?;
         let data = harness::data_dir(name)?;
         let m = &config.memory;
@@ -234,10 +352,21 @@ pub fn run(name: &'static str) -> i32 {
                 }
                 other => ServiceError::internal(other.to_string()),
             })?;
-        info!(facts = store.fact_count(), "memory open");
+        info!(facts = store.fact_count(), space = ?store.space(), "memory open");
+        let store = Arc::new(store);
+        let settings = Arc::new(Live::new(Settings::from_config(&config)));
+        let s = settings.get();
+        let provider = Arc::new(ProviderEmbeddings::new(
+            client,
+            s.embeddings.is_some(),
+            s.embed_timeout,
+        ));
+        tokio::spawn(maintenance::retention(store.clone(), settings.clone()).in_current_span());
+        tokio::spawn(maintenance::backfill(store.clone(), provider.clone()).in_current_span());
         Ok(MemoryService {
-            store: Arc::new(store),
-            history_window: m.history_window,
+            store,
+            settings,
+            provider,
         })
     })
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::embed;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: the three layers and per-chat settings.
 const M1: &str = "
@@ -50,6 +50,19 @@ CREATE TABLE chat_settings(chat TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT
 
 /// Version 2: facts carry their embedding (backfilled for existing facts).
 const M2: &str = "ALTER TABLE facts ADD COLUMN embedding BLOB;";
+
+/// Version 3: the provider's embeddings of each fact, per vector space
+/// (wire kind, URL, model, dimensions), and small key/value state.
+const M3: &str = "
+CREATE TABLE fact_vectors(space TEXT NOT NULL, fact_id INTEGER NOT NULL
+    REFERENCES facts(id) ON DELETE CASCADE, vec BLOB NOT NULL,
+    PRIMARY KEY(space, fact_id)) WITHOUT ROWID;
+CREATE INDEX fact_vectors_by_fact ON fact_vectors(fact_id);
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// `meta` key of the provider vector space in use.
+const META_SPACE: &str = "embedding_space";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -88,6 +101,60 @@ pub struct Hit {
     pub score: f64,
 }
 
+/// What a search ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keywords (FTS5 BM25) and embeddings, fused.
+    Hybrid,
+    Keyword,
+    Vector,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "hybrid" => Some(Mode::Hybrid),
+            "keyword" => Some(Mode::Keyword),
+            "vector" => Some(Mode::Vector),
+            _ => None,
+        }
+    }
+}
+
+/// The provider's embedding of a query or a fact, in its space.
+#[derive(Debug, Clone, Copy)]
+pub struct SpaceVector<'a> {
+    pub space: &'a str,
+    pub vector: &'a [f32],
+}
+
+/// Which embeddings a search used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// No embeddings (keyword mode).
+    None,
+    /// The built-in local embedding.
+    Local,
+    /// The provider's.
+    Provider,
+    /// The provider's, and the local one for facts it has not embedded yet.
+    ProviderAndLocal,
+}
+
+/// Counts for `memory.stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub facts: usize,
+    pub episodes: u64,
+    pub local_indexed: bool,
+    /// The provider's vector space in use ("" for none yet).
+    pub space: String,
+    pub provider_vectors: usize,
+    pub provider_dimensions: usize,
+    pub provider_indexed: bool,
+}
+
 /// Tuning from `[memory]`.
 #[derive(Debug, Clone)]
 pub struct Tuning {
@@ -112,25 +179,46 @@ pub struct Store {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     hot: moka::sync::Cache<i64, Arc<Fact>>,
-    /// Every fact's embedding, for similarity search.
+    /// Every fact's local embedding, for similarity search.
     vectors: RwLock<Vectors>,
+    /// The provider's embeddings in the space in use, when there is one.
+    provider: RwLock<Option<SpaceVectors>>,
+}
+
+struct SpaceVectors {
+    space: String,
+    vectors: Vectors,
 }
 
 /// Fact count from which similarity search goes through the HNSW index
 /// instead of scanning every vector.
 pub const ANN_THRESHOLD: usize = 5_000;
 
-/// The embeddings, scanned exactly while there are few, and indexed by
-/// usearch (HNSW, inner product) once there are [`ANN_THRESHOLD`].
+/// Unit vectors of one space, scanned exactly while there are few, and
+/// indexed by usearch (HNSW, inner product) once there are
+/// [`ANN_THRESHOLD`].
 struct Vectors {
+    dim: usize,
     all: Vec<(i64, Vec<f32>)>,
     ann: Option<usearch::Index>,
 }
 
 impl Vectors {
-    fn new_index(n: usize) -> Option<usearch::Index> {
+    fn new(dim: usize, all: Vec<(i64, Vec<f32>)>) -> Vectors {
+        let mut v = Vectors {
+            dim,
+            all,
+            ann: None,
+        };
+        if v.all.len() >= ANN_THRESHOLD {
+            v.build_index();
+        }
+        v
+    }
+
+    fn new_index(&self, n: usize) -> Option<usearch::Index> {
         let opts = usearch::IndexOptions {
-            dimensions: embed::DIM,
+            dimensions: self.dim,
             metric: usearch::MetricKind::IP,
             quantization: usearch::ScalarKind::F32,
             connectivity: 0,
@@ -145,7 +233,7 @@ impl Vectors {
     }
 
     fn build_index(&mut self) {
-        let Some(index) = Self::new_index(self.all.len()) else {
+        let Some(index) = self.new_index(self.all.len()) else {
             tracing::warn!("cannot create the vector index; similarity search scans instead");
             return;
         };
@@ -159,6 +247,9 @@ impl Vectors {
     }
 
     fn insert(&mut self, id: i64, v: Vec<f32>) {
+        if v.len() != self.dim {
+            return;
+        }
         if let Some(index) = &self.ann {
             if index.size() + 1 >= index.capacity() {
                 let _ = index.reserve(index.capacity() * 2);
@@ -171,6 +262,39 @@ impl Vectors {
         if self.ann.is_none() && self.all.len() >= ANN_THRESHOLD {
             self.build_index();
         }
+    }
+
+    /// Nearest `k` by dot product: through the index when there is one.
+    fn nearest(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
+        if query.len() != self.dim {
+            return Vec::new();
+        }
+        if let Some(index) = &self.ann
+            && let Ok(m) = index.search(query, k)
+        {
+            // usearch's inner-product distance is 1 - dot.
+            return m
+                .keys
+                .iter()
+                .zip(&m.distances)
+                .map(|(id, d)| (*id as i64, 1.0 - d))
+                .collect();
+        }
+        self.scan(query, k)
+    }
+
+    /// Exact nearest neighbours by scanning every vector.
+    fn scan(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
+        let mut best: Vec<(i64, f32)> = Vec::with_capacity(k + 1);
+        for (id, v) in self.all.iter() {
+            let s = embed::dot(query, v);
+            if best.len() < k || s > best[best.len() - 1].1 {
+                let at = best.partition_point(|(_, b)| *b >= s);
+                best.insert(at, (*id, s));
+                best.truncate(k);
+            }
+        }
+        best
     }
 
     fn remove(&mut self, id: i64) {
@@ -285,20 +409,176 @@ impl Store {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(dberr)?
             .into_iter()
-            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b?)?)))
+            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b?, embed::DIM)?)))
             .collect()
         };
-        let mut vectors = Vectors { all, ann: None };
-        if vectors.all.len() >= ANN_THRESHOLD {
-            vectors.build_index();
-        }
-        Ok(Store {
+        let space: Option<String> = writer
+            .query_row("SELECT value FROM meta WHERE key = ?1", [META_SPACE], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(dberr)?;
+        let store = Store {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
             hot: moka::sync::Cache::new(tuning.cache_entries.max(1)),
-            vectors: RwLock::new(vectors),
+            vectors: RwLock::new(Vectors::new(embed::DIM, all)),
+            provider: RwLock::new(None),
+        };
+        if let Some(space) = space {
+            store.load_space(&space)?;
+        }
+        Ok(store)
+    }
+
+    // ---- provider vector spaces ----
+
+    /// The provider vector space in use, if any.
+    pub fn space(&self) -> Option<String> {
+        self.provider
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|p| p.space.clone())
+    }
+
+    /// Makes `space` the one in use (remembered across restarts), loading
+    /// the vectors already stored for it. Vectors of other spaces stay in
+    /// the database (switching back costs nothing) until `drop_other_spaces`.
+    pub fn use_space(&self, space: &str) -> Result<(), MemoryError> {
+        if self.space().as_deref() == Some(space) {
+            return Ok(());
+        }
+        self.db(lock(&self.writer).execute(
+            "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![META_SPACE, space],
+        ))?;
+        self.load_space(space)?;
+        tracing::info!(
+            space,
+            vectors = self.provider_count(),
+            "embedding space in use"
+        );
+        Ok(())
+    }
+
+    fn load_space(&self, space: &str) -> Result<(), MemoryError> {
+        let rows: Vec<(i64, Vec<u8>)> = {
+            let r = self.reader();
+            let mut stmt =
+                self.db(r.prepare("SELECT fact_id, vec FROM fact_vectors WHERE space = ?1"))?;
+            let rows = stmt
+                .query_map([space], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+            self.db(rows)?
+        };
+        let dim = rows.first().map_or(0, |(_, b)| b.len() / 4);
+        let all = rows
+            .into_iter()
+            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b, dim)?)))
+            .collect();
+        *self.provider.write().unwrap_or_else(|p| p.into_inner()) = Some(SpaceVectors {
+            space: space.to_string(),
+            vectors: Vectors::new(dim, all),
+        });
+        Ok(())
+    }
+
+    fn provider_count(&self) -> usize {
+        self.provider
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |p| p.vectors.all.len())
+    }
+
+    /// Up to `limit` facts (id, text) with no vector in `space`, oldest
+    /// first (all facts when `space` is `None`).
+    pub fn facts_missing_vectors(
+        &self,
+        space: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, MemoryError> {
+        let r = self.reader();
+        let mut stmt = self.db(r.prepare(
+            "SELECT id, text FROM facts f WHERE NOT EXISTS
+               (SELECT 1 FROM fact_vectors v WHERE v.space = ?1 AND v.fact_id = f.id)
+             ORDER BY id LIMIT ?2",
+        ))?;
+        let rows = stmt
+            .query_map(params![space.unwrap_or(""), limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+        self.db(rows)
+    }
+
+    /// Stores the provider's vectors of existing facts in `space` (facts
+    /// deleted meanwhile are skipped) and makes `space` the one in use.
+    /// Returns how many were stored.
+    pub fn put_vectors(&self, space: &str, rows: &[(i64, Vec<f32>)]) -> Result<usize, MemoryError> {
+        self.use_space(space)?;
+        let mut stored = Vec::with_capacity(rows.len());
+        {
+            let mut w = lock(&self.writer);
+            let tx = self.db(w.transaction())?;
+            {
+                let mut stmt = self.db(tx.prepare(
+                    "INSERT OR REPLACE INTO fact_vectors(space, fact_id, vec)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM facts WHERE id = ?2)",
+                ))?;
+                for (id, v) in rows {
+                    if self.db(stmt.execute(params![space, id, embed::to_bytes(v)]))? > 0 {
+                        stored.push((*id, v.clone()));
+                    }
+                }
+            }
+            self.db(tx.commit())?;
+        }
+        let n = stored.len();
+        self.add_provider_vectors(space, stored);
+        Ok(n)
+    }
+
+    fn add_provider_vectors(&self, space: &str, rows: Vec<(i64, Vec<f32>)>) {
+        let mut p = self.provider.write().unwrap_or_else(|p| p.into_inner());
+        let Some(sv) = p.as_mut().filter(|sv| sv.space == space) else {
+            return;
+        };
+        for (id, v) in rows {
+            if sv.vectors.all.is_empty() && sv.vectors.dim != v.len() {
+                sv.vectors = Vectors::new(v.len(), Vec::new());
+            }
+            sv.vectors.insert(id, v);
+        }
+    }
+
+    /// Deletes the stored vectors of every space but the one in use (after
+    /// a model change, once nothing needs the old vectors).
+    pub fn drop_other_spaces(&self) -> Result<usize, MemoryError> {
+        let Some(space) = self.space() else {
+            return Ok(0);
+        };
+        self.db(lock(&self.writer).execute("DELETE FROM fact_vectors WHERE space != ?1", [space]))
+    }
+
+    pub fn stats(&self) -> Result<Stats, MemoryError> {
+        let episodes: i64 =
+            self.db(self
+                .reader()
+                .query_row("SELECT COUNT(*) FROM episodes", [], |x| x.get(0)))?;
+        let local = self.vectors.read().unwrap_or_else(|p| p.into_inner());
+        let p = self.provider.read().unwrap_or_else(|p| p.into_inner());
+        Ok(Stats {
+            facts: local.all.len(),
+            episodes: episodes as u64,
+            local_indexed: local.ann.is_some(),
+            space: p.as_ref().map(|p| p.space.clone()).unwrap_or_default(),
+            provider_vectors: p.as_ref().map_or(0, |p| p.vectors.all.len()),
+            provider_dimensions: p.as_ref().map_or(0, |p| p.vectors.dim),
+            provider_indexed: p.as_ref().is_some_and(|p| p.vectors.ann.is_some()),
         })
     }
 
@@ -309,7 +589,15 @@ impl Store {
 
     // ---- semantic memory ----
 
-    pub fn save_fact(&self, text: &str, tags: &[String], source: &str) -> Result<i64, MemoryError> {
+    /// Saves a fact with its local embedding and, when given, the
+    /// provider's (in one transaction).
+    pub fn save_fact(
+        &self,
+        text: &str,
+        tags: &[String],
+        source: &str,
+        provider: Option<SpaceVector<'_>>,
+    ) -> Result<i64, MemoryError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(MemoryError::BadRequest("a memory needs some text".into()));
@@ -320,18 +608,33 @@ impl Store {
             )));
         }
         let v = embed::embed(text);
+        if let Some(p) = provider {
+            self.use_space(p.space)?;
+        }
         let id = {
-            let w = lock(&self.writer);
-            self.db(w.execute(
+            let mut w = lock(&self.writer);
+            let tx = self.db(w.transaction())?;
+            self.db(tx.execute(
                 "INSERT INTO facts(text, tags, source, ts_ms, embedding) VALUES(?1, ?2, ?3, ?4, ?5)",
                 params![text, tags.join(","), source, now_ms(), embed::to_bytes(&v)],
             ))?;
-            w.last_insert_rowid()
+            let id = tx.last_insert_rowid();
+            if let Some(p) = provider {
+                self.db(tx.execute(
+                    "INSERT INTO fact_vectors(space, fact_id, vec) VALUES(?1, ?2, ?3)",
+                    params![p.space, id, embed::to_bytes(p.vector)],
+                ))?;
+            }
+            self.db(tx.commit())?;
+            id
         };
         self.vectors
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, v);
+        if let Some(p) = provider {
+            self.add_provider_vectors(p.space, vec![(id, p.vector.to_vec())]);
+        }
         Ok(id)
     }
 
@@ -365,6 +668,14 @@ impl Store {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        if let Some(p) = self
+            .provider
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            p.vectors.remove(id);
+        }
         Ok(n > 0)
     }
 
@@ -396,73 +707,94 @@ impl Store {
             .is_some()
     }
 
-    /// Ids of the `k` facts whose embeddings are closest to `query`, with
-    /// their similarity (dot product): approximate through the index once
-    /// there is one, exact otherwise.
+    /// Ids of the `k` facts whose local embeddings are closest to `query`,
+    /// with their similarity (dot product): approximate through the index
+    /// once there is one, exact otherwise.
     pub fn nearest(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
-        let vectors = self.vectors.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(index) = &vectors.ann
-            && let Ok(m) = index.search(query, k)
-        {
-            // usearch's inner-product distance is 1 - dot.
-            return m
-                .keys
-                .iter()
-                .zip(&m.distances)
-                .map(|(id, d)| (*id as i64, 1.0 - d))
-                .collect();
-        }
-        Self::scan(&vectors.all, query, k)
+        self.vectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nearest(query, k)
     }
 
-    /// Exact nearest neighbours by scanning every vector.
+    /// Exact nearest neighbours by scanning every local vector.
     pub fn nearest_exact(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
-        Self::scan(
-            &self.vectors.read().unwrap_or_else(|p| p.into_inner()).all,
-            query,
-            k,
-        )
+        self.vectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .scan(query, k)
     }
 
-    fn scan(all: &[(i64, Vec<f32>)], query: &[f32], k: usize) -> Vec<(i64, f32)> {
-        let mut best: Vec<(i64, f32)> = Vec::with_capacity(k + 1);
-        for (id, v) in all.iter() {
-            let s = embed::dot(query, v);
-            if best.len() < k || s > best[best.len() - 1].1 {
-                let at = best.partition_point(|(_, b)| *b >= s);
-                best.insert(at, (*id, s));
-                best.truncate(k);
-            }
-        }
-        best
+    /// The provider vectors nearest `q`, and whether every fact has one;
+    /// `None` when `q` is not in the space in use.
+    fn nearest_provider(&self, q: SpaceVector<'_>, k: usize) -> Option<(Vec<(i64, f32)>, bool)> {
+        let p = self.provider.read().unwrap_or_else(|p| p.into_inner());
+        let sv = p.as_ref().filter(|sv| sv.space == q.space)?;
+        let complete = sv.vectors.all.len() >= self.fact_count();
+        Some((sv.vectors.nearest(q.vector, k), complete))
     }
 
-    /// Hybrid search: BM25 over the text and tags, and embedding
-    /// similarity, fused by reciprocal rank (k = 60).
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, MemoryError> {
+    /// Search by keywords (BM25 over the text and tags), by embedding
+    /// similarity, or both fused by reciprocal rank (k = 60). Similarity
+    /// uses the provider's embedding of the query when given (and in the
+    /// space in use), plus the local one for facts the provider has not
+    /// embedded yet; else the local embedding.
+    pub fn search(
+        &self,
+        query: &str,
+        limit: usize,
+        mode: Mode,
+        provider: Option<SpaceVector<'_>>,
+    ) -> Result<(Vec<Hit>, Via), MemoryError> {
         const K: f64 = 60.0;
         let depth = (limit * 4).max(20);
         let mut scores: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
-        if let Some(q) = fts_query(query) {
+        let mut fuse = |ids: &mut dyn Iterator<Item = i64>| {
+            for (rank, id) in ids.enumerate() {
+                *scores.entry(id).or_default() += 1.0 / (K + rank as f64 + 1.0);
+            }
+        };
+        if mode != Mode::Vector
+            && let Some(q) = fts_query(query)
+        {
             let r = self.reader();
             let mut stmt = self.db(r.prepare("SELECT rowid FROM facts_fts WHERE facts_fts MATCH ?1 ORDER BY bm25(facts_fts) LIMIT ?2"))?;
             let ids = stmt
                 .query_map(params![q, depth as i64], |r| r.get::<_, i64>(0))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>());
-            for (rank, id) in self.db(ids)?.into_iter().enumerate() {
-                *scores.entry(id).or_default() += 1.0 / (K + rank as f64 + 1.0);
-            }
+            fuse(&mut self.db(ids)?.into_iter());
         }
-        let qv = embed::embed(query);
-        for (rank, (id, sim)) in self.nearest(&qv, depth).into_iter().enumerate() {
-            if sim > 0.05 {
-                *scores.entry(id).or_default() += 1.0 / (K + rank as f64 + 1.0);
+        let mut via = Via::None;
+        if mode != Mode::Keyword {
+            let (complete, provider_hits) =
+                match provider.and_then(|q| self.nearest_provider(q, depth)) {
+                    Some((hits, complete)) => (complete, Some(hits)),
+                    None => (false, None),
+                };
+            if let Some(hits) = provider_hits {
+                fuse(&mut hits.into_iter().map(|(id, _)| id));
+                via = Via::Provider;
+            }
+            if !complete {
+                let qv = embed::embed(query);
+                fuse(
+                    &mut self
+                        .nearest(&qv, depth)
+                        .into_iter()
+                        .filter(|(_, sim)| *sim > 0.05)
+                        .map(|(id, _)| id),
+                );
+                via = if via == Via::Provider {
+                    Via::ProviderAndLocal
+                } else {
+                    Via::Local
+                };
             }
         }
         let mut ranked: Vec<(i64, f64)> = scores.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
         ranked.truncate(limit);
-        ranked
+        let hits = ranked
             .into_iter()
             .map(|(id, score)| {
                 Ok(Hit {
@@ -470,7 +802,8 @@ impl Store {
                     score,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, MemoryError>>()?;
+        Ok((hits, via))
     }
 
     // ---- working memory ----
@@ -652,6 +985,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), MemoryError> {
                         )?;
                     }
                 }
+                3 => conn.execute_batch(M3)?,
                 _ => {}
             }
             conn.execute_batch(&format!("PRAGMA user_version = {next}"))
@@ -695,10 +1029,11 @@ mod tests {
                 "The user prefers dark roast coffee",
                 &["food".into()],
                 "user",
+                None,
             )
             .unwrap();
         let b = s
-            .save_fact("The staging server is at 10.0.0.5", &[], "agent")
+            .save_fact("The staging server is at 10.0.0.5", &[], "agent", None)
             .unwrap();
         assert_eq!(s.fact(a).unwrap().tags, ["food"]);
         assert_eq!(
@@ -713,7 +1048,7 @@ mod tests {
             "a cached fact must go with its row"
         );
         assert!(!s.delete_fact(a).unwrap());
-        assert!(s.save_fact("  ", &[], "user").is_err());
+        assert!(s.save_fact("  ", &[], "user", None).is_err());
     }
 
     #[test]
@@ -728,26 +1063,36 @@ mod tests {
             "Bob is allergic to peanuts",
         ];
         for t in unrelated {
-            s.save_fact(t, &[], "user").unwrap();
+            s.save_fact(t, &[], "user", None).unwrap();
         }
         let exact = s
-            .save_fact("Project Nightingale uses PostgreSQL 16", &[], "user")
+            .save_fact("Project Nightingale uses PostgreSQL 16", &[], "user", None)
             .unwrap();
         let para = s
             .save_fact(
                 "The user prefers dark roast coffee in the morning",
                 &[],
                 "user",
+                None,
             )
             .unwrap();
-        let hits = s.search("Nightingale", 3).unwrap();
+        let hits = s
+            .search("Nightingale", 3, Mode::Hybrid, None)
+            .map(|(h, _)| h)
+            .unwrap();
         assert_eq!(hits[0].fact.id, exact, "{hits:?}");
         // A paraphrase that shares stems but not the exact words.
-        let hits = s.search("preferred roast of coffee", 3).unwrap();
+        let hits = s
+            .search("preferred roast of coffee", 3, Mode::Hybrid, None)
+            .map(|(h, _)| h)
+            .unwrap();
         assert_eq!(hits[0].fact.id, para, "{hits:?}");
         assert!(hits.iter().all(|h| h.score > 0.0));
         // FTS syntax in a query is just text.
-        assert!(s.search("NEAR( \"x\" OR) * -", 5).is_ok());
+        assert!(
+            s.search("NEAR( \"x\" OR) * -", 5, Mode::Hybrid, None)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -768,10 +1113,12 @@ mod tests {
             )
         };
         for i in 0..ANN_THRESHOLD - 1 {
-            s.save_fact(&text(i), &[], "t").unwrap();
+            s.save_fact(&text(i), &[], "t", None).unwrap();
         }
         assert!(!s.indexed());
-        let last = s.save_fact(&text(ANN_THRESHOLD - 1), &[], "t").unwrap();
+        let last = s
+            .save_fact(&text(ANN_THRESHOLD - 1), &[], "t", None)
+            .unwrap();
         assert!(s.indexed(), "no index at {ANN_THRESHOLD} facts");
         // Recall@10 against the exact scan. Many facts tie on similarity,
         // so an approximate hit counts when it is as similar as the exact
@@ -794,7 +1141,7 @@ mod tests {
         drop(s);
         let s = store(d.path());
         assert!(!s.indexed(), "one below the threshold after the delete");
-        s.save_fact("one more", &[], "t").unwrap();
+        s.save_fact("one more", &[], "t", None).unwrap();
         assert!(s.indexed());
     }
 
@@ -976,9 +1323,140 @@ mod tests {
         assert_eq!(s.window("c", 5).unwrap()[0].content, "hello");
         // The backfilled embedding makes the old fact findable by similarity.
         assert_eq!(
-            s.search("cats called", 1).unwrap()[0].fact.text,
+            s.search("cats called", 1, Mode::Hybrid, None)
+                .map(|(h, _)| h)
+                .unwrap()[0]
+                .fact
+                .text,
             "The cat is called Miso"
         );
+    }
+
+    /// A toy provider model for the tests: words map to concepts, so
+    /// paraphrases with no word in common land together.
+    fn concept(text: &str) -> Vec<f32> {
+        const C: &[&[&str]] = &[
+            &["coffee", "espresso", "latte"],
+            &["likes", "favourite", "loves"],
+            &["server", "deploy", "staging"],
+            &["dog", "puppy", "pet"],
+        ];
+        let mut v = [0.05f32; 6];
+        for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()) {
+            if let Some(i) = C.iter().position(|c| c.contains(&w)) {
+                v[i] += 1.0;
+            }
+        }
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn provider_vectors_rank_by_meaning_fill_gaps_and_follow_the_space() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        const SPACE: &str = "openai http://x/v1 toy 6";
+        let save = |t: &str, with: bool| {
+            let v = concept(t);
+            let pv = with.then_some(SpaceVector {
+                space: SPACE,
+                vector: &v,
+            });
+            s.save_fact(t, &[], "user", pv).unwrap()
+        };
+        let espresso = save("The user enjoys a double espresso every day", true);
+        save("Deploy the staging server on Fridays", true);
+        save("Alice's birthday is in September", true);
+        let q = concept("favourite coffee");
+        let pq = Some(SpaceVector {
+            space: SPACE,
+            vector: &q,
+        });
+        let (hits, via) = s.search("favourite coffee", 3, Mode::Vector, pq).unwrap();
+        assert_eq!(via, Via::Provider);
+        assert_eq!(hits[0].fact.id, espresso, "{hits:?}");
+        // The lexical local embedding cannot see that paraphrase.
+        let (hits, via) = s.search("favourite coffee", 3, Mode::Vector, None).unwrap();
+        assert_eq!(via, Via::Local);
+        assert!(
+            hits.first().is_none_or(|h| h.fact.id != espresso),
+            "{hits:?}"
+        );
+
+        // A fact saved while the provider was away: found locally until the
+        // backfill gives it a vector.
+        let dog = save("Rex the puppy", false);
+        assert_eq!(
+            s.facts_missing_vectors(Some(SPACE), 10).unwrap(),
+            [(dog, "Rex the puppy".to_string())]
+        );
+        let (_, via) = s.search("coffee", 3, Mode::Hybrid, pq).unwrap();
+        assert_eq!(via, Via::ProviderAndLocal);
+        assert_eq!(
+            s.put_vectors(
+                SPACE,
+                &[(dog, concept("Rex the puppy")), (9999, concept("gone"))]
+            )
+            .unwrap(),
+            1
+        );
+        let (_, via) = s.search("coffee", 3, Mode::Hybrid, pq).unwrap();
+        assert_eq!(via, Via::Provider);
+        let qp = concept("my pet");
+        let (hits, _) = s
+            .search(
+                "my pet",
+                1,
+                Mode::Vector,
+                Some(SpaceVector {
+                    space: SPACE,
+                    vector: &qp,
+                }),
+            )
+            .unwrap();
+        assert_eq!(hits[0].fact.id, dog);
+        // A query from another space is not compared with these vectors.
+        let (_, via) = s
+            .search(
+                "coffee",
+                3,
+                Mode::Vector,
+                Some(SpaceVector {
+                    space: "other 6",
+                    vector: &q,
+                }),
+            )
+            .unwrap();
+        assert_eq!(via, Via::Local);
+
+        // Deleting a fact deletes its vector; a reopened store remembers the
+        // space and its vectors.
+        assert!(s.delete_fact(dog).unwrap());
+        let st = s.stats().unwrap();
+        assert_eq!(
+            (st.facts, st.provider_vectors, st.provider_dimensions),
+            (3, 3, 6)
+        );
+        drop(s);
+        let s = store(d.path());
+        let st = s.stats().unwrap();
+        assert_eq!(st.space, SPACE);
+        assert_eq!(st.provider_vectors, 3);
+        let stored: i64 = lock(&s.writer)
+            .query_row("SELECT COUNT(*) FROM fact_vectors", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 3, "the deleted fact's vector went with it");
+
+        // A model change: a new space starts empty, every fact is missing,
+        // and the old vectors go once it is complete.
+        s.use_space("openai http://x/v1 toy-2 6").unwrap();
+        assert_eq!(s.stats().unwrap().provider_vectors, 0);
+        let missing = s.facts_missing_vectors(s.space().as_deref(), 10).unwrap();
+        assert_eq!(missing.len(), 3);
+        let rows: Vec<(i64, Vec<f32>)> = missing.iter().map(|(id, t)| (*id, concept(t))).collect();
+        s.put_vectors("openai http://x/v1 toy-2 6", &rows).unwrap();
+        assert_eq!(s.drop_other_spaces().unwrap(), 3);
+        assert_eq!(s.stats().unwrap().provider_vectors, 3);
     }
 
     #[test]
@@ -1019,7 +1497,8 @@ mod tests {
             let s = s.clone();
             std::thread::spawn(move || {
                 for i in 0..300 {
-                    s.save_fact(&format!("fact number {i}"), &[], "t").unwrap();
+                    s.save_fact(&format!("fact number {i}"), &[], "t", None)
+                        .unwrap();
                 }
             })
         };

@@ -6,7 +6,9 @@
 use oi_ipc_schema::llm::{ChatRequest, Role};
 use serde_json::{Map, Value, json};
 
-use super::{Assembler, HttpCall, Step, Target, args_object, event_json, extra};
+use super::{
+    Assembler, Embeddings, HttpCall, Step, Target, args_object, event_json, extra, json_vector,
+};
 use crate::classify::{Class, Failure, classify_in_band};
 use crate::stream::SseEvent;
 
@@ -91,10 +93,7 @@ pub fn build(t: &Target<'_>, req: &ChatRequest, stream: bool) -> HttpCall {
             .collect();
         body["tools"] = json!([{"functionDeclarations": decls}]);
     }
-    let mut headers = vec![("content-type", "application/json".to_string())];
-    if let Some(key) = t.key {
-        headers.push(("x-goog-api-key", key.to_string()));
-    }
+    let headers = headers(t);
     let base = t.base_url.trim_end_matches('/');
     let url = if stream {
         format!("{base}/models/{}:streamGenerateContent?alt=sse", t.model)
@@ -102,6 +101,65 @@ pub fn build(t: &Target<'_>, req: &ChatRequest, stream: bool) -> HttpCall {
         format!("{base}/models/{}:generateContent", t.model)
     };
     HttpCall { url, headers, body }
+}
+
+fn headers(t: &Target<'_>) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    if let Some(key) = t.key {
+        headers.push(("x-goog-api-key", key.to_string()));
+    }
+    headers
+}
+
+/// `POST {base}/models/{model}:batchEmbedContents`, one request per text.
+pub fn build_embeddings(t: &Target<'_>, texts: &[String], dimensions: u32) -> HttpCall {
+    let model = format!("models/{}", t.model);
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|text| {
+            let mut r = json!({"model": model, "content": {"parts": [{"text": text}]}});
+            if dimensions > 0 {
+                r["outputDimensionality"] = json!(dimensions);
+            }
+            r
+        })
+        .collect();
+    HttpCall {
+        url: format!(
+            "{}/models/{}:batchEmbedContents",
+            t.base_url.trim_end_matches('/'),
+            t.model
+        ),
+        headers: headers(t),
+        body: json!({"requests": requests}),
+    }
+}
+
+/// `{"embeddings": [{"values": [..]}]}`, in request order. Gemini reports
+/// no token count for embeddings.
+pub fn parse_embeddings(body: &Value) -> Result<Embeddings, Failure> {
+    if body.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(classify_in_band(crate::classify::error_object(body)));
+    }
+    let list = body["embeddings"]
+        .as_array()
+        .ok_or_else(|| Failure::new(Class::Protocol, "the answer has no 'embeddings' array"))?;
+    let vectors = list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json_vector(&e["values"]).ok_or_else(|| {
+                Failure::new(
+                    Class::Protocol,
+                    format!("embeddings[{i}].values is not an array of numbers"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Embeddings {
+        vectors,
+        prompt_tokens: 0,
+    })
 }
 
 /// Keeps only the JSON-Schema keywords Gemini's function declarations

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use oi_ipc_schema::llm::{ChatMessage, ChatRequest, Extra, Role, ToolCall, ToolDef, Usage};
 use serde_json::Value;
 
-use crate::classify::Failure;
+use crate::classify::{Class, Failure};
 use crate::stream::SseEvent;
 use crate::textcalls;
 
@@ -68,6 +68,65 @@ pub fn build(t: &Target<'_>, req: &ChatRequest, stream: bool) -> HttpCall {
     }
 }
 
+/// The vectors of an embeddings answer, one per input, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u32,
+}
+
+/// The embeddings request for `texts`; `None` for a format with no
+/// embeddings endpoint (Anthropic).
+pub fn build_embeddings(t: &Target<'_>, texts: &[String], dimensions: u32) -> Option<HttpCall> {
+    match t.kind {
+        WireKind::OpenAi => Some(openai::build_embeddings(t, texts, dimensions)),
+        WireKind::Gemini => Some(gemini::build_embeddings(t, texts, dimensions)),
+        WireKind::Anthropic => None,
+    }
+}
+
+/// Parses an embeddings answer for `n` inputs: exactly `n` vectors of one
+/// non-zero length, every component a finite number.
+pub fn parse_embeddings(kind: WireKind, body: &Value, n: usize) -> Result<Embeddings, Failure> {
+    let e = match kind {
+        WireKind::OpenAi => openai::parse_embeddings(body)?,
+        WireKind::Gemini => gemini::parse_embeddings(body)?,
+        WireKind::Anthropic => {
+            return Err(Failure::new(
+                Class::BadRequest,
+                "Anthropic has no embeddings endpoint",
+            ));
+        }
+    };
+    let bad = |m: String| Err(Failure::new(Class::Protocol, m));
+    if e.vectors.len() != n {
+        return bad(format!(
+            "{} vectors came back for {n} inputs",
+            e.vectors.len()
+        ));
+    }
+    let dim = e.vectors.first().map_or(0, Vec::len);
+    if n > 0 && dim == 0 {
+        return bad("an embedding came back empty".into());
+    }
+    if let Some(i) = e.vectors.iter().position(|v| v.len() != dim) {
+        return bad(format!(
+            "vector {i} has {} dimensions, vector 0 has {dim}",
+            e.vectors[i].len()
+        ));
+    }
+    Ok(e)
+}
+
+/// A JSON array of numbers as a vector; `None` when anything in it is not
+/// a finite number.
+pub(crate) fn json_vector(v: &Value) -> Option<Vec<f32>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32).filter(|f| f.is_finite()))
+        .collect()
+}
+
 /// Parses a whole (non-streamed) answer.
 pub fn parse_body(kind: WireKind, body: &Value, asm: &mut Assembler) -> Result<(), Failure> {
     match kind {
@@ -97,7 +156,7 @@ pub fn on_event(kind: WireKind, ev: &SseEvent, asm: &mut Assembler) -> Result<St
 pub(crate) fn event_json(ev: &SseEvent) -> Result<Value, Failure> {
     serde_json::from_str(&ev.data).map_err(|e| {
         Failure::new(
-            crate::classify::Class::Protocol,
+            Class::Protocol,
             format!(
                 "malformed JSON in stream event: {e}: {}",
                 ev.data.chars().take(120).collect::<String>()

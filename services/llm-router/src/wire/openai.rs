@@ -4,7 +4,9 @@
 use oi_ipc_schema::llm::{ChatRequest, Role};
 use serde_json::{Value, json};
 
-use super::{Assembler, HttpCall, Step, Target, event_json, extra, original_ids};
+use super::{
+    Assembler, Embeddings, HttpCall, Step, Target, event_json, extra, json_vector, original_ids,
+};
 use crate::classify::{Class, Failure, classify_in_band};
 use crate::stream::SseEvent;
 
@@ -84,15 +86,63 @@ pub fn build(t: &Target<'_>, req: &ChatRequest, stream: bool) -> HttpCall {
             })
             .collect();
     }
+    HttpCall {
+        url: format!("{}/chat/completions", t.base_url.trim_end_matches('/')),
+        headers: headers(t),
+        body,
+    }
+}
+
+fn headers(t: &Target<'_>) -> Vec<(&'static str, String)> {
     let mut headers = vec![("content-type", "application/json".to_string())];
     if let Some(key) = t.key {
         headers.push(("authorization", format!("Bearer {key}")));
     }
+    headers
+}
+
+/// `POST {base}/embeddings` (OpenAI, Voyage AI, Ollama's `/v1`, llama.cpp's
+/// server with `--embeddings`, vLLM, ...).
+pub fn build_embeddings(t: &Target<'_>, texts: &[String], dimensions: u32) -> HttpCall {
+    let mut body = json!({"model": t.model, "input": texts, "encoding_format": "float"});
+    if dimensions > 0 {
+        body["dimensions"] = json!(dimensions);
+    }
     HttpCall {
-        url: format!("{}/chat/completions", t.base_url.trim_end_matches('/')),
-        headers,
+        url: format!("{}/embeddings", t.base_url.trim_end_matches('/')),
+        headers: headers(t),
         body,
     }
+}
+
+/// `{"data": [{"index": i, "embedding": [..]}], "usage": {"prompt_tokens"}}`,
+/// put back in input order by `index`.
+pub fn parse_embeddings(body: &Value) -> Result<Embeddings, Failure> {
+    if body.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(classify_in_band(crate::classify::error_object(body)));
+    }
+    let data = body["data"].as_array().ok_or_else(|| {
+        Failure::new(Class::Protocol, "the embeddings answer has no 'data' array")
+    })?;
+    let mut rows: Vec<(u64, Vec<f32>)> = Vec::with_capacity(data.len());
+    for (i, d) in data.iter().enumerate() {
+        let v = json_vector(&d["embedding"]).ok_or_else(|| {
+            Failure::new(
+                Class::Protocol,
+                format!("data[{i}].embedding is not an array of numbers"),
+            )
+        })?;
+        rows.push((d["index"].as_u64().unwrap_or(i as u64), v));
+    }
+    rows.sort_by_key(|(i, _)| *i);
+    Ok(Embeddings {
+        vectors: rows.into_iter().map(|(_, v)| v).collect(),
+        prompt_tokens: body["usage"]["prompt_tokens"]
+            .as_u64()
+            .or_else(|| body["usage"]["total_tokens"].as_u64())
+            .unwrap_or(0)
+            .min(u32::MAX as u64) as u32,
+    })
 }
 
 fn finish_reason(r: &str) -> &str {

@@ -1,0 +1,123 @@
+//! The memory service's background work: episode retention, and the
+//! backfill that gives every fact the provider's embedding.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oi_kernel::harness::Live;
+use tracing::{info, warn};
+
+use crate::Settings;
+use crate::provider::ProviderEmbeddings;
+use crate::store::{MemoryError, Store};
+
+/// Facts embedded per backfill request.
+pub const BACKFILL_BATCH: usize = 64;
+/// Pause of the backfill when there is nothing to do or the provider failed.
+pub const BACKFILL_IDLE: Duration = Duration::from_secs(2);
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, MemoryError> + Send + 'static,
+) -> Result<T, MemoryError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(r) => r,
+        Err(e) => Err(MemoryError::BadRequest(format!("memory task failed: {e}"))),
+    }
+}
+
+/// Applies `[memory] episode_max_count` / `episode_max_age_days` at start
+/// and every `retention_check_secs`. Deletes run on the writer connection;
+/// readers go on meanwhile (WAL).
+pub async fn retention(store: Arc<Store>, settings: Arc<Live<Settings>>) {
+    loop {
+        let s = settings.get();
+        if s.episode_max_count > 0 || s.episode_max_age_days > 0 {
+            let (count, age_ms) = (
+                s.episode_max_count,
+                (s.episode_max_age_days as i64).saturating_mul(86_400_000),
+            );
+            match blocking(&store, move |st| st.apply_retention(count, age_ms)).await {
+                Ok(0) => {}
+                Ok(gone) => info!(
+                    gone,
+                    max_count = count,
+                    max_age_days = s.episode_max_age_days,
+                    "episode retention"
+                ),
+                Err(e) => warn!("episode retention failed: {e}"),
+            }
+        }
+        tokio::time::sleep(s.retention_check).await;
+    }
+}
+
+/// Gives facts saved without the provider's embedding (saved offline, or
+/// before a model change) their vectors, a batch at a time; once every
+/// fact has one, vectors of other spaces are deleted.
+pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
+    // The configuration generation whose space was last confirmed.
+    let mut confirmed: Option<u64> = None;
+    loop {
+        if !provider.enabled() {
+            tokio::time::sleep(BACKFILL_IDLE).await;
+            continue;
+        }
+        let space = store.space();
+        let missing = match blocking(&store, move |s| {
+            s.facts_missing_vectors(space.as_deref(), BACKFILL_BATCH)
+        })
+        .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("backfill: {e}");
+                tokio::time::sleep(BACKFILL_IDLE).await;
+                continue;
+            }
+        };
+        let generation = provider.generation();
+        if missing.is_empty() {
+            if confirmed == Some(generation) {
+                tokio::time::sleep(BACKFILL_IDLE).await;
+                continue;
+            }
+            // Every fact has a vector in the space in use: make sure it is
+            // still the provider's (the model may have changed).
+            match provider.embed(vec!["space probe".into()]).await {
+                Ok(r) if Some(&r.space) != store.space().as_ref() => {
+                    let space = r.space.clone();
+                    if let Err(e) = blocking(&store, move |s| s.use_space(&space)).await {
+                        warn!("backfill: {e}");
+                    }
+                }
+                Ok(_) => {
+                    confirmed = Some(generation);
+                    match blocking(&store, |s| s.drop_other_spaces()).await {
+                        Ok(0) => {}
+                        Ok(n) => info!(vectors = n, "old embedding space deleted"),
+                        Err(e) => warn!("backfill: {e}"),
+                    }
+                }
+                Err(_) => tokio::time::sleep(BACKFILL_IDLE).await,
+            }
+            continue;
+        }
+        let (ids, texts): (Vec<i64>, Vec<String>) = missing.into_iter().unzip();
+        match provider.embed(texts).await {
+            Ok(r) => {
+                let rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(r.vectors).collect();
+                let space = r.space;
+                match blocking(&store, move |s| s.put_vectors(&space, &rows)).await {
+                    Ok(n) => info!(vectors = n, "backfill: facts embedded by the provider"),
+                    Err(e) => {
+                        warn!("backfill: {e}");
+                        tokio::time::sleep(BACKFILL_IDLE).await;
+                    }
+                }
+            }
+            Err(_) => tokio::time::sleep(BACKFILL_IDLE).await,
+        }
+    }
+}
