@@ -66,7 +66,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(exe: &Path, config: &str) -> anyhow::Result<Daemon> {
-        let home = tempfile::tempdir()?;
+        Daemon::start_in(exe, tempfile::tempdir()?, config)
+    }
+
+    /// Like [`Daemon::start`], in a home prepared beforehand (a database
+    /// already in `<home>/data`).
+    pub fn start_in(exe: &Path, home: tempfile::TempDir, config: &str) -> anyhow::Result<Daemon> {
         std::fs::write(home.path().join("config.toml"), config)?;
         let sock = home.path().join("notify.sock");
         let notify = UnixDatagram::bind(&sock)?;

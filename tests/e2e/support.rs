@@ -233,8 +233,15 @@ pub fn config_enabling(on: &[&str], supervisor: &str, extra: &str) -> String {
         .filter(|s| !on.contains(s))
         .map(|s| format!("[services.{s}]\nenabled = false\n\n"))
         .collect();
+    // Never the shipped OpenAI embeddings (a key in the environment would
+    // send test facts to the internet): local only unless a test says.
+    let embeddings = if extra.contains("[embeddings]") {
+        ""
+    } else {
+        "[embeddings]\nkind = \"\"\n\n"
+    };
     format!(
-        "{off}[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
+        "{off}{embeddings}[bus]\nheartbeat_interval_ms = 200\n\n[supervisor]\n{supervisor}backoff_initial_ms = 100\nbackoff_max_ms = 400\nbackoff_jitter = 0.0\nmin_unready_backoff_ms = 100\nstart_timeout_secs = 10\nshutdown_timeout_secs = 2\nconfig_poll_ms = 100\n\n{extra}"
     )
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use oi_kernel::config::{Config, ModelEntry};
 
-use crate::wire::WireKind;
+use crate::wire::{Target, WireKind};
 
 /// The alias `[provider]` gets.
 pub const PRIMARY_ALIAS: &str = "provider";
@@ -51,6 +51,17 @@ impl Deployment {
     }
     pub fn usable(&self) -> bool {
         self.missing_key.is_none()
+    }
+    /// Where an attempt on this deployment goes.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            alias: &self.alias,
+            kind: self.kind,
+            base_url: &self.base_url,
+            model: &self.model,
+            key: self.key(),
+            max_tokens: self.max_tokens,
+        }
     }
     /// Keyless, but the vault may have its key by now.
     pub fn awaits_vault_key(&self) -> bool {

@@ -19,7 +19,7 @@ use crate::classify::{Action, Class, Failure, classify_http};
 use crate::deployments::Deployment;
 use crate::health::{CooldownPolicy, Health, Unusable};
 use crate::router::{Router, RouterError, transport_failure};
-use crate::wire::{self, Embeddings, Target};
+use crate::wire::{self, Embeddings};
 
 /// Texts per provider request (Gemini takes at most 100).
 pub const MAX_BATCH: usize = 96;
@@ -205,15 +205,7 @@ impl Router {
         texts: &[String],
         remaining: Duration,
     ) -> Result<Embeddings, Failure> {
-        let target = Target {
-            alias: &d.alias,
-            kind: d.kind,
-            base_url: &d.base_url,
-            model: &d.model,
-            key: d.key(),
-            max_tokens: 0,
-        };
-        let call = wire::build_embeddings(&target, texts, dimensions).ok_or_else(|| {
+        let call = wire::build_embeddings(&d.target(), texts, dimensions).ok_or_else(|| {
             Failure::new(
                 Class::BadRequest,
                 format!("{} has no embeddings endpoint", d.kind.as_str()),

@@ -156,6 +156,12 @@ impl LlmRouter {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
+        self.rebuild(config).await;
+    }
+
+    /// Builds the deployments of `config` (keys read again) and swaps them
+    /// in; health is kept.
+    async fn rebuild(&self, config: Arc<Config>) {
         let router = Self::build_router(
             &self.client,
             &config,
@@ -450,14 +456,7 @@ impl Service for LlmRouter {
         let Some(config) = harness::config_update(generation, config_toml) else {
             return;
         };
-        let router = Self::build_router(
-            &self.client,
-            &config,
-            self.health.clone(),
-            self.embed_health.clone(),
-        )
-        .await;
-        self.replace_router(Arc::new(config), router);
+        self.rebuild(Arc::new(config)).await;
         info!(generation, "models reloaded");
     }
 }

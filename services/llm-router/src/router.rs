@@ -13,7 +13,7 @@ use crate::classify::{Action, Class, Failure, classify_http};
 use crate::deployments::Deployment;
 use crate::health::{Health, Unusable};
 use crate::stream::Framing;
-use crate::wire::{self, Assembler, Step, Target};
+use crate::wire::{self, Assembler, Step};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -361,15 +361,7 @@ impl Router {
         events: Option<&mpsc::Sender<StreamEvent>>,
     ) -> Result<(ChatResponse, oi_ipc_schema::llm::Usage), AttemptFailure> {
         let stream = events.is_some();
-        let target = Target {
-            alias: &d.alias,
-            kind: d.kind,
-            base_url: &d.base_url,
-            model: &d.model,
-            key: d.key(),
-            max_tokens: d.max_tokens,
-        };
-        let call = wire::build(&target, req, stream);
+        let call = wire::build(&d.target(), req, stream);
         let body = serde_json::to_vec(&call.body).unwrap_or_default();
         let mut rb = self.http.post(&call.url).body(body);
         for (k, v) in &call.headers {

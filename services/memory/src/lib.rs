@@ -361,6 +361,7 @@ pub fn run(name: &'static str) -> i32 {
             s.embeddings.is_some(),
             s.embed_timeout,
         ));
+        tokio::spawn(maintenance::indexer(store.clone()).in_current_span());
         tokio::spawn(maintenance::retention(store.clone(), settings.clone()).in_current_span());
         tokio::spawn(maintenance::backfill(store.clone(), provider.clone()).in_current_span());
         Ok(MemoryService {

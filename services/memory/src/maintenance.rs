@@ -27,6 +27,28 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// How often the indexer looks for a vector index that is due.
+pub const INDEX_CHECK: Duration = Duration::from_millis(500);
+
+/// Builds vector indexes when they are due (at start for a store with many
+/// facts, when a space crosses the threshold), on a blocking thread, so
+/// neither the service's start nor its requests wait for them.
+pub async fn indexer(store: Arc<Store>) {
+    loop {
+        if store.needs_index() {
+            let s = store.clone();
+            if tokio::task::spawn_blocking(move || s.build_pending_indexes())
+                .await
+                .is_err()
+            {
+                warn!("the vector index build panicked; similarity search scans instead");
+                return;
+            }
+        }
+        tokio::time::sleep(INDEX_CHECK).await;
+    }
+}
+
 /// Applies `[memory] episode_max_count` / `episode_max_age_days` at start
 /// and every `retention_check_secs`. Deletes run on the writer connection;
 /// readers go on meanwhile (WAL).

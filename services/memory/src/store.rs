@@ -182,12 +182,22 @@ pub struct Store {
     /// Every fact's local embedding, for similarity search.
     vectors: RwLock<Vectors>,
     /// The provider's embeddings in the space in use, when there is one.
-    provider: RwLock<Option<SpaceVectors>>,
+    provider: RwLock<Option<Arc<SpaceVectors>>>,
 }
 
+/// One provider space's vectors. Replaced whole when the space changes, so
+/// an index built for a space that is no longer in use is dropped with it.
 struct SpaceVectors {
     space: String,
-    vectors: Vectors,
+    vectors: RwLock<Vectors>,
+}
+
+fn read(v: &RwLock<Vectors>) -> std::sync::RwLockReadGuard<'_, Vectors> {
+    v.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(v: &RwLock<Vectors>) -> std::sync::RwLockWriteGuard<'_, Vectors> {
+    v.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Fact count from which similarity search goes through the HNSW index
@@ -195,30 +205,48 @@ struct SpaceVectors {
 pub const ANN_THRESHOLD: usize = 5_000;
 
 /// Unit vectors of one space, scanned exactly while there are few, and
-/// indexed by usearch (HNSW, inner product) once there are
-/// [`ANN_THRESHOLD`].
+/// searched through a usearch HNSW index (inner product) once there are
+/// [`ANN_THRESHOLD`]. The index is built off the lock (see
+/// [`Store::build_pending_indexes`]): a 100k-fact index takes a minute or
+/// more on a small machine, and neither the service's start nor its
+/// writes wait for it; searches scan meanwhile.
 struct Vectors {
     dim: usize,
-    all: Vec<(i64, Vec<f32>)>,
+    all: Vec<(i64, Arc<[f32]>)>,
     ann: Option<usearch::Index>,
+    /// While an index is being built: the changes made since its snapshot,
+    /// replayed onto it when it is swapped in.
+    building: Option<Vec<Change>>,
+    /// Why the last build failed (then search keeps scanning).
+    failed: bool,
+}
+
+enum Change {
+    Add(i64, Arc<[f32]>),
+    Remove(i64),
 }
 
 impl Vectors {
-    fn new(dim: usize, all: Vec<(i64, Vec<f32>)>) -> Vectors {
-        let mut v = Vectors {
+    fn new(dim: usize, all: Vec<(i64, Arc<[f32]>)>) -> Vectors {
+        Vectors {
             dim,
             all,
             ann: None,
-        };
-        if v.all.len() >= ANN_THRESHOLD {
-            v.build_index();
+            building: None,
+            failed: false,
         }
-        v
     }
 
-    fn new_index(&self, n: usize) -> Option<usearch::Index> {
+    fn needs_index(&self) -> bool {
+        self.ann.is_none()
+            && self.building.is_none()
+            && !self.failed
+            && self.all.len() >= ANN_THRESHOLD
+    }
+
+    fn new_index(dim: usize, n: usize) -> Option<usearch::Index> {
         let opts = usearch::IndexOptions {
-            dimensions: self.dim,
+            dimensions: dim,
             metric: usearch::MetricKind::IP,
             quantization: usearch::ScalarKind::F32,
             connectivity: 0,
@@ -232,35 +260,42 @@ impl Vectors {
         Some(index)
     }
 
-    fn build_index(&mut self) {
-        let Some(index) = self.new_index(self.all.len()) else {
-            tracing::warn!("cannot create the vector index; similarity search scans instead");
-            return;
-        };
-        for (id, v) in &self.all {
-            if index.add(*id as u64, v).is_err() {
-                tracing::warn!("cannot fill the vector index; similarity search scans instead");
-                return;
-            }
+    /// Adds one vector to the index, growing it when full.
+    fn index_add(index: &usearch::Index, id: i64, v: &[f32]) -> bool {
+        if index.size() + 1 >= index.capacity() && index.reserve(index.capacity() * 2).is_err() {
+            return false;
         }
-        self.ann = Some(index);
+        index.add(id as u64, v).is_ok()
     }
 
     fn insert(&mut self, id: i64, v: Vec<f32>) {
         if v.len() != self.dim {
             return;
         }
-        if let Some(index) = &self.ann {
-            if index.size() + 1 >= index.capacity() {
-                let _ = index.reserve(index.capacity() * 2);
-            }
-            if index.add(id as u64, &v).is_err() {
-                self.ann = None;
-            }
+        let v: Arc<[f32]> = v.into();
+        if let Some(index) = &self.ann
+            && !Self::index_add(index, id, &v)
+        {
+            self.ann = None;
+            self.failed = true;
+            tracing::warn!("cannot add to the vector index; similarity search scans instead");
+        }
+        if let Some(log) = &mut self.building {
+            log.push(Change::Add(id, v.clone()));
         }
         self.all.push((id, v));
-        if self.ann.is_none() && self.all.len() >= ANN_THRESHOLD {
-            self.build_index();
+    }
+
+    fn remove(&mut self, id: i64) {
+        self.all.retain(|(i, _)| *i != id);
+        if let Some(index) = &self.ann
+            && index.remove(id as u64).is_err()
+        {
+            self.ann = None;
+            self.failed = true;
+        }
+        if let Some(log) = &mut self.building {
+            log.push(Change::Remove(id));
         }
     }
 
@@ -296,15 +331,50 @@ impl Vectors {
         }
         best
     }
+}
 
-    fn remove(&mut self, id: i64) {
-        self.all.retain(|(i, _)| *i != id);
-        if let Some(index) = &self.ann
-            && index.remove(id as u64).is_err()
-        {
-            self.ann = None;
+/// Builds the index of `lock`'s vectors if they need one: a snapshot is
+/// taken under the lock (cheap: the vectors are shared), the index is
+/// filled without it, and the changes made meanwhile are replayed before
+/// it is swapped in. Returns whether an index was built.
+fn build_index(lock: &RwLock<Vectors>) -> bool {
+    let (dim, snapshot) = {
+        let mut v = lock.write().unwrap_or_else(|p| p.into_inner());
+        if !v.needs_index() {
+            return false;
         }
+        v.building = Some(Vec::new());
+        (v.dim, v.all.clone())
+    };
+    let t0 = std::time::Instant::now();
+    let built = Vectors::new_index(dim, snapshot.len()).filter(|index| {
+        snapshot
+            .iter()
+            .all(|(id, v)| Vectors::index_add(index, *id, v))
+    });
+    let mut v = lock.write().unwrap_or_else(|p| p.into_inner());
+    let log = v.building.take().unwrap_or_default();
+    let Some(index) = built else {
+        v.failed = true;
+        tracing::warn!("cannot build the vector index; similarity search scans instead");
+        return false;
+    };
+    let replayed = log.iter().all(|c| match c {
+        Change::Add(id, vec) => Vectors::index_add(&index, *id, vec),
+        Change::Remove(id) => index.remove(*id as u64).is_ok(),
+    });
+    if !replayed || v.dim != dim {
+        v.failed = true;
+        return false;
     }
+    tracing::info!(
+        vectors = index.size(),
+        dimensions = dim,
+        secs = t0.elapsed().as_secs_f64(),
+        "vector index built"
+    );
+    v.ann = Some(index);
+    true
 }
 
 fn now_ms() -> i64 {
@@ -409,7 +479,7 @@ impl Store {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(dberr)?
             .into_iter()
-            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b?, embed::DIM)?)))
+            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b?, embed::DIM)?.into())))
             .collect()
         };
         let space: Option<String> = writer
@@ -437,11 +507,14 @@ impl Store {
 
     /// The provider vector space in use, if any.
     pub fn space(&self) -> Option<String> {
+        self.space_vectors().map(|p| p.space.clone())
+    }
+
+    fn space_vectors(&self) -> Option<Arc<SpaceVectors>> {
         self.provider
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|p| p.space.clone())
+            .clone()
     }
 
     /// Makes `space` the one in use (remembered across restarts), loading
@@ -477,21 +550,18 @@ impl Store {
         let dim = rows.first().map_or(0, |(_, b)| b.len() / 4);
         let all = rows
             .into_iter()
-            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b, dim)?)))
+            .filter_map(|(id, b)| Some((id, embed::from_bytes(&b, dim)?.into())))
             .collect();
-        *self.provider.write().unwrap_or_else(|p| p.into_inner()) = Some(SpaceVectors {
+        *self.provider.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(SpaceVectors {
             space: space.to_string(),
-            vectors: Vectors::new(dim, all),
-        });
+            vectors: RwLock::new(Vectors::new(dim, all)),
+        }));
         Ok(())
     }
 
     fn provider_count(&self) -> usize {
-        self.provider
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |p| p.vectors.all.len())
+        self.space_vectors()
+            .map_or(0, |p| read(&p.vectors).all.len())
     }
 
     /// Up to `limit` facts (id, text) with no vector in `space`, oldest
@@ -543,15 +613,15 @@ impl Store {
     }
 
     fn add_provider_vectors(&self, space: &str, rows: Vec<(i64, Vec<f32>)>) {
-        let mut p = self.provider.write().unwrap_or_else(|p| p.into_inner());
-        let Some(sv) = p.as_mut().filter(|sv| sv.space == space) else {
+        let Some(sv) = self.space_vectors().filter(|sv| sv.space == space) else {
             return;
         };
+        let mut vectors = write(&sv.vectors);
         for (id, v) in rows {
-            if sv.vectors.all.is_empty() && sv.vectors.dim != v.len() {
-                sv.vectors = Vectors::new(v.len(), Vec::new());
+            if vectors.all.is_empty() && vectors.dim != v.len() {
+                *vectors = Vectors::new(v.len(), Vec::new());
             }
-            sv.vectors.insert(id, v);
+            vectors.insert(id, v);
         }
     }
 
@@ -569,16 +639,20 @@ impl Store {
             self.db(self
                 .reader()
                 .query_row("SELECT COUNT(*) FROM episodes", [], |x| x.get(0)))?;
-        let local = self.vectors.read().unwrap_or_else(|p| p.into_inner());
-        let p = self.provider.read().unwrap_or_else(|p| p.into_inner());
+        let (facts, local_indexed) = {
+            let local = read(&self.vectors);
+            (local.all.len(), local.ann.is_some())
+        };
+        let p = self.space_vectors();
+        let pv = p.as_ref().map(|p| read(&p.vectors));
         Ok(Stats {
-            facts: local.all.len(),
+            facts,
             episodes: episodes as u64,
-            local_indexed: local.ann.is_some(),
+            local_indexed,
             space: p.as_ref().map(|p| p.space.clone()).unwrap_or_default(),
-            provider_vectors: p.as_ref().map_or(0, |p| p.vectors.all.len()),
-            provider_dimensions: p.as_ref().map_or(0, |p| p.vectors.dim),
-            provider_indexed: p.as_ref().is_some_and(|p| p.vectors.ann.is_some()),
+            provider_vectors: pv.as_ref().map_or(0, |v| v.all.len()),
+            provider_dimensions: pv.as_ref().map_or(0, |v| v.dim),
+            provider_indexed: pv.as_ref().is_some_and(|v| v.ann.is_some()),
         })
     }
 
@@ -668,13 +742,8 @@ impl Store {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        if let Some(p) = self
-            .provider
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            p.vectors.remove(id);
+        if let Some(p) = self.space_vectors() {
+            write(&p.vectors).remove(id);
         }
         Ok(n > 0)
     }
@@ -696,6 +765,26 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .all
             .len()
+    }
+
+    /// Whether a vector index is due (the local one, or the provider
+    /// space's) and not being built.
+    pub fn needs_index(&self) -> bool {
+        read(&self.vectors).needs_index()
+            || self
+                .space_vectors()
+                .is_some_and(|p| read(&p.vectors).needs_index())
+    }
+
+    /// Builds the vector indexes that are due (see [`Store::needs_index`]);
+    /// slow for many facts, so meant for a background thread: searches,
+    /// saves and deletes go on meanwhile. Returns how many were built.
+    pub fn build_pending_indexes(&self) -> usize {
+        let local = build_index(&self.vectors);
+        let provider = self
+            .space_vectors()
+            .is_some_and(|p| build_index(&p.vectors));
+        usize::from(local) + usize::from(provider)
     }
 
     /// Whether similarity search goes through the HNSW index.
@@ -728,10 +817,10 @@ impl Store {
     /// The provider vectors nearest `q`, and whether every fact has one;
     /// `None` when `q` is not in the space in use.
     fn nearest_provider(&self, q: SpaceVector<'_>, k: usize) -> Option<(Vec<(i64, f32)>, bool)> {
-        let p = self.provider.read().unwrap_or_else(|p| p.into_inner());
-        let sv = p.as_ref().filter(|sv| sv.space == q.space)?;
-        let complete = sv.vectors.all.len() >= self.fact_count();
-        Some((sv.vectors.nearest(q.vector, k), complete))
+        let sv = self.space_vectors().filter(|sv| sv.space == q.space)?;
+        let facts = self.fact_count();
+        let v = read(&sv.vectors);
+        Some((v.nearest(q.vector, k), v.all.len() >= facts))
     }
 
     /// Search by keywords (BM25 over the text and tags), by embedding
@@ -1115,11 +1204,15 @@ mod tests {
         for i in 0..ANN_THRESHOLD - 1 {
             s.save_fact(&text(i), &[], "t", None).unwrap();
         }
-        assert!(!s.indexed());
+        assert!(!s.indexed() && !s.needs_index());
         let last = s
             .save_fact(&text(ANN_THRESHOLD - 1), &[], "t", None)
             .unwrap();
+        // Due, but built off the save's path.
+        assert!(s.needs_index() && !s.indexed());
+        assert_eq!(s.build_pending_indexes(), 1);
         assert!(s.indexed(), "no index at {ANN_THRESHOLD} facts");
+        assert_eq!(s.build_pending_indexes(), 0);
         // Recall@10 against the exact scan. Many facts tie on similarity,
         // so an approximate hit counts when it is as similar as the exact
         // 10th best.
@@ -1140,9 +1233,68 @@ mod tests {
         assert!(s.nearest(&qv, 10).iter().all(|(id, _)| *id != last));
         drop(s);
         let s = store(d.path());
-        assert!(!s.indexed(), "one below the threshold after the delete");
+        assert!(!s.needs_index(), "one below the threshold after the delete");
         s.save_fact("one more", &[], "t", None).unwrap();
+        assert_eq!(s.build_pending_indexes(), 1);
         assert!(s.indexed());
+    }
+
+    #[test]
+    fn writes_during_an_index_build_reach_the_index() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Arc::new(store(d.path()));
+        for i in 0..ANN_THRESHOLD + 2000 {
+            s.save_fact(&format!("fact {i} about topic {}", i % 97), &[], "t", None)
+                .unwrap();
+        }
+        assert!(s.needs_index());
+        let builder = {
+            let s = s.clone();
+            std::thread::spawn(move || s.build_pending_indexes())
+        };
+        // Saves and deletes while it builds (some land before the
+        // snapshot, some during the build, some after).
+        let mut added = Vec::new();
+        for i in 0..300 {
+            added.push(
+                s.save_fact(&format!("late arrival number {i} zebra"), &[], "t", None)
+                    .unwrap(),
+            );
+        }
+        let gone: Vec<i64> = (1..=300).step_by(3).collect();
+        for id in &gone {
+            assert!(s.delete_fact(*id).unwrap());
+        }
+        assert_eq!(builder.join().unwrap(), 1);
+        assert!(s.indexed());
+        // Every late fact is in the index and no deleted one is, so the
+        // changes made during the build were replayed onto it.
+        let v = read(&s.vectors);
+        let index = v.ann.as_ref().unwrap();
+        assert_eq!(index.size(), v.all.len());
+        for id in &added {
+            assert!(
+                index.contains(*id as u64),
+                "late fact {id} not in the index"
+            );
+        }
+        for id in &gone {
+            assert!(
+                !index.contains(*id as u64),
+                "deleted fact {id} in the index"
+            );
+        }
+        // And they are found through it (HNSW is approximate: these 300
+        // differ only in a number, so a few may rank below their twins).
+        let found = added
+            .iter()
+            .enumerate()
+            .filter(|(i, id)| {
+                let qv = embed::embed(&format!("late arrival number {i} zebra"));
+                v.nearest(&qv, 10).iter().any(|(x, _)| x == *id)
+            })
+            .count();
+        assert!(found >= 285, "{found}/300 late facts found");
     }
 
     #[test]
