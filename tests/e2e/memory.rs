@@ -383,3 +383,41 @@ fn episode_retention_runs_in_the_service_while_it_serves() {
     });
     assert!(d.log_text().contains("episode retention"), "not logged");
 }
+
+#[test]
+fn memory_answers_at_once_on_a_big_database_and_indexes_in_the_background() {
+    use oi_memory::store::{ANN_THRESHOLD, Store, Tuning};
+    let home = new_home();
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let s = Store::open(&data.join("memory.db"), &Tuning::default()).unwrap();
+        for i in 0..ANN_THRESHOLD * 3 {
+            let t = format!("note {i}: topic {} and item {}", i % 89, i % 131);
+            s.save_fact(&t, &[], "t", None).unwrap();
+        }
+    }
+    // A start timeout far below what the index takes to build on a small
+    // machine: the service must be ready without waiting for it.
+    let d = Daemon::start_in(
+        home,
+        &memory_config("[services.memory]\nstart_timeout_secs = 1\n"),
+        &[],
+    );
+    d.ready_pid("memory");
+    let r = search(&d, &["--mode", "vector", "note 4242: topic 59 and item 50"]);
+    assert_eq!(
+        r["results"][0]["text"], "note 4242: topic 59 and item 50",
+        "{r}"
+    );
+    wait_for(Duration::from_secs(120), "the background index", || {
+        (stats(&d)["local_indexed"] == true).then_some(())
+    });
+    let r = search(&d, &["--mode", "vector", "note 777: topic 65 and item 122"]);
+    assert_eq!(
+        r["results"][0]["text"], "note 777: topic 65 and item 122",
+        "{r}"
+    );
+    assert_eq!(d.service("memory")["restarts"], 0);
+    assert!(d.log_text().contains("vector index built"), "not logged");
+}

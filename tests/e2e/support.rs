@@ -64,7 +64,12 @@ impl Daemon {
     }
 
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Daemon {
-        let home = tempfile::Builder::new().prefix("oi-e2e").tempdir().unwrap();
+        Daemon::start_in(new_home(), config, env)
+    }
+
+    /// Like [`Daemon::start_with`], in a home prepared beforehand (see
+    /// [`new_home`]).
+    pub fn start_in(home: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
         std::fs::write(home.path().join("config.toml"), config).unwrap();
         let log = home.path().join("openintentd.log");
         let out = std::fs::File::create(&log).unwrap();
@@ -217,6 +222,11 @@ pub const OPTIONAL: &[&str] = &[
 ];
 
 /// A config with fast supervision timings for tests, plus `extra`.
+/// An empty daemon home, to prepare before [`Daemon::start_in`].
+pub fn new_home() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("oi-e2e").tempdir().unwrap()
+}
+
 pub fn config(extra: &str) -> String {
     config_with("", extra)
 }
