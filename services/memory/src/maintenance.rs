@@ -81,6 +81,8 @@ pub async fn retention(store: Arc<Store>, settings: Arc<Live<Settings>>) {
 pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
     // The configuration generation whose space was last confirmed.
     let mut confirmed: Option<u64> = None;
+    // Where the current pass is: ids up to here have been asked for.
+    let mut cursor: i64 = 0;
     loop {
         if !provider.enabled() {
             tokio::time::sleep(BACKFILL_IDLE).await;
@@ -88,7 +90,7 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
         }
         let space = store.space();
         let missing = match blocking(&store, move |s| {
-            s.facts_missing_vectors(space.as_deref(), BACKFILL_BATCH)
+            s.facts_missing_vectors(space.as_deref(), cursor, BACKFILL_BATCH)
         })
         .await
         {
@@ -100,6 +102,11 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
             }
         };
         let generation = provider.generation();
+        if missing.is_empty() && cursor > 0 {
+            // End of a pass: the next starts from the beginning.
+            cursor = 0;
+            continue;
+        }
         if missing.is_empty() {
             if confirmed == Some(generation) {
                 tokio::time::sleep(BACKFILL_IDLE).await;
@@ -109,6 +116,7 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
             // still the provider's (the model may have changed).
             match provider.embed(vec!["space probe".into()]).await {
                 Ok(r) if Some(&r.space) != store.space().as_ref() => {
+                    cursor = 0;
                     let space = r.space.clone();
                     if let Err(e) = blocking(&store, move |s| s.use_space(&space)).await {
                         warn!("backfill: {e}");
@@ -129,6 +137,7 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
         let (ids, texts): (Vec<i64>, Vec<String>) = missing.into_iter().unzip();
         match provider.embed(texts).await {
             Ok(r) => {
+                cursor = ids.last().copied().unwrap_or(cursor);
                 let rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(r.vectors).collect();
                 let space = r.space;
                 match blocking(&store, move |s| s.put_vectors(&space, &rows)).await {

@@ -564,21 +564,22 @@ impl Store {
             .map_or(0, |p| read(&p.vectors).all.len())
     }
 
-    /// Up to `limit` facts (id, text) with no vector in `space`, oldest
-    /// first (all facts when `space` is `None`).
+    /// Up to `limit` facts (id, text) after id `after` with no vector in
+    /// `space`, oldest first (all facts when `space` is `None`).
     pub fn facts_missing_vectors(
         &self,
         space: Option<&str>,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, MemoryError> {
         let r = self.reader();
         let mut stmt = self.db(r.prepare(
-            "SELECT id, text FROM facts f WHERE NOT EXISTS
+            "SELECT id, text FROM facts f WHERE id > ?2 AND NOT EXISTS
                (SELECT 1 FROM fact_vectors v WHERE v.space = ?1 AND v.fact_id = f.id)
-             ORDER BY id LIMIT ?2",
+             ORDER BY id LIMIT ?3",
         ))?;
         let rows = stmt
-            .query_map(params![space.unwrap_or(""), limit as i64], |r| {
+            .query_map(params![space.unwrap_or(""), after, limit as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .and_then(|it| it.collect::<Result<Vec<_>, _>>());
@@ -1539,7 +1540,7 @@ mod tests {
         // backfill gives it a vector.
         let dog = save("Rex the puppy", false);
         assert_eq!(
-            s.facts_missing_vectors(Some(SPACE), 10).unwrap(),
+            s.facts_missing_vectors(Some(SPACE), 0, 10).unwrap(),
             [(dog, "Rex the puppy".to_string())]
         );
         let (_, via) = s.search("coffee", 3, Mode::Hybrid, pq).unwrap();
@@ -1603,7 +1604,9 @@ mod tests {
         // and the old vectors go once it is complete.
         s.use_space("openai http://x/v1 toy-2 6").unwrap();
         assert_eq!(s.stats().unwrap().provider_vectors, 0);
-        let missing = s.facts_missing_vectors(s.space().as_deref(), 10).unwrap();
+        let missing = s
+            .facts_missing_vectors(s.space().as_deref(), 0, 10)
+            .unwrap();
         assert_eq!(missing.len(), 3);
         let rows: Vec<(i64, Vec<f32>)> = missing.iter().map(|(id, t)| (*id, concept(t))).collect();
         s.put_vectors("openai http://x/v1 toy-2 6", &rows).unwrap();
