@@ -57,7 +57,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         let (client, _inbound) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
             .await
             .context("connecting to the bus")?;
-        oi_llm_router::router::install_crypto();
+        oi_sandbox::netguard::install_crypto();
         let http = reqwest::Client::builder().build()?;
         let mut req = ChatRequest::new(vec![ChatMessage::user("ping")]);
         let straight = encode_payload(&{

@@ -246,7 +246,10 @@ pub fn client(guard: Arc<Guard>, s: &ClientSettings) -> Result<reqwest::Client, 
         .build()
 }
 
-/// Installs the ring crypto provider for rustls (once per process).
+/// Installs rustls's ring provider (ring is already in the build for the
+/// vault) as the process's one crypto provider; later calls do nothing.
+/// Every outbound HTTPS client in the project (the adapters', the LLM
+/// router's, the Telegram gateway's) calls this one.
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

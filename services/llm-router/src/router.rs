@@ -60,12 +60,6 @@ struct AttemptFailure {
     caller_deadline: bool,
 }
 
-/// Installs rustls's ring provider (ring is already in the build for the
-/// vault) as the process's one crypto provider; later calls do nothing.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 pub struct Router {
     deployments: Vec<Deployment>,
     pub(crate) health: Health,
@@ -78,7 +72,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(deployments: Vec<Deployment>, health: Health, settings: Settings) -> Router {
-        install_crypto();
+        oi_sandbox::netguard::install_crypto();
         // The router is the only retry loop: the client's own retries (which
         // reqwest 0.13 has for protocol-level refusals) are off, and
         // redirects are not followed for API calls.

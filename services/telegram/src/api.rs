@@ -102,7 +102,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 impl BotApi {
     pub fn new(api_base_url: &str, token: &str) -> BotApi {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        oi_sandbox::netguard::install_crypto();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
