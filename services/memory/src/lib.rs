@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oi_ipc_schema::ToolSpec;
+use oi_ipc_schema::llm::EmbedResponse;
 use oi_ipc_schema::memory::{
     ChatId, ChatSettings, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend,
     IntegrityReport, SettingSet, methods,
@@ -127,12 +128,28 @@ impl MemoryService {
         &self,
         f: impl FnOnce(&Store) -> Result<T, MemoryError> + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ServiceError::internal(format!("memory task failed: {e}")))?
-            .map_err(memory_error)
+        blocking(&self.store, f).await.map_err(memory_error)
     }
+}
+
+/// The provider's vector of a one-text embeddings answer, in its space.
+fn first_vector(e: &EmbedResponse) -> Option<SpaceVector<'_>> {
+    Some(SpaceVector {
+        space: &e.space,
+        vector: e.vectors.first()?,
+    })
+}
+
+/// Runs a store call (SQLite, vector work) on a blocking thread, off the
+/// service's one async thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, MemoryError> + Send + 'static,
+) -> Result<T, MemoryError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| MemoryError::Task(e.to_string()))?
 }
 
 impl Service for MemoryService {
@@ -173,12 +190,7 @@ impl Service for MemoryService {
                 let e = self.provider.for_request(vec![text.clone()]).await;
                 let id = self
                     .blocking(move |s| {
-                        let pv = e.as_ref().and_then(|e| {
-                            Some(SpaceVector {
-                                space: &e.space,
-                                vector: e.vectors.first()?,
-                            })
-                        });
+                        let pv = e.as_ref().and_then(first_vector);
                         s.save_fact(&text, &tags, &caller, pv)
                     })
                     .await?;
@@ -217,12 +229,7 @@ impl Service for MemoryService {
                 };
                 let (hits, via) = self
                     .blocking(move |s| {
-                        let pv = e.as_ref().and_then(|e| {
-                            Some(SpaceVector {
-                                space: &e.space,
-                                vector: e.vectors.first()?,
-                            })
-                        });
+                        let pv = e.as_ref().and_then(first_vector);
                         // A search in a new space (the model changed)
                         // switches to it; the backfill fills it.
                         if let Some(pv) = pv {

@@ -1,5 +1,6 @@
-//! The memory service's background work: episode retention, and the
-//! backfill that gives every fact the provider's embedding.
+//! The memory service's background work: vector index builds, episode
+//! retention, and the backfill that gives every fact the provider's
+//! embedding.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,25 +8,14 @@ use std::time::Duration;
 use oi_kernel::harness::Live;
 use tracing::{info, warn};
 
-use crate::Settings;
 use crate::provider::ProviderEmbeddings;
-use crate::store::{MemoryError, Store};
+use crate::store::Store;
+use crate::{Settings, blocking};
 
 /// Facts embedded per backfill request.
 pub const BACKFILL_BATCH: usize = 64;
 /// Pause of the backfill when there is nothing to do or the provider failed.
 pub const BACKFILL_IDLE: Duration = Duration::from_secs(2);
-
-async fn blocking<T: Send + 'static>(
-    store: &Arc<Store>,
-    f: impl FnOnce(&Store) -> Result<T, MemoryError> + Send + 'static,
-) -> Result<T, MemoryError> {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(r) => r,
-        Err(e) => Err(MemoryError::BadRequest(format!("memory task failed: {e}"))),
-    }
-}
 
 /// How often the indexer looks for a vector index that is due.
 pub const INDEX_CHECK: Duration = Duration::from_millis(500);
@@ -35,15 +25,13 @@ pub const INDEX_CHECK: Duration = Duration::from_millis(500);
 /// neither the service's start nor its requests wait for them.
 pub async fn indexer(store: Arc<Store>) {
     loop {
-        if store.needs_index() {
-            let s = store.clone();
-            if tokio::task::spawn_blocking(move || s.build_pending_indexes())
+        if store.needs_index()
+            && blocking(&store, |s| Ok(s.build_pending_indexes()))
                 .await
                 .is_err()
-            {
-                warn!("the vector index build panicked; similarity search scans instead");
-                return;
-            }
+        {
+            warn!("the vector index build panicked; similarity search scans instead");
+            return;
         }
         tokio::time::sleep(INDEX_CHECK).await;
     }

@@ -83,6 +83,9 @@ pub enum MemoryError {
     NotFound(i64),
     #[error("{0}")]
     BadRequest(String),
+    /// The blocking thread running a store call died (panicked).
+    #[error("memory task failed: {0}")]
+    Task(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -217,7 +220,8 @@ struct Vectors {
     /// While an index is being built: the changes made since its snapshot,
     /// replayed onto it when it is swapped in.
     building: Option<Vec<Change>>,
-    /// Why the last build failed (then search keeps scanning).
+    /// The index could not be built or kept (search keeps scanning, and no
+    /// new build is tried).
     failed: bool,
 }
 
@@ -339,7 +343,7 @@ impl Vectors {
 /// it is swapped in. Returns whether an index was built.
 fn build_index(lock: &RwLock<Vectors>) -> bool {
     let (dim, snapshot) = {
-        let mut v = lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut v = write(lock);
         if !v.needs_index() {
             return false;
         }
@@ -352,7 +356,7 @@ fn build_index(lock: &RwLock<Vectors>) -> bool {
             .iter()
             .all(|(id, v)| Vectors::index_add(index, *id, v))
     });
-    let mut v = lock.write().unwrap_or_else(|p| p.into_inner());
+    let mut v = write(lock);
     let log = v.building.take().unwrap_or_default();
     let Some(index) = built else {
         v.failed = true;
@@ -703,10 +707,7 @@ impl Store {
             self.db(tx.commit())?;
             id
         };
-        self.vectors
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, v);
+        write(&self.vectors).insert(id, v);
         if let Some(p) = provider {
             self.add_provider_vectors(p.space, vec![(id, p.vector.to_vec())]);
         }
@@ -739,10 +740,7 @@ impl Store {
     pub fn delete_fact(&self, id: i64) -> Result<bool, MemoryError> {
         let n = self.db(lock(&self.writer).execute("DELETE FROM facts WHERE id = ?1", [id]))?;
         self.hot.invalidate(&id);
-        self.vectors
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        write(&self.vectors).remove(id);
         if let Some(p) = self.space_vectors() {
             write(&p.vectors).remove(id);
         }
@@ -761,11 +759,7 @@ impl Store {
     }
 
     pub fn fact_count(&self) -> usize {
-        self.vectors
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .all
-            .len()
+        read(&self.vectors).all.len()
     }
 
     /// Whether a vector index is due (the local one, or the provider
@@ -790,29 +784,19 @@ impl Store {
 
     /// Whether similarity search goes through the HNSW index.
     pub fn indexed(&self) -> bool {
-        self.vectors
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .ann
-            .is_some()
+        read(&self.vectors).ann.is_some()
     }
 
     /// Ids of the `k` facts whose local embeddings are closest to `query`,
     /// with their similarity (dot product): approximate through the index
     /// once there is one, exact otherwise.
     pub fn nearest(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
-        self.vectors
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .nearest(query, k)
+        read(&self.vectors).nearest(query, k)
     }
 
     /// Exact nearest neighbours by scanning every local vector.
     pub fn nearest_exact(&self, query: &[f32], k: usize) -> Vec<(i64, f32)> {
-        self.vectors
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .scan(query, k)
+        read(&self.vectors).scan(query, k)
     }
 
     /// The provider vectors nearest `q`, and whether every fact has one;
