@@ -532,12 +532,7 @@ impl Config {
     /// Cross-field checks: groups exist, dependencies exist and form no
     /// cycle, durations are positive. Returns the offending key path.
     fn validate(&self) -> Result<(), (String, String)> {
-        if self.bus.heartbeat_interval_ms == 0 {
-            return Err((
-                "bus.heartbeat_interval_ms".into(),
-                "bus.heartbeat_interval_ms must be at least 1".into(),
-            ));
-        }
+        at_least_one(&[("bus.heartbeat_interval_ms", self.bus.heartbeat_interval_ms)])?;
         if self.bus.max_frame_bytes < 1024 {
             return Err((
                 "bus.max_frame_bytes".into(),
@@ -559,12 +554,10 @@ impl Config {
                 ),
             ));
         }
-        if self.supervisor.missed_heartbeats == 0 {
-            return Err((
-                "supervisor.missed_heartbeats".into(),
-                "supervisor.missed_heartbeats must be at least 1".into(),
-            ));
-        }
+        at_least_one(&[(
+            "supervisor.missed_heartbeats",
+            u64::from(self.supervisor.missed_heartbeats),
+        )])?;
         self.validate_models()?;
         self.validate_adapters()?;
         self.validate_agent()?;
@@ -648,7 +641,7 @@ impl Config {
             if e.model.is_empty() {
                 return Err((key.clone(), format!("{key}: 'model' is required")));
             }
-            if !(e.base_url.starts_with("http://") || e.base_url.starts_with("https://")) {
+            if !http_url(&e.base_url) {
                 return Err((
                     key.clone(),
                     format!(
@@ -666,12 +659,7 @@ impl Config {
                 ));
             }
         }
-        if self.cascade.max_attempts == 0 {
-            return Err((
-                "cascade.max_attempts".into(),
-                "cascade.max_attempts must be at least 1".into(),
-            ));
-        }
+        at_least_one(&[("cascade.max_attempts", u64::from(self.cascade.max_attempts))])?;
         if self.cascade.first_token_timeout_secs == 0 || self.cascade.idle_timeout_secs == 0 {
             return Err((
                 "cascade".into(),
@@ -683,18 +671,10 @@ impl Config {
 
     fn validate_memory(&self) -> Result<(), (String, String)> {
         let m = &self.memory;
-        if m.retention_check_secs == 0 {
-            return Err((
-                "memory.retention_check_secs".into(),
-                "memory.retention_check_secs must be at least 1".into(),
-            ));
-        }
-        if m.embed_timeout_ms == 0 {
-            return Err((
-                "memory.embed_timeout_ms".into(),
-                "memory.embed_timeout_ms must be at least 1".into(),
-            ));
-        }
+        at_least_one(&[
+            ("memory.retention_check_secs", m.retention_check_secs),
+            ("memory.embed_timeout_ms", m.embed_timeout_ms),
+        ])?;
         let e = &self.embeddings;
         if !e.enabled() {
             return Ok(());
@@ -721,7 +701,7 @@ impl Config {
                 "embeddings: 'model' is required".into(),
             ));
         }
-        if !(e.base_url.starts_with("http://") || e.base_url.starts_with("https://")) {
+        if !http_url(&e.base_url) {
             return Err((
                 "embeddings.base_url".into(),
                 format!(
@@ -769,9 +749,7 @@ impl Config {
                 ),
             ));
         }
-        if !(self.web.search_url.starts_with("http://")
-            || self.web.search_url.starts_with("https://"))
-        {
+        if !http_url(&self.web.search_url) {
             return Err((
                 "web.search_url".into(),
                 format!(
@@ -790,19 +768,14 @@ impl Config {
                 ));
             }
         }
-        if self.web.timeout_secs == 0 {
-            return Err((
-                "web.timeout_secs".into(),
-                "web.timeout_secs must be at least 1".into(),
-            ));
-        }
+        at_least_one(&[("web.timeout_secs", self.web.timeout_secs)])?;
         Ok(())
     }
 
     fn validate_telegram(&self) -> Result<(), (String, String)> {
         let t = &self.telegram;
         let url = t.api_base_url.trim_end_matches('/');
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+        if !http_url(url) || url.len() < 10 {
             return Err((
                 "telegram.api_base_url".into(),
                 format!(
@@ -823,18 +796,13 @@ impl Config {
                 format!("telegram.format is '{}'; use html or plain", t.format),
             ));
         }
-        if t.pair_code_minutes == 0 {
-            return Err((
-                "telegram.pair_code_minutes".into(),
-                "telegram.pair_code_minutes must be at least 1".into(),
-            ));
-        }
+        at_least_one(&[("telegram.pair_code_minutes", t.pair_code_minutes)])?;
         Ok(())
     }
 
     fn validate_agent(&self) -> Result<(), (String, String)> {
         let a = &self.agent;
-        for (key, v) in [
+        at_least_one(&[
             ("agent.max_react_turns", u64::from(a.max_react_turns)),
             ("agent.tool_timeout_secs", a.tool_timeout_secs),
             ("agent.intent_timeout_secs", a.intent_timeout_secs),
@@ -843,11 +811,7 @@ impl Config {
                 "agent.max_concurrent_intents",
                 u64::from(a.max_concurrent_intents),
             ),
-        ] {
-            if v == 0 {
-                return Err((key.into(), format!("{key} must be at least 1")));
-            }
-        }
+        ])?;
         for (name, p) in &self.intents.patterns {
             let key = format!("intents.patterns.{name}");
             let fail = |m: String| Err((key.clone(), format!("{key}: {m}")));
@@ -942,6 +906,19 @@ pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// The first of `fields` (key path, value) that is 0, as an error.
+fn at_least_one(fields: &[(&str, u64)]) -> Result<(), (String, String)> {
+    match fields.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err((key.to_string(), format!("{key} must be at least 1"))),
+        None => Ok(()),
+    }
+}
+
+/// Whether `url` is an http or https URL (the scheme only).
+fn http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 fn valid_name(name: &str) -> bool {
