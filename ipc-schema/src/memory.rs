@@ -26,6 +26,35 @@ pub mod methods {
     /// in use and how many facts have a vector in it, and which embedding
     /// saves and searches use now.
     pub const STATS: &str = "memory.stats";
+    /// [`super::AccountSeen`] -> empty. Only a service (a chat gateway)
+    /// may call it; the account is filed under the caller's service name,
+    /// so one gateway cannot write another's accounts.
+    pub const ACCOUNT_SEEN: &str = "account.seen";
+    /// JSON `{"gateway": "", "limit": 100}` -> JSON `{"accounts": [...]}`,
+    /// most recently seen first; an empty gateway means every gateway.
+    /// Only oictl (the owner) may call it.
+    pub const ACCOUNT_LIST: &str = "account.list";
+    /// JSON `{"gateway": "...", "user_id": "..."}` -> JSON
+    /// `{"forgotten": bool}`. Only oictl may call it.
+    pub const ACCOUNT_FORGET: &str = "account.forget";
+}
+
+/// A chat gateway saw a message from one of its users (in an allowed
+/// chat). Creates the account, or updates its name and last-seen time and
+/// counts the message.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AccountSeen {
+    /// The user's id on the gateway's platform (Telegram's user id).
+    pub user_id: String,
+    /// The display name, as the platform gives it now.
+    pub name: String,
+    /// `@username` without the `@`; empty when the user has none.
+    pub username: String,
+    /// The user's language (IETF tag) as the platform reports it; may be
+    /// empty.
+    pub language: String,
+    /// The chat the message came in (`telegram:<chat id>`).
+    pub chat: String,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -57,6 +57,10 @@ impl ServiceError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
+    /// The caller may not do this.
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Denied, message)
+    }
 }
 
 impl From<BusError> for ServiceError {

@@ -106,7 +106,8 @@ enum Cmd {
     /// Check the configuration, the directories, the daemon, every service
     /// and the vault; exits non-zero when something needs attention.
     Doctor,
-    /// Long-term memory: save, search, list and delete facts.
+    /// Long-term memory: save, search, list and delete facts; statistics;
+    /// the chat gateways' user accounts.
     Memory {
         #[command(subcommand)]
         action: crate::cli_memory::MemoryCmd,
@@ -953,7 +954,7 @@ pub fn status_json(r: &StatusReport) -> serde_json::Value {
     })
 }
 
-fn human_duration(ms: u64) -> String {
+pub fn human_duration(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..60 => format!("{s}s"),

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
+use oi_ipc_schema::memory::methods;
 use oi_kernel::client::{BusClient, CallOptions};
+use serde_json::Value;
+
+use crate::cli::human_duration;
 
 #[derive(Subcommand)]
 pub enum MemoryCmd {
@@ -45,6 +49,24 @@ pub enum MemoryCmd {
     },
     /// Delete a fact by id.
     Rm { id: i64 },
+    /// The chat gateways' user accounts, most recently seen first.
+    Accounts {
+        /// Only this gateway's (its service name, e.g. telegram).
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user's account (its name, chats and counts; the chats'
+    /// history and settings stay).
+    ForgetAccount {
+        /// The gateway's service name, as `oictl memory accounts` shows it.
+        gateway: String,
+        /// The user's id on that gateway.
+        user_id: String,
+    },
 }
 
 /// Calls one of the memory service's tools with JSON arguments.
@@ -124,12 +146,13 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             }
         }
         MemoryCmd::Stats { json } => {
-            let r = memory_tool(client, oi_ipc_schema::memory::methods::STATS, json!({})).await?;
+            let r = memory_tool(client, methods::STATS, json!({})).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("facts            {}", r["facts"]);
                 println!("episodes         {}", r["episodes"]);
+                println!("accounts         {}", r["accounts"]);
                 println!(
                     "embeddings       {}",
                     r["embeddings"].as_str().unwrap_or("")
@@ -155,6 +178,106 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             }
             eprintln!("oictl: deleted memory {id}");
         }
+        MemoryCmd::Accounts {
+            gateway,
+            limit,
+            json,
+        } => {
+            let r = memory_tool(
+                client,
+                methods::ACCOUNT_LIST,
+                json!({"gateway": gateway.unwrap_or_default(), "limit": limit}),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r["accounts"])?);
+            } else {
+                print!("{}", accounts_table(&r["accounts"], now_ms()));
+            }
+        }
+        MemoryCmd::ForgetAccount { gateway, user_id } => {
+            let r = memory_tool(
+                client,
+                methods::ACCOUNT_FORGET,
+                json!({"gateway": gateway, "user_id": user_id}),
+            )
+            .await?;
+            if r["forgotten"] != true {
+                bail!("no account {user_id} on gateway '{gateway}'");
+            }
+            eprintln!("oictl: forgot account {gateway}:{user_id}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The accounts as a table: who, on which gateway, how often, when last,
+/// in which chats.
+fn accounts_table(accounts: &Value, now_ms: i64) -> String {
+    let mut out = format!(
+        "{:<24} {:<28} {:<5} {:>8} {:>10}  CHATS\n",
+        "ACCOUNT", "NAME", "LANG", "MESSAGES", "LAST SEEN"
+    );
+    for a in accounts.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
+        let mut name = s("name");
+        if !s("username").is_empty() {
+            name = format!("{name} (@{})", s("username"))
+                .trim_start()
+                .to_string();
+        }
+        let ago = now_ms.saturating_sub(a["last_seen_ms"].as_i64().unwrap_or(0));
+        let chats: Vec<&str> = a["chats"]
+            .as_array()
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<24} {:<28} {:<5} {:>8} {:>10}  {}\n",
+            format!("{}:{}", s("gateway"), s("user_id")),
+            name,
+            s("language"),
+            a["messages"].as_u64().unwrap_or(0),
+            format!("{} ago", human_duration(ago.max(0) as u64)),
+            chats.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_print_as_a_table() {
+        let accounts = serde_json::json!([
+            {"gateway": "telegram", "user_id": "7", "name": "Ann Lee", "username": "ann",
+             "language": "en", "messages": 12, "last_seen_ms": 1_000_000 - 90_000,
+             "chats": ["telegram:-100", "telegram:7"]},
+            {"gateway": "telegram", "user_id": "8", "name": "", "username": "bob",
+             "language": "", "messages": 1, "last_seen_ms": 1_000_000, "chats": []},
+        ]);
+        let t = accounts_table(&accounts, 1_000_000);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("ACCOUNT"), "{t}");
+        assert!(lines[1].starts_with("telegram:7 "), "{t}");
+        assert!(lines[1].contains("Ann Lee (@ann)"), "{t}");
+        assert!(lines[1].contains(" en "), "{t}");
+        assert!(
+            lines[1].contains("12") && lines[1].contains("1m30s ago"),
+            "{t}"
+        );
+        assert!(lines[1].ends_with("telegram:-100, telegram:7"), "{t}");
+        assert!(
+            lines[2].contains("(@bob)") && lines[2].contains("0s ago"),
+            "{t}"
+        );
+    }
 }

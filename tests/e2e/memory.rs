@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use oi_ipc_schema::memory::{
-    ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend, methods,
+    AccountSeen, ChatId, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend,
+    methods,
 };
 use oi_ipc_schema::{ErrorCode, encode_payload};
 use oi_kernel::client::{BusClient, CallOptions};
@@ -184,7 +185,42 @@ fn oictl_memory_tools_history_and_episodes() {
             (found.episodes[0].id, found.episodes[0].prompt_tokens),
             (id.id, 900)
         );
+
+        // Accounts are written by chat gateways only (the Telegram tests
+        // show one doing it); a connection that is no service is refused
+        // and nothing is written.
+        let seen = encode_payload(&AccountSeen {
+            user_id: "7".into(),
+            name: "Mallory".into(),
+            username: String::new(),
+            language: String::new(),
+            chat: "telegram:7".into(),
+        })
+        .unwrap();
+        let e = c
+            .request(
+                "memory",
+                methods::ACCOUNT_SEEN,
+                &seen,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Denied, "{e}");
+        assert!(e.to_string().contains("for chat gateways"), "{e}");
+        let listed = tool(&c, methods::ACCOUNT_LIST, json!({})).await.unwrap();
+        assert_eq!(listed, json!({"accounts": []}));
+        let e = tool(&c, methods::ACCOUNT_FORGET, json!({"gateway": "telegram"}))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("'gateway' and 'user_id'"), "{e}");
     });
+    let o = d.oictl(&["memory", "accounts"]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("ACCOUNT"),
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]

@@ -45,6 +45,13 @@ fn start(tg: &FakeBotApi, fakes: &[(&str, String)], on: &[&str], extra: &str) ->
     d
 }
 
+/// `oictl memory accounts --json`.
+fn accounts(d: &Daemon) -> Vec<Value> {
+    let o = d.oictl(&["memory", "accounts", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap()
+}
+
 /// The messages that answer user message `message_id`.
 fn replies_to(tg: &FakeBotApi, chat: i64, message_id: i64) -> Vec<Sent> {
     tg.sent_to(chat)
@@ -441,6 +448,17 @@ fn strangers_are_refused_and_pairing_lets_a_chat_in() {
         d.log_text()
             .contains("message from a chat that is not allowed; refused")
     );
+    // The owner has an account in memory, filed under the gateway's
+    // service name; the stranger has none.
+    let owner = wait_for(Duration::from_secs(10), "the owner's account", || {
+        accounts(&d).into_iter().find(|a| a["user_id"] == "7")
+    });
+    assert_eq!(owner["gateway"], "telegram");
+    assert_eq!(owner["name"], "User7");
+    assert_eq!(owner["username"], "user7");
+    assert_eq!(owner["chats"], json!(["telegram:111"]));
+    assert_eq!(owner["messages"], 1);
+    assert_eq!(accounts(&d).len(), 1, "no account for a stranger");
 
     // Pairing: a wrong code is refused, the right one lets the chat in.
     let o = d.oictl(&["telegram", "pair"]);
@@ -459,6 +477,28 @@ fn strangers_are_refused_and_pairing_lets_a_chat_in() {
     wait_reply(&tg, stranger, "Paired: this chat gets answers now.");
     tg.push_message(stranger, 55, "hi");
     wait_reply(&tg, stranger, "hello friend");
+    // Once paired, the chat's user has an account too; the owner can
+    // forget it.
+    wait_for(Duration::from_secs(10), "the paired user's account", || {
+        accounts(&d).into_iter().find(|a| a["user_id"] == "55")
+    });
+    let o = d.oictl(&["memory", "accounts"]);
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        table.contains("telegram:55") && table.contains("User55 (@user55)"),
+        "{}",
+        out(&o)
+    );
+    let o = d.oictl(&["memory", "forget-account", "telegram", "55"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = d.oictl(&["memory", "forget-account", "telegram", "55"]);
+    assert!(
+        !o.status.success() && out(&o).contains("no account 55 on gateway 'telegram'"),
+        "{}",
+        out(&o)
+    );
+    let ids: Vec<Value> = accounts(&d).iter().map(|a| a["user_id"].clone()).collect();
+    assert_eq!(ids, [json!("7")]);
     let o = d.oictl(&["telegram", "chats", "--json"]);
     let chats: Value = serde_json::from_slice(&o.stdout).unwrap();
     let listed: BTreeSet<(i64, String)> = chats

@@ -1,6 +1,7 @@
 //! The memory service (`openintentd service memory`): owns the main SQLite
 //! database and serves working, episodic and semantic memory over the bus.
-//! The semantic layer is also offered to the agent as tools.
+//! The semantic layer is also offered to the agent as tools; the chat
+//! gateways record their users' accounts here.
 
 pub mod embed;
 pub mod maintenance;
@@ -13,8 +14,8 @@ use std::time::Duration;
 use oi_ipc_schema::ToolSpec;
 use oi_ipc_schema::llm::EmbedResponse;
 use oi_ipc_schema::memory::{
-    ChatId, ChatSettings, Episode, EpisodeId, EpisodeQuery, Episodes, History, HistoryAppend,
-    IntegrityReport, SettingSet, methods,
+    AccountSeen, ChatId, ChatSettings, Episode, EpisodeId, EpisodeQuery, Episodes, History,
+    HistoryAppend, IntegrityReport, SettingSet, methods,
 };
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::Config;
@@ -112,6 +113,21 @@ struct MemoryService {
     store: Arc<Store>,
     settings: Arc<Live<Settings>>,
     provider: Arc<ProviderEmbeddings>,
+}
+
+/// Who may call the account methods: a chat gateway records its users
+/// (a service, whose name the broker vouches for); only oictl (the
+/// owner, caller "") reads or deletes them.
+fn account_access(method: &str, caller: &str) -> Result<(), ServiceError> {
+    match (method == methods::ACCOUNT_SEEN, caller.is_empty()) {
+        (true, true) => Err(ServiceError::denied(
+            "account.seen is for chat gateways; oictl may list and forget accounts",
+        )),
+        (false, false) => Err(ServiceError::denied(format!(
+            "service '{caller}' may not read or delete user accounts; only oictl may"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn memory_error(e: MemoryError) -> ServiceError {
@@ -310,6 +326,35 @@ impl Service for MemoryService {
                 });
                 json_reply(v)
             }
+            methods::ACCOUNT_SEEN => {
+                account_access(methods::ACCOUNT_SEEN, req.caller())?;
+                // The broker vouches for the caller's name (the supervisor
+                // started it); accounts are filed under it.
+                let gateway = req.caller().to_string();
+                let m: AccountSeen = decode_request(&req)?;
+                self.blocking(move |s| s.account_seen(&gateway, &m)).await?;
+                Ok(Reply::Once(Vec::new()))
+            }
+            methods::ACCOUNT_LIST | methods::ACCOUNT_FORGET => {
+                account_access(req.method(), req.caller())?;
+                let a: Value = tool::args(&req)?;
+                let gateway = a["gateway"].as_str().unwrap_or("").to_string();
+                if req.method() == methods::ACCOUNT_LIST {
+                    let limit = a["limit"].as_u64().unwrap_or(100).clamp(1, 10_000) as u32;
+                    let accounts = self.blocking(move |s| s.accounts(&gateway, limit)).await?;
+                    return json_reply(json!({"accounts": accounts}));
+                }
+                let user_id = a["user_id"].as_str().unwrap_or("").to_string();
+                if gateway.is_empty() || user_id.is_empty() {
+                    return Err(ServiceError::bad_request(
+                        "account.forget: 'gateway' and 'user_id' (strings) are required",
+                    ));
+                }
+                let forgotten = self
+                    .blocking(move |s| s.forget_account(&gateway, &user_id))
+                    .await?;
+                json_reply(json!({"forgotten": forgotten}))
+            }
             methods::CHECK => {
                 let (result, facts, episodes) = self.blocking(|s| s.check()).await?;
                 archived_reply(&IntegrityReport {
@@ -377,4 +422,27 @@ pub fn run(name: &'static str) -> i32 {
             provider,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_record_accounts_and_only_the_owner_reads_or_deletes_them() {
+        assert!(account_access(methods::ACCOUNT_SEEN, "telegram").is_ok());
+        let e = account_access(methods::ACCOUNT_SEEN, "").unwrap_err();
+        assert_eq!(e.code, oi_ipc_schema::ErrorCode::Denied);
+        for m in [methods::ACCOUNT_LIST, methods::ACCOUNT_FORGET] {
+            assert!(account_access(m, "").is_ok());
+            let e = account_access(m, "agent").unwrap_err();
+            assert_eq!(e.code, oi_ipc_schema::ErrorCode::Denied);
+            assert!(
+                e.message
+                    .contains("service 'agent' may not read or delete user accounts"),
+                "{}",
+                e.message
+            );
+        }
+    }
 }

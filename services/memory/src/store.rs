@@ -20,8 +20,11 @@ use serde::Serialize;
 
 use crate::embed;
 
+mod accounts;
+pub use accounts::Account;
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: the three layers and per-chat settings.
 const M1: &str = "
@@ -59,6 +62,19 @@ CREATE TABLE fact_vectors(space TEXT NOT NULL, fact_id INTEGER NOT NULL
     PRIMARY KEY(space, fact_id)) WITHOUT ROWID;
 CREATE INDEX fact_vectors_by_fact ON fact_vectors(fact_id);
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// Version 4: the chat gateways' user accounts (see [`accounts`]).
+const M4: &str = "
+CREATE TABLE accounts(gateway TEXT NOT NULL, user_id TEXT NOT NULL, name TEXT NOT NULL,
+    username TEXT NOT NULL, language TEXT NOT NULL, first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL, messages INTEGER NOT NULL,
+    PRIMARY KEY(gateway, user_id)) WITHOUT ROWID;
+CREATE INDEX accounts_by_last_seen ON accounts(last_seen_ms);
+CREATE TABLE account_chats(gateway TEXT NOT NULL, user_id TEXT NOT NULL, chat TEXT NOT NULL,
+    PRIMARY KEY(gateway, user_id, chat),
+    FOREIGN KEY(gateway, user_id) REFERENCES accounts(gateway, user_id) ON DELETE CASCADE)
+    WITHOUT ROWID;
 ";
 
 /// `meta` key of the provider vector space in use.
@@ -150,6 +166,8 @@ pub enum Via {
 pub struct Stats {
     pub facts: usize,
     pub episodes: u64,
+    /// The chat gateways' user accounts.
+    pub accounts: u64,
     pub local_indexed: bool,
     /// The provider's vector space in use ("" for none yet).
     pub space: String,
@@ -640,10 +658,11 @@ impl Store {
     }
 
     pub fn stats(&self) -> Result<Stats, MemoryError> {
-        let episodes: i64 =
-            self.db(self
-                .reader()
-                .query_row("SELECT COUNT(*) FROM episodes", [], |x| x.get(0)))?;
+        let (episodes, accounts): (i64, i64) = self.db(self.reader().query_row(
+            "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM accounts)",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        ))?;
         let (facts, local_indexed) = {
             let local = read(&self.vectors);
             (local.all.len(), local.ann.is_some())
@@ -653,6 +672,7 @@ impl Store {
         Ok(Stats {
             facts,
             episodes: episodes as u64,
+            accounts: accounts as u64,
             local_indexed,
             space: p.as_ref().map(|p| p.space.clone()).unwrap_or_default(),
             provider_vectors: pv.as_ref().map_or(0, |v| v.all.len()),
@@ -1060,6 +1080,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), MemoryError> {
                     }
                 }
                 3 => conn.execute_batch(M3)?,
+                4 => conn.execute_batch(M4)?,
                 _ => {}
             }
             conn.execute_batch(&format!("PRAGMA user_version = {next}"))
@@ -1467,6 +1488,19 @@ mod tests {
                 .text,
             "The cat is called Miso"
         );
+        // The tables of the later versions are there and work.
+        s.account_seen(
+            "telegram",
+            &oi_ipc_schema::memory::AccountSeen {
+                user_id: "7".into(),
+                name: "Ann".into(),
+                username: String::new(),
+                language: String::new(),
+                chat: "telegram:7".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.accounts("telegram", 5).unwrap()[0].name, "Ann");
     }
 
     /// A toy provider model for the tests: words map to concepts, so

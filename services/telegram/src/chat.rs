@@ -123,6 +123,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, u: Update) {
         stranger(gw, &m, &text).await;
         return done(gw, id).await;
     }
+    crate::account::record(gw, &m);
     if text.trim().is_empty() {
         send_text(
             gw,

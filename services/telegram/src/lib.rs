@@ -10,8 +10,10 @@
 //! - [`format`]: Markdown to Telegram HTML, cut into messages.
 //! - [`access`]: the allowlist and pairing codes; [`progress`] the status
 //!   message.
+//! - [`account`]: each user's account in the memory service.
 
 pub mod access;
+pub mod account;
 pub mod api;
 pub mod chat;
 #[cfg(feature = "fake")]
@@ -106,13 +108,10 @@ impl Service for Telegram {
         // Pairing decides who talks to the agent: only the owner (oictl)
         // may do it, never another service.
         if !req.caller().is_empty() {
-            return Err(ServiceError::new(
-                oi_ipc_schema::ErrorCode::Denied,
-                format!(
-                    "service '{}' may not manage the Telegram gateway's chats",
-                    req.caller()
-                ),
-            ));
+            return Err(ServiceError::denied(format!(
+                "service '{}' may not manage the Telegram gateway's chats",
+                req.caller()
+            )));
         }
         match req.method() {
             methods::PAIR => {

@@ -67,7 +67,10 @@ pub struct User {
     pub is_bot: bool,
     #[serde(default)]
     pub first_name: String,
+    pub last_name: Option<String>,
     pub username: Option<String>,
+    /// The IETF language tag of the user's Telegram client.
+    pub language_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

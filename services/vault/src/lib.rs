@@ -13,8 +13,8 @@ pub mod store;
 
 use std::sync::{Arc, Mutex};
 
+use oi_ipc_schema::encode_payload;
 use oi_ipc_schema::vault::{SecretList, SecretName, SecretValue, SetSecret, methods};
-use oi_ipc_schema::{ErrorCode, encode_payload};
 use oi_kernel::client::IncomingRequest;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use tracing::{info, warn};
@@ -72,10 +72,7 @@ impl VaultService {
 
     fn deny(&self, caller: &str, what: String) -> ServiceError {
         warn!(caller, "{what}");
-        ServiceError::new(
-            ErrorCode::Denied,
-            format!("{what}; see [vault.policy] in the config"),
-        )
+        ServiceError::denied(format!("{what}; see [vault.policy] in the config"))
     }
 }
 
