@@ -15,7 +15,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use oi_ipc_schema::control::audit::{AuditQuery, AuditRow, AuditRows, AuditVerify};
 use ring::digest::{Context, SHA256};
@@ -54,11 +53,7 @@ pub struct Entry {
     pub duration_ms: u64,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,

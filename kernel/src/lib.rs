@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod broker;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod framing;
 pub mod harness;

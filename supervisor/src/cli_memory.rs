@@ -192,7 +192,10 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             if json {
                 println!("{}", serde_json::to_string_pretty(&r["accounts"])?);
             } else {
-                print!("{}", accounts_table(&r["accounts"], now_ms()));
+                print!(
+                    "{}",
+                    accounts_table(&r["accounts"], oi_kernel::clock::now_ms())
+                );
             }
         }
         MemoryCmd::ForgetAccount { gateway, user_id } => {
@@ -209,12 +212,6 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The accounts as a table: who, on which gateway, how often, when last,

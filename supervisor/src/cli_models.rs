@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use oi_ipc_schema::frame::Kind;
 use oi_ipc_schema::llm::{
@@ -47,9 +47,7 @@ pub fn models_json(s: &ModelsStatus) -> Value {
 }
 
 pub fn models_table(s: &ModelsStatus) -> String {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = oi_kernel::clock::now_ms();
     let mut out = format!(
         "{:<3} {:<12} {:<9} {:<36} {:<22} {}\n",
         "#", "ALIAS", "KIND", "MODEL", "STATE", "DETAIL"

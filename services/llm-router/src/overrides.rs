@@ -70,10 +70,7 @@ impl Overrides {
         let r = if alias.is_empty() {
             conn.execute("DELETE FROM chat_model WHERE chat = ?1", [chat])
         } else {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let now = oi_kernel::clock::now_ms();
             conn.execute(
                 "INSERT INTO chat_model (chat, alias, updated_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(chat) DO UPDATE SET alias = excluded.alias, updated_ms = excluded.updated_ms",

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use oi_ipc_schema::memory::{ChatMessage, Episode, EpisodeQuery};
+use oi_kernel::clock::now_ms;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
@@ -397,13 +397,6 @@ fn build_index(lock: &RwLock<Vectors>) -> bool {
     );
     v.ann = Some(index);
     true
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {

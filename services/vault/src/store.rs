@@ -3,9 +3,9 @@
 //! corrupt record, key rotation, and the audit log.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use oi_ipc_schema::vault::{SecretMeta, VaultStatus};
+use oi_kernel::clock::now_ms;
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
@@ -46,17 +46,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    now_ms() / 1000
 }
 
 pub struct Vault {
