@@ -499,6 +499,32 @@ fn strangers_are_refused_and_pairing_lets_a_chat_in() {
     );
     let ids: Vec<Value> = accounts(&d).iter().map(|a| a["user_id"].clone()).collect();
     assert_eq!(ids, [json!("7")]);
+
+    // With memory stopped the owner is still answered; the account misses
+    // that message and catches up with the next one.
+    let memory = d.ready_pid("memory");
+    let o = d.oictl(&["stop", "memory"]);
+    assert!(o.status.success(), "{}", out(&o));
+    wait_for(Duration::from_secs(10), "memory stopped", || {
+        (d.state("memory") == "EXITED").then_some(())
+    });
+    let m = tg.push_message(ME, USER, "are you there?");
+    wait_for(Duration::from_secs(20), "an answer without memory", || {
+        (!replies_to(&tg, ME, m.message_id).is_empty()).then_some(())
+    });
+    assert!(d.oictl(&["start", "memory"]).status.success());
+    d.new_ready_pid("memory", memory);
+    let m = tg.push_message(ME, USER, "and now?");
+    wait_for(
+        Duration::from_secs(20),
+        "an answer with memory back",
+        || (!replies_to(&tg, ME, m.message_id).is_empty()).then_some(()),
+    );
+    wait_for(Duration::from_secs(10), "the account caught up", || {
+        accounts(&d)
+            .into_iter()
+            .find(|a| a["user_id"] == "7" && a["messages"] == 2)
+    });
     let o = d.oictl(&["telegram", "chats", "--json"]);
     let chats: Value = serde_json::from_slice(&o.stdout).unwrap();
     let listed: BTreeSet<(i64, String)> = chats
