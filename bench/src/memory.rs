@@ -12,6 +12,9 @@
 //! - `hybrid_search_100k_p50_us`: BM25 + embedding fused.
 //! - `index_build_100k_s`: building the HNSW index (in the service this
 //!   happens in the background after start).
+//! - `index_load_100k_s`: loading the saved index after a restart (read,
+//!   checksum, reconcile with the database), and `index_file_100k_mb` its
+//!   size on disk.
 //! - `local_*_paraphrase_top1`: how often the local embedding puts the
 //!   right fact first (see `fallback_quality`).
 //!
@@ -184,12 +187,31 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     }
     eprintln!("oi-bench: saved in {:.1}s", t0.elapsed().as_secs_f64());
     // The HNSW index, as the service's indexer builds it in the background
-    // (searches scan until it is in).
+    // (searches scan until it is in), then saves it beside the database.
     let t0 = Instant::now();
     store.build_pending_indexes();
     figure(
         &format!("index_build_{k}_s"),
         format!("{:.1}", t0.elapsed().as_secs_f64()),
+    );
+    // After a restart the saved index is loaded, checked and reconciled
+    // with the database instead (here with 10 facts saved since).
+    let file = data.join("memory.db.local.hnsw");
+    figure(
+        &format!("index_file_{k}_mb"),
+        format!("{:.1}", std::fs::metadata(&file)?.len() as f64 / 1e6),
+    );
+    for i in 0..10 {
+        store.save_fact(&sentence(n + 1000 + i), &[], "bench", None)?;
+    }
+    drop(store);
+    let store = Store::open(&data.join("memory.db"), &Tuning::default())?;
+    let t0 = Instant::now();
+    store.build_pending_indexes();
+    anyhow::ensure!(store.index_loaded(), "the saved index was not loaded");
+    figure(
+        &format!("index_load_{k}_s"),
+        format!("{:.2}", t0.elapsed().as_secs_f64()),
     );
 
     // Hot: per-read time of batches of 1,000 cache hits.

@@ -456,4 +456,41 @@ fn memory_answers_at_once_on_a_big_database_and_indexes_in_the_background() {
     );
     assert_eq!(d.service("memory")["restarts"], 0);
     assert!(d.log_text().contains("vector index built"), "not logged");
+
+    // The index was saved beside the database; killed and restarted, the
+    // service loads it, with the fact saved meanwhile added to it.
+    wait_for(Duration::from_secs(30), "the index saved", || {
+        d.log_text().contains("vector index saved").then_some(())
+    });
+    assert!(d.path("data/memory.db.local.hnsw").exists());
+    assert!(d.path("data/memory.db.local.hnsw.json").exists());
+    let o = d.oictl(&["memory", "save", "a fact saved after the index was"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let pid = d.ready_pid("memory");
+    signal(pid, libc::SIGKILL);
+    d.new_ready_pid("memory", pid);
+    let loaded = wait_for(Duration::from_secs(60), "the index loaded", || {
+        d.log_text()
+            .lines()
+            .find(|l| l.contains("vector index loaded"))
+            .map(str::to_string)
+    });
+    assert!(
+        loaded.contains("added=1") && loaded.contains("removed=0"),
+        "{loaded}"
+    );
+    assert!(stats(&d)["local_indexed"] == true);
+    let r = search(
+        &d,
+        &["--mode", "vector", "a fact saved after the index was"],
+    );
+    assert_eq!(
+        r["results"][0]["text"], "a fact saved after the index was",
+        "{r}"
+    );
+    assert_eq!(
+        d.log_text().matches("vector index built").count(),
+        1,
+        "built once, then loaded"
+    );
 }

@@ -3,13 +3,13 @@
 //! embedding.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oi_kernel::harness::Live;
 use tracing::{info, warn};
 
 use crate::provider::ProviderEmbeddings;
-use crate::store::Store;
+use crate::store::{SAVE_EVERY, Store};
 use crate::{Settings, blocking};
 
 /// Facts embedded per backfill request.
@@ -20,10 +20,12 @@ pub const BACKFILL_IDLE: Duration = Duration::from_secs(2);
 /// How often the indexer looks for a vector index that is due.
 pub const INDEX_CHECK: Duration = Duration::from_millis(500);
 
-/// Builds vector indexes when they are due (at start for a store with many
-/// facts, when a space crosses the threshold), on a blocking thread, so
-/// neither the service's start nor its requests wait for them.
+/// Builds (or loads) vector indexes when they are due (at start for a
+/// store with many facts, when a space crosses the threshold), and saves
+/// changed ones every [`SAVE_EVERY`], on a blocking thread, so neither the
+/// service's start nor its requests wait for them.
 pub async fn indexer(store: Arc<Store>) {
+    let mut last_save = Instant::now();
     loop {
         if store.needs_index()
             && blocking(&store, |s| Ok(s.build_pending_indexes()))
@@ -32,6 +34,12 @@ pub async fn indexer(store: Arc<Store>) {
         {
             warn!("the vector index build panicked; similarity search scans instead");
             return;
+        }
+        if last_save.elapsed() >= SAVE_EVERY {
+            last_save = Instant::now();
+            if blocking(&store, |s| Ok(s.save_indexes())).await.is_err() {
+                warn!("saving the vector index panicked");
+            }
         }
         tokio::time::sleep(INDEX_CHECK).await;
     }

@@ -21,10 +21,20 @@ use serde::Serialize;
 use crate::embed;
 
 mod accounts;
+mod index_file;
 mod vectors;
 pub use accounts::Account;
-pub use vectors::ANN_THRESHOLD;
-use vectors::{Vectors, build_index, read, write};
+use index_file::IndexFile;
+pub use vectors::{ANN_THRESHOLD, SAVE_EVERY};
+use vectors::{Vectors, build_index, read, save_index, write};
+
+/// Where the HNSW index of the local embedding (`which` = "local") or of
+/// the provider's space in use ("provider") is kept: beside the database.
+fn index_file(db: &Path, which: &str, space: &str) -> IndexFile {
+    let mut name = db.as_os_str().to_os_string();
+    name.push(format!(".{which}.hnsw"));
+    IndexFile::new(PathBuf::from(name), space)
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 4;
@@ -326,7 +336,11 @@ impl Store {
             readers,
             next_reader: AtomicUsize::new(0),
             hot: moka::sync::Cache::new(tuning.cache_entries.max(1)),
-            vectors: RwLock::new(Vectors::new(embed::DIM, all)),
+            vectors: RwLock::new(Vectors::new(
+                embed::DIM,
+                all,
+                Some(index_file(path, "local", &format!("local-{}", embed::DIM))),
+            )),
             provider: RwLock::new(None),
         };
         if let Some(space) = space {
@@ -386,7 +400,11 @@ impl Store {
             .collect();
         *self.provider.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(SpaceVectors {
             space: space.to_string(),
-            vectors: RwLock::new(Vectors::new(dim, all)),
+            vectors: RwLock::new(Vectors::new(
+                dim,
+                all,
+                Some(index_file(&self.path, "provider", space)),
+            )),
         }));
         Ok(())
     }
@@ -452,7 +470,7 @@ impl Store {
         let mut vectors = write(&sv.vectors);
         for (id, v) in rows {
             if vectors.all.is_empty() && vectors.dim != v.len() {
-                *vectors = Vectors::new(v.len(), Vec::new());
+                *vectors = Vectors::new(v.len(), Vec::new(), vectors.file());
             }
             vectors.insert(id, v);
         }
@@ -612,9 +630,22 @@ impl Store {
         usize::from(local) + usize::from(provider)
     }
 
+    /// Saves the vector indexes that changed since their last save (see
+    /// [`SAVE_EVERY`]). Returns how many files were written.
+    pub fn save_indexes(&self) -> usize {
+        let local = save_index(&self.vectors);
+        let provider = self.space_vectors().is_some_and(|p| save_index(&p.vectors));
+        usize::from(local) + usize::from(provider)
+    }
+
     /// Whether similarity search goes through the HNSW index.
     pub fn indexed(&self) -> bool {
         read(&self.vectors).ann.is_some()
+    }
+
+    /// Whether the local HNSW index was loaded from its file (not built).
+    pub fn index_loaded(&self) -> bool {
+        read(&self.vectors).loaded
     }
 
     /// Ids of the `k` facts whose local embeddings are closest to `query`,
@@ -1043,16 +1074,49 @@ mod tests {
         }
         eprintln!("recall@10 {hits}/500");
         assert!(hits >= 475, "recall@10 {hits}/500");
-        // Deletes reach the index; a reopened store rebuilds it.
+        assert!(!s.index_loaded());
+        assert_eq!(s.save_indexes(), 0, "saved when built; unchanged since");
+        // Deletes reach the index.
         s.delete_fact(last).unwrap();
         let qv = embed::embed(&text(ANN_THRESHOLD - 1));
         assert!(s.nearest(&qv, 10).iter().all(|(id, _)| *id != last));
+        // The store goes away without saving (as in a crash): the file
+        // still holds `last`.
         drop(s);
         let s = store(d.path());
         assert!(!s.needs_index(), "one below the threshold after the delete");
-        s.save_fact("one more", &[], "t", None).unwrap();
+        let more = s.save_fact("one more zulu", &[], "t", None).unwrap();
+        assert_eq!(more, last, "SQLite gave the deleted id to the new fact");
         assert_eq!(s.build_pending_indexes(), 1);
-        assert!(s.indexed());
+        assert!(s.indexed() && s.index_loaded(), "loaded, not rebuilt");
+        // Reconciled: the reused id carries the new fact's vector.
+        let top = s.nearest(&embed::embed("one more zulu"), 1);
+        assert_eq!(top[0].0, more);
+        assert!((top[0].1 - 1.0).abs() < 1e-4, "{top:?}");
+        let old = s.nearest(&qv, 10);
+        let exact = s.nearest_exact(&qv, 10);
+        assert!(old[0].1 >= exact[0].1 - 1e-5, "{old:?} {exact:?}");
+        // Saved again every SAVE_EVERY when changed (the indexer calls it).
+        assert_eq!(s.save_indexes(), 0, "saved after the repair");
+        let newest = s.save_fact("newest yankee", &[], "t", None).unwrap();
+        assert_eq!(s.save_indexes(), 1);
+        assert_eq!(s.save_indexes(), 0);
+        drop(s);
+        let s = store(d.path());
+        assert_eq!(s.build_pending_indexes(), 1);
+        assert!(s.index_loaded());
+        assert_eq!(s.nearest(&embed::embed("newest yankee"), 1)[0].0, newest);
+        drop(s);
+        // A damaged file is not used: the index is built again.
+        let file = d.path().join("memory.db.local.hnsw");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes.len() - 100;
+        bytes[at] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+        let s = store(d.path());
+        assert_eq!(s.build_pending_indexes(), 1);
+        assert!(s.indexed() && !s.index_loaded());
+        assert_eq!(s.nearest(&embed::embed("newest yankee"), 1)[0].0, newest);
     }
 
     #[test]

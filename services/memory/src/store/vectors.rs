@@ -1,10 +1,20 @@
 //! The vectors of one embedding space and their HNSW index: scanned
 //! exactly while there are few, searched through a usearch index from
-//! [`ANN_THRESHOLD`] on, the index built off the lock.
+//! [`ANN_THRESHOLD`] on, the index built (or loaded from its file, see
+//! [`super::index_file`]) off the lock, and saved again after a build and
+//! every [`SAVE_EVERY`] while it changes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use super::index_file::IndexFile;
 use crate::embed;
+
+/// How often a changed index is saved to its file. Changes since the last
+/// save are redone from the database after a crash (see
+/// [`IndexFile::load`]), so this bounds that work, not what is lost.
+pub const SAVE_EVERY: Duration = Duration::from_secs(300);
 
 pub(super) fn read(v: &RwLock<Vectors>) -> std::sync::RwLockReadGuard<'_, Vectors> {
     v.read().unwrap_or_else(|p| p.into_inner())
@@ -34,6 +44,12 @@ pub(super) struct Vectors {
     /// The index could not be built or kept (search keeps scanning, and no
     /// new build is tried).
     failed: bool,
+    /// Where the index is kept between runs; `None` keeps it in memory only.
+    file: Option<IndexFile>,
+    /// Changes to the index since it was last saved.
+    unsaved: AtomicU64,
+    /// The index came from its file rather than a build.
+    pub(super) loaded: bool,
 }
 
 enum Change {
@@ -42,14 +58,22 @@ enum Change {
 }
 
 impl Vectors {
-    pub(super) fn new(dim: usize, all: Vec<(i64, Arc<[f32]>)>) -> Vectors {
+    pub(super) fn new(dim: usize, all: Vec<(i64, Arc<[f32]>)>, file: Option<IndexFile>) -> Vectors {
         Vectors {
             dim,
             all,
             ann: None,
             building: None,
             failed: false,
+            file,
+            unsaved: AtomicU64::new(0),
+            loaded: false,
         }
+    }
+
+    /// The same file, for the vectors that replace these.
+    pub(super) fn file(&self) -> Option<IndexFile> {
+        self.file.clone()
     }
 
     pub(super) fn needs_index(&self) -> bool {
@@ -98,6 +122,7 @@ impl Vectors {
         if let Some(log) = &mut self.building {
             log.push(Change::Add(id, v.clone()));
         }
+        *self.unsaved.get_mut() += 1;
         self.all.push((id, v));
     }
 
@@ -112,6 +137,7 @@ impl Vectors {
         if let Some(log) = &mut self.building {
             log.push(Change::Remove(id));
         }
+        *self.unsaved.get_mut() += 1;
     }
 
     /// Nearest `k` by dot product: through the index when there is one.
@@ -150,23 +176,31 @@ impl Vectors {
 
 /// Builds the index of `lock`'s vectors if they need one: a snapshot is
 /// taken under the lock (cheap: the vectors are shared), the index is
-/// filled without it, and the changes made meanwhile are replayed before
-/// it is swapped in. Returns whether an index was built.
+/// loaded from its file and reconciled with the snapshot, or else built
+/// from it, without the lock, and the changes made meanwhile are replayed
+/// before it is swapped in. A built or repaired index is saved. Returns
+/// whether an index was made.
 pub(super) fn build_index(lock: &RwLock<Vectors>) -> bool {
-    let (dim, snapshot) = {
+    let (dim, snapshot, file) = {
         let mut v = write(lock);
         if !v.needs_index() {
             return false;
         }
         v.building = Some(Vec::new());
-        (v.dim, v.all.clone())
+        (v.dim, v.all.clone(), v.file.clone())
     };
     let t0 = std::time::Instant::now();
-    let built = Vectors::new_index(dim, snapshot.len()).filter(|index| {
-        snapshot
-            .iter()
-            .all(|(id, v)| Vectors::index_add(index, *id, v))
-    });
+    let loaded = file.as_ref().and_then(|f| f.load(dim, &snapshot));
+    let repairs = loaded.as_ref().map(|(_, r)| *r);
+    let built = match loaded {
+        Some((index, _)) => Some(index),
+        None => Vectors::new_index(dim, snapshot.len()).filter(|index| {
+            snapshot
+                .iter()
+                .all(|(id, v)| Vectors::index_add(index, *id, v))
+        }),
+    };
+    drop(snapshot);
     let mut v = write(lock);
     let log = v.building.take().unwrap_or_default();
     let Some(index) = built else {
@@ -182,12 +216,82 @@ pub(super) fn build_index(lock: &RwLock<Vectors>) -> bool {
         v.failed = true;
         return false;
     }
-    tracing::info!(
-        vectors = index.size(),
-        dimensions = dim,
-        secs = t0.elapsed().as_secs_f64(),
-        "vector index built"
-    );
+    let secs = t0.elapsed().as_secs_f64();
+    match repairs {
+        Some(r) => tracing::info!(
+            vectors = index.size(),
+            dimensions = dim,
+            secs,
+            added = r.added,
+            replaced = r.replaced,
+            removed = r.removed,
+            "vector index loaded"
+        ),
+        None => tracing::info!(
+            vectors = index.size(),
+            dimensions = dim,
+            secs,
+            "vector index built"
+        ),
+    }
+    v.loaded = repairs.is_some();
+    let changed = repairs.is_none_or(|r| r.any()) || !log.is_empty();
+    v.unsaved.store(u64::from(changed), Ordering::Relaxed);
     v.ann = Some(index);
+    drop(v);
+    if changed {
+        save_index(lock);
+    }
     true
+}
+
+/// Saves the index to its file if it changed since the last save: it is
+/// serialised under the read lock (searches go on; writes wait for the
+/// copy) and written without it. Returns whether a file was written.
+pub(super) fn save_index(lock: &RwLock<Vectors>) -> bool {
+    let (file, bytes, dimensions, size, max_key) = {
+        let v = read(lock);
+        let (Some(index), Some(file)) = (&v.ann, &v.file) else {
+            return false;
+        };
+        if v.unsaved.load(Ordering::Relaxed) == 0 || v.building.is_some() {
+            return false;
+        }
+        let bytes = match IndexFile::serialise(index) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return false;
+            }
+        };
+        v.unsaved.store(0, Ordering::Relaxed);
+        let max_key = v.all.iter().map(|(id, _)| *id as u64).max().unwrap_or(0);
+        (
+            file.clone(),
+            bytes,
+            index.dimensions(),
+            index.size(),
+            max_key,
+        )
+    };
+    let t0 = std::time::Instant::now();
+    match file.save_bytes(&bytes, dimensions, size, max_key) {
+        Ok(()) => {
+            tracing::info!(
+                vectors = size,
+                bytes = bytes.len(),
+                secs = t0.elapsed().as_secs_f64(),
+                file = %file.path().display(),
+                "vector index saved"
+            );
+            true
+        }
+        Err(e) => {
+            // Unsaved changes are redone from the database at the next
+            // load; the next periodic save tries again.
+            read(lock).unsaved.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("{e}");
+            false
+        }
+    }
 }
