@@ -31,9 +31,7 @@ use vectors::{Vectors, build_index, read, save_index, write};
 /// Where the HNSW index of the local embedding (`which` = "local") or of
 /// the provider's space in use ("provider") is kept: beside the database.
 fn index_file(db: &Path, which: &str, space: &str) -> IndexFile {
-    let mut name = db.as_os_str().to_os_string();
-    name.push(format!(".{which}.hnsw"));
-    IndexFile::new(PathBuf::from(name), space)
+    IndexFile::new(index_file::with_suffix(db, &format!(".{which}.hnsw")), space)
 }
 
 /// The schema version this build writes.
@@ -541,10 +539,14 @@ impl Store {
         let id = {
             let mut w = lock(&self.writer);
             let tx = self.db(w.transaction())?;
-            self.db(tx.execute(
-                "INSERT INTO facts(text, tags, source, ts_ms, embedding) VALUES(?1, ?2, ?3, ?4, ?5)",
-                params![text, tags.join(","), source, now_ms(), embed::to_bytes(&v)],
-            ))?;
+            self.db(
+                tx.prepare_cached(
+                    "INSERT INTO facts(text, tags, source, ts_ms, embedding) VALUES(?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![text, tags.join(","), source, now_ms(), embed::to_bytes(&v)])
+                }),
+            )?;
             let id = tx.last_insert_rowid();
             if let Some(p) = provider {
                 self.db(tx.execute(
@@ -576,11 +578,8 @@ impl Store {
     pub fn fact_uncached(&self, id: i64) -> Result<Fact, MemoryError> {
         let r = self.reader();
         let row = r
-            .query_row(
-                "SELECT id, text, tags, source, ts_ms FROM facts WHERE id = ?1",
-                [id],
-                fact_row,
-            )
+            .prepare_cached("SELECT id, text, tags, source, ts_ms FROM facts WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], fact_row))
             .optional();
         self.db(row)?.ok_or(MemoryError::NotFound(id))
     }
@@ -597,7 +596,7 @@ impl Store {
 
     pub fn list_facts(&self, limit: u32, offset: u32) -> Result<Vec<Fact>, MemoryError> {
         let r = self.reader();
-        let mut stmt = self.db(r.prepare(
+        let mut stmt = self.db(r.prepare_cached(
             "SELECT id, text, tags, source, ts_ms FROM facts ORDER BY id DESC LIMIT ?1 OFFSET ?2",
         ))?;
         let rows = stmt
@@ -693,7 +692,7 @@ impl Store {
             && let Some(q) = fts_query(query)
         {
             let r = self.reader();
-            let mut stmt = self.db(r.prepare("SELECT rowid FROM facts_fts WHERE facts_fts MATCH ?1 ORDER BY bm25(facts_fts) LIMIT ?2"))?;
+            let mut stmt = self.db(r.prepare_cached("SELECT rowid FROM facts_fts WHERE facts_fts MATCH ?1 ORDER BY bm25(facts_fts) LIMIT ?2"))?;
             let ids = stmt
                 .query_map(params![q, depth as i64], |r| r.get::<_, i64>(0))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>());
@@ -744,17 +743,18 @@ impl Store {
     // ---- working memory ----
 
     pub fn append_message(&self, chat: &str, role: &str, content: &str) -> Result<(), MemoryError> {
-        self.db(lock(&self.writer).execute(
-            "INSERT INTO messages(chat, role, content, ts_ms) VALUES(?1, ?2, ?3, ?4)",
-            params![chat, role, content, now_ms()],
-        ))?;
+        self.db(lock(&self.writer)
+            .prepare_cached(
+                "INSERT INTO messages(chat, role, content, ts_ms) VALUES(?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![chat, role, content, now_ms()])))?;
         Ok(())
     }
 
     /// The last `n` messages of a chat, oldest first.
     pub fn window(&self, chat: &str, n: u32) -> Result<Vec<ChatMessage>, MemoryError> {
         let r = self.reader();
-        let mut stmt = self.db(r.prepare(
+        let mut stmt = self.db(r.prepare_cached(
             "SELECT role, content, ts_ms FROM messages WHERE chat = ?1 ORDER BY id DESC LIMIT ?2",
         ))?;
         let rows = stmt
@@ -788,8 +788,9 @@ impl Store {
 
     pub fn settings(&self, chat: &str) -> Result<Vec<(String, String)>, MemoryError> {
         let r = self.reader();
-        let mut stmt = self
-            .db(r.prepare("SELECT key, value FROM chat_settings WHERE chat = ?1 ORDER BY key"))?;
+        let mut stmt = self.db(
+            r.prepare_cached("SELECT key, value FROM chat_settings WHERE chat = ?1 ORDER BY key")
+        )?;
         let rows = stmt
             .query_map([chat], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|it| it.collect::<Result<Vec<_>, _>>());
@@ -835,11 +836,12 @@ impl Store {
 
     pub fn record_episode(&self, e: &Episode) -> Result<i64, MemoryError> {
         let w = lock(&self.writer);
-        self.db(w.execute(
+        self.db(w.prepare_cached(
             "INSERT INTO episodes(chat, intent, answer, tool_calls_json, prompt_tokens, completion_tokens, provider, ts_ms)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        ).and_then(|mut s| s.execute(
             params![e.chat, e.intent, e.answer, e.tool_calls_json, e.prompt_tokens, e.completion_tokens, e.provider, if e.ts_ms == 0 { now_ms() } else { e.ts_ms }],
-        ))?;
+        )))?;
         Ok(w.last_insert_rowid())
     }
 
@@ -867,14 +869,14 @@ impl Store {
         };
         let rows = match fts_query(&q.text) {
             Some(fq) => r
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {cols} FROM episodes_fts f JOIN episodes e ON e.id = f.rowid
                      WHERE episodes_fts MATCH ?1 AND (?2 = '' OR e.chat = ?2) AND e.ts_ms >= ?3 AND e.ts_ms <= ?4
                      ORDER BY bm25(episodes_fts) LIMIT ?5"
                 ))
                 .and_then(|mut s| s.query_map(params![fq, q.chat, q.since_ms, until, limit], map)?.collect::<Result<Vec<_>, _>>()),
             None => r
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {cols} FROM episodes e WHERE (?1 = '' OR e.chat = ?1) AND e.ts_ms >= ?2 AND e.ts_ms <= ?3
                      ORDER BY e.ts_ms DESC LIMIT ?4"
                 ))

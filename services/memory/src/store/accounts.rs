@@ -66,20 +66,23 @@ impl Store {
         let now = now_ms();
         let mut w = lock(&self.writer);
         let tx = self.db(w.transaction())?;
-        self.db(tx.execute(
+        self.db(tx.prepare_cached(
             "INSERT INTO accounts(gateway, user_id, name, username, language, first_seen_ms, last_seen_ms, messages)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
              ON CONFLICT(gateway, user_id) DO UPDATE SET
                  name = excluded.name, username = excluded.username,
                  language = CASE WHEN excluded.language = '' THEN language ELSE excluded.language END,
                  last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), messages = messages + 1",
+        ).and_then(|mut s| s.execute(
             params![gateway, seen.user_id, seen.name, seen.username, seen.language, now],
-        ))?;
+        )))?;
         if !seen.chat.is_empty() {
-            self.db(tx.execute(
-                "INSERT OR IGNORE INTO account_chats(gateway, user_id, chat) VALUES(?1, ?2, ?3)",
-                params![gateway, seen.user_id, seen.chat],
-            ))?;
+            self.db(
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO account_chats(gateway, user_id, chat) VALUES(?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![gateway, seen.user_id, seen.chat])),
+            )?;
         }
         self.db(tx.commit())
     }
@@ -89,7 +92,7 @@ impl Store {
     pub fn accounts(&self, gateway: &str, limit: u32) -> Result<Vec<Account>, MemoryError> {
         let r = self.reader();
         let rows = r
-            .prepare(
+            .prepare_cached(
                 "SELECT a.gateway, a.user_id, a.name, a.username, a.language, a.first_seen_ms,
                         a.last_seen_ms, a.messages,
                         (SELECT json_group_array(chat) FROM (SELECT chat FROM account_chats c
