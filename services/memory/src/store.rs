@@ -31,7 +31,10 @@ use vectors::{Vectors, build_index, read, save_index, write};
 /// Where the HNSW index of the local embedding (`which` = "local") or of
 /// the provider's space in use ("provider") is kept: beside the database.
 fn index_file(db: &Path, which: &str, space: &str) -> IndexFile {
-    IndexFile::new(index_file::with_suffix(db, &format!(".{which}.hnsw")), space)
+    IndexFile::new(
+        index_file::with_suffix(db, &format!(".{which}.hnsw")),
+        space,
+    )
 }
 
 /// The schema version this build writes.
