@@ -6,7 +6,6 @@
 //! up with the user's next message.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use oi_agent::commands::MEMORY;
 use oi_ipc_schema::ErrorCode;
@@ -44,16 +43,7 @@ pub fn record(gw: &Arc<Gateway>, m: &Message) {
     let gw = gw.clone();
     tokio::spawn(
         async move {
-            let bytes = match oi_ipc_schema::encode_payload(&seen) {
-                Ok(b) => b,
-                Err(e) => return warn!("account not recorded: {e}"),
-            };
-            let opts = oi_kernel::client::CallOptions::deadline(Duration::from_secs(5));
-            match gw
-                .client
-                .request(MEMORY, methods::ACCOUNT_SEEN, &bytes, opts)
-                .await
-            {
+            match oi_agent::bus::send(&gw.client, MEMORY, methods::ACCOUNT_SEEN, &seen).await {
                 Ok(_) => {}
                 // Memory is down or not enabled: the next message updates
                 // the account.
