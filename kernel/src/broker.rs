@@ -3,7 +3,8 @@
 //! Listens on `bus.sock` (socket 0600 inside the 0700 runtime directory).
 //! Every connection starts with `Hello`; the broker checks the peer's
 //! credentials (same uid, and for a connection that claims a service name,
-//! the pid the supervisor spawned for it). After that it routes frames by
+//! the pid the supervisor spawned for it; for a plain client, that it is
+//! nothing a service started: [`crate::lineage`]). After that it routes frames by
 //! header and destination: a request's payload is validated once and then
 //! forwarded as the same bytes, with only the correlation id in the header
 //! rewritten. Replies travel back the same way.
@@ -12,7 +13,7 @@
 //! it ends (answered, failed, timed out, cancelled, or its service died)
 //! the broker appends it to the audit log, if one is set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::audit::{self, AuditLog};
 use crate::framing::{FramingError, read_frame};
+use crate::lineage;
 use crate::registry::{Registry, ServiceEntry};
 use crate::sink::FrameSink;
 
@@ -713,6 +715,13 @@ fn check_hello(
         ));
     }
     let Some(name) = hello.service.as_ref() else {
+        // A client gets the user's rights, so it must not be anything a
+        // service started (see `lineage`).
+        let services: HashSet<u32> = shared.lock().expected.values().copied().collect();
+        let lineage = lineage::of_peer(peer_pid, shared.pid, &services);
+        if let Some(why) = lineage.refusal(peer_pid) {
+            return Err((ErrorCode::Denied, why));
+        }
         return Ok(None);
     };
     let name = name.as_str();

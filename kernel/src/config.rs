@@ -218,6 +218,10 @@ pub struct ShellConfig {
     pub landlock: String,
     /// Read-only paths a sandboxed command may see besides the roots.
     pub read_only_paths: Vec<String>,
+    /// TCP ports a command may connect to (Landlock ABI 4); none by default.
+    pub allow_connect_ports: Vec<u16>,
+    /// TCP ports a command may bind (Landlock ABI 4); none by default.
+    pub allow_bind_ports: Vec<u16>,
 }
 
 /// Search engines `web_search` speaks.

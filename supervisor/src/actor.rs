@@ -8,7 +8,8 @@
 //! heartbeats, stop deadlines), config polls, and the termination of a child
 //! actor, which carries its process's exit status.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use oi_kernel::broker::BusEvent;
@@ -18,12 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use crate::child_actor::{ChildActor, ChildArgs, ChildProcess};
-use crate::process;
 use crate::requirements::SecretLookup;
 use crate::supervisor::{Command, Outcome, Setup, Supervisor};
+use crate::{orphans, process};
 
 pub enum SupMsg {
     Tick,
+    /// Kill and reap what services left behind ([`crate::orphans`]).
+    Sweep,
     PollConfig,
     WatchdogPing,
     Bus(BusEvent),
@@ -46,7 +49,21 @@ pub struct SupState {
     looking_up: bool,
 }
 
+/// How often openintentd looks for processes services left behind; also
+/// right after any service exits.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 impl SupervisorActor {
+    /// Kills what services left behind. A sweep that killed something is
+    /// followed shortly by another, for the children of what it killed.
+    fn sweep(myself: &ActorRef<SupMsg>, st: &SupState) {
+        let mut services: HashSet<u32> = st.actors.values().map(|(_, pid)| *pid).collect();
+        services.extend(st.tree.service_pids());
+        if orphans::sweep(&services).killed > 0 {
+            myself.send_after(Duration::from_millis(20), || SupMsg::Sweep);
+        }
+    }
+
     /// Lets the tree move forward after a message: hands new processes to
     /// child actors, handles processes that could not start, and stops the
     /// actor with the outcome when the tree is done.
@@ -104,6 +121,7 @@ impl Actor for SupervisorActor {
         tree.started();
         myself.send_interval(tree.tick_interval(), || SupMsg::Tick);
         myself.send_interval(tree.poll_interval(), || SupMsg::PollConfig);
+        myself.send_interval(SWEEP_EVERY, || SupMsg::Sweep);
         if let Some(every) = tree.watchdog_interval() {
             myself.send_interval(every, || SupMsg::WatchdogPing);
         }
@@ -133,6 +151,7 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupMsg::Tick => st.tree.on_tick(),
+            SupMsg::Sweep => Self::sweep(&myself, st),
             SupMsg::PollConfig => {
                 st.tree.poll_config();
                 if !st.looking_up && st.tree.wants_secret_names() {
@@ -170,6 +189,8 @@ impl Actor for SupervisorActor {
         match evt {
             SupervisionEvent::ActorTerminated(cell, Some(mut final_state), _) => {
                 st.actors.remove(&cell.get_id());
+                // What the service was running is now ours: end it.
+                myself.send_after(Duration::from_millis(1), || SupMsg::Sweep);
                 match final_state.take::<ChildProcess>() {
                     Ok(ChildProcess {
                         name,

@@ -48,9 +48,17 @@ enum Sub {
 }
 
 pub fn main() -> ExitCode {
+    // SAFETY: the first thing main does; no other thread exists yet.
+    let passphrase = unsafe { crate::environment::take_passphrase() };
     let args = Args::parse();
     match args.command {
         Some(Sub::Service { kind, name }) => {
+            // A service run by hand (or by an older supervisor) reads the
+            // passphrase as before.
+            if let Some(p) = &passphrase {
+                // SAFETY: still single-threaded.
+                unsafe { std::env::set_var(crate::environment::PASSPHRASE, p.as_str()) };
+            }
             let name = name.unwrap_or_else(|| kind.clone());
             let code = crate::services::run(&kind, &name);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -67,7 +75,7 @@ pub fn main() -> ExitCode {
         }
         None => {
             oi_kernel::telemetry::init();
-            match supervise(args.home.as_deref()) {
+            match supervise(args.home.as_deref(), passphrase) {
                 Ok(code) => code,
                 Err(e) => {
                     error!(service = "openintentd", "{e:#}");
@@ -98,12 +106,19 @@ fn load(home: Option<&std::path::Path>) -> Result<(Paths, Config), ExitCode> {
     }
 }
 
-fn supervise(home: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn supervise(
+    home: Option<&std::path::Path>,
+    passphrase: Option<zeroize::Zeroizing<String>>,
+) -> anyhow::Result<ExitCode> {
     let (paths, config) = match load(home) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
     paths.prepare().context("preparing directories")?;
+    // Whatever a service starts stays below openintentd even after its
+    // parents die: the broker then knows it for what it is, and the
+    // supervisor kills it (see `orphans`).
+    crate::orphans::become_subreaper().context("becoming a child subreaper")?;
     let exe = std::env::current_exe().context("locating the openintentd executable")?;
     // One thread for the supervisor and the broker: routing frames is I/O
     // bound, and a current-thread runtime has the lowest latency and the
@@ -141,7 +156,7 @@ fn supervise(home: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         let (cmd_tx, commands) = mpsc::unbounded_channel();
         broker.set_kernel_handler(Control::new(cmd_tx));
         info!(service = "openintentd", pid = std::process::id(), config = %paths.config_file.display(), "starting");
-        let setup = Setup { exe, paths: paths.clone(), config, broker: broker.clone() };
+        let setup = Setup { exe, paths: paths.clone(), config, broker: broker.clone(), passphrase };
         let outcome = crate::actor::run(setup, bus_events, commands).await;
         broker.close();
         let _ = std::fs::remove_file(&pid_file);

@@ -19,6 +19,8 @@ pub struct Launch<'a> {
     pub exe: &'a Path,
     pub name: &'a str,
     pub kind: &'a str,
+    /// The whole environment besides the bus socket and `home_env`
+    /// ([`crate::environment::for_service`]): nothing else is inherited.
     pub env: &'a BTreeMap<String, String>,
     pub bus_socket: &'a Path,
     pub home_env: &'a [(String, String)],
@@ -32,6 +34,7 @@ pub fn spawn(l: &Launch<'_>, logs: &LogBuffer) -> io::Result<Child> {
         .arg(l.kind)
         .arg("--name")
         .arg(l.name)
+        .env_clear()
         .env(oi_kernel::ENV_BUS_SOCKET, l.bus_socket)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

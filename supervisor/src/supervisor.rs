@@ -16,6 +16,7 @@ use oi_kernel::paths::Paths;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
+use crate::environment;
 use crate::logs::LogBuffer;
 use crate::notify::Notifier;
 use crate::process::{self, Launch};
@@ -60,6 +61,8 @@ pub struct Setup {
     pub paths: Paths,
     pub config: Config,
     pub broker: Broker,
+    /// The vault's passphrase, taken out of openintentd's environment.
+    pub passphrase: Option<zeroize::Zeroizing<String>>,
 }
 
 pub struct Supervisor {
@@ -84,6 +87,10 @@ pub struct Supervisor {
     started: Instant,
     notifier: Notifier,
     home_env: Vec<(String, String)>,
+    /// openintentd's own environment, from which each service gets only
+    /// what is bound for it ([`crate::environment`]).
+    outside_env: BTreeMap<String, String>,
+    passphrase: Option<zeroize::Zeroizing<String>>,
     /// The vault's secret names, as last looked up (for `requires`).
     secret_names: Option<std::collections::BTreeSet<String>>,
 }
@@ -149,6 +156,8 @@ impl Supervisor {
             secret_names: None,
             notifier: Notifier::from_env(),
             home_env,
+            outside_env: std::env::vars().collect(),
+            passphrase: s.passphrase,
         };
         sup.apply_layout();
         sup
@@ -667,6 +676,11 @@ impl Supervisor {
         self.secret_names = Some(names);
     }
 
+    /// The pids of the service processes the tree tracks.
+    pub(crate) fn service_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.children.values().filter_map(|c| c.pid)
+    }
+
     pub(crate) fn bus_socket(&self) -> std::path::PathBuf {
         self.broker.socket_path().to_path_buf()
     }
@@ -676,11 +690,18 @@ impl Supervisor {
             return;
         };
         let kind = c.spec.kind(name).to_string();
+        let env = environment::for_service(
+            &self.config,
+            &kind,
+            &c.spec,
+            self.passphrase.as_ref().map(|p| p.as_str()),
+            &self.outside_env,
+        );
         let launch = Launch {
             exe: &self.exe,
             name,
             kind: &kind,
-            env: &c.spec.env,
+            env: &env,
             bus_socket: self.broker.socket_path(),
             home_env: &self.home_env,
         };

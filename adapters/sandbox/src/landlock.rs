@@ -2,9 +2,16 @@
 //!
 //! The ruleset is built in the adapter (opening the allowed paths), and
 //! the child applies it to itself between `fork` and `exec`; the program it
-//! then runs, and everything that program starts, may write only beneath
-//! the roots and read only the roots and the read-only paths (the system's
-//! programs and libraries). The adapter itself stays unrestricted.
+//! then runs, and everything that program starts:
+//! - may write only beneath the roots and read only the roots and the
+//!   read-only paths (the system's programs and libraries);
+//! - may neither bind nor connect a TCP socket, but to the ports allowed
+//!   (ABI 4, Linux 6.7);
+//! - may neither connect to an abstract unix socket nor signal a process
+//!   outside the sandbox (ABI 6, Linux 6.12).
+//!
+//! The adapter itself stays unrestricted. What the kernel enforced is
+//! reported by [`Coverage`].
 
 use std::path::PathBuf;
 
@@ -45,18 +52,68 @@ pub fn kernel_abi() -> Result<i32, String> {
 }
 
 /// What a sandboxed command may touch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub read_write: Vec<PathBuf>,
     pub read_only: Vec<PathBuf>,
+    /// TCP ports it may connect to (any address).
+    pub connect_tcp: Vec<u16>,
+    /// TCP ports it may bind.
+    pub bind_tcp: Vec<u16>,
+}
+
+/// What Landlock enforces on a kernel of a given ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    pub abi: i32,
+}
+
+impl Coverage {
+    /// Files are confined from ABI 1.
+    pub fn files(&self) -> bool {
+        self.abi >= 1
+    }
+    /// TCP bind and connect from ABI 4.
+    pub fn tcp(&self) -> bool {
+        self.abi >= 4
+    }
+    /// Abstract unix sockets and signals from ABI 6.
+    pub fn scopes(&self) -> bool {
+        self.abi >= 6
+    }
+}
+
+impl std::fmt::Display for Coverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec!["files"];
+        if self.tcp() {
+            parts.push("tcp");
+        }
+        if self.scopes() {
+            parts.push("abstract sockets and signals");
+        }
+        write!(f, "landlock (ABI {}: {})", self.abi, parts.join(", "))?;
+        if !self.scopes() {
+            write!(f, "; this kernel cannot confine ")?;
+            let missing: Vec<&str> = [
+                (!self.tcp()).then_some("tcp"),
+                Some("abstract sockets and signals"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            write!(f, "{}", missing.join(" or "))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(target_os = "linux")]
 mod imp {
     use super::Rules;
     use landlock::{
-        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreated,
-        RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
+        RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
     };
 
     /// A ruleset ready to be applied in a child.
@@ -65,11 +122,23 @@ mod imp {
     impl Rules {
         /// Builds the ruleset (in the parent: this opens the paths).
         pub fn prepare(&self) -> Result<Prepared, String> {
-            let abi = ABI::V5;
+            let abi = ABI::V6;
+            let ports = self
+                .connect_tcp
+                .iter()
+                .map(|p| (*p, AccessNet::ConnectTcp))
+                .chain(self.bind_tcp.iter().map(|p| (*p, AccessNet::BindTcp)));
             let created = Ruleset::default()
                 .set_compatibility(CompatLevel::BestEffort)
                 .handle_access(AccessFs::from_all(abi))
+                .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+                .and_then(|r| r.scope(Scope::from_all(abi)))
                 .and_then(|r| r.create())
+                .and_then(|r| {
+                    r.add_rules(ports.map(|(port, access)| {
+                        Ok::<_, landlock::RulesetError>(NetPort::new(port, access))
+                    }))
+                })
                 .and_then(|r| {
                     r.add_rules(path_beneath_rules(
                         &self.read_only,

@@ -1,9 +1,11 @@
 //! What keeps the tool adapters inside their bounds: allowed roots opened
-//! beneath by the kernel ([`roots`]), Landlock for commands ([`landlock`]),
+//! beneath by the kernel ([`roots`]), Landlock for commands ([`landlock`])
+//! and a mount namespace that hides the bus from them ([`namespace`]),
 //! the SSRF guard of the web tools ([`netguard`]), and bounded reading of
 //! what they fetch ([`body`]).
 
 pub mod body;
 pub mod landlock;
+pub mod namespace;
 pub mod netguard;
 pub mod roots;

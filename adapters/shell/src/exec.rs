@@ -43,6 +43,9 @@ pub struct Spec {
     pub max_output: usize,
     #[cfg(target_os = "linux")]
     pub landlock: Option<oi_sandbox::landlock::Prepared>,
+    /// The mount namespace that hides the runtime directory.
+    #[cfg(target_os = "linux")]
+    pub namespace: Option<oi_sandbox::namespace::Prepared>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -107,9 +110,9 @@ fn text(mut bytes: Vec<u8>) -> String {
 pub async fn run(spec: Spec) -> std::io::Result<Outcome> {
     let start = Instant::now();
     let mut cmd = match &spec.plan {
-        Plan::Argv { argv, .. } => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
+        Plan::Argv { program, argv, .. } => {
+            let mut c = Command::new(program);
+            c.arg0(&argv[0]).args(&argv[1..]);
             c
         }
         Plan::Shell(line) => {
@@ -131,18 +134,39 @@ pub async fn run(spec: Spec) -> std::io::Result<Outcome> {
         .kill_on_drop(true);
     let cwd = spec.cwd.as_raw_fd();
     #[cfg(target_os = "linux")]
-    let mut landlock = spec.landlock;
+    let (mut landlock, mut namespace) = (spec.landlock, spec.namespace);
     // SAFETY: runs in the child between fork and exec; it makes system
-    // calls only (fchdir, prctl, landlock_restrict_self) and allocates
-    // nothing on the success path.
+    // calls only (unshare, mount, fchdir, prctl, landlock_restrict_self)
+    // and allocates nothing on the success path.
     unsafe {
         cmd.pre_exec(move || {
+            // The working directory first: entering the new mount
+            // namespace moves it (and the root) onto the namespace's copy
+            // of the same mount, which an fchdir after it would not.
             if libc::fchdir(cwd) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             #[cfg(target_os = "linux")]
-            if let Some(l) = landlock.as_mut() {
-                l.apply()?;
+            if let Some(n) = namespace.as_mut() {
+                n.apply()?;
+            }
+            #[cfg(target_os = "linux")]
+            {
+                // The command dies with the adapter; what it forks away is
+                // openintentd's to kill (it is a child subreaper).
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(l) = landlock.as_mut() {
+                    l.apply()?;
+                }
             }
             Ok(())
         });

@@ -1,14 +1,22 @@
 //! The shell adapter (`openintentd service shell`): `shell_execute`.
 //!
-//! A command is parsed (`parse`), judged by the policy (`policy`), and run
-//! (`exec`) in its own process group with a timeout, a scrubbed
-//! environment, a working directory inside the allowed roots and, on Linux
-//! kernels that have it, Landlock.
+//! A command is parsed (`parse`), judged by the policy (`policy`, with the
+//! launchers' and programs' options read as GNU getopt reads them:
+//! `getopt`, `options`), and run (`exec`) in its own process group with a
+//! timeout, a scrubbed environment, a working directory inside the allowed
+//! roots, a mount namespace without the bus socket, and Landlock.
+//!
+//! The policy is a convenience, not the boundary: a command that slips
+//! past it still runs sandboxed, and is refused by the broker should it
+//! reach the bus (`oi_kernel::lineage`).
 
 pub mod exec;
+pub mod getopt;
+pub mod options;
 pub mod parse;
 pub mod policy;
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +26,8 @@ use oi_kernel::client::IncomingRequest;
 use oi_kernel::config::ShellConfig;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
+use oi_sandbox::landlock::Coverage;
+use oi_sandbox::namespace::Via;
 use oi_sandbox::roots::Roots;
 use serde::Deserialize;
 use serde_json::json;
@@ -55,8 +65,66 @@ struct Setup {
     policy: Policy,
     roots: Arc<Roots>,
     tmp: PathBuf,
-    /// `Ok(abi)` when Landlock will be applied, `Err(why)` when not.
-    landlock: Result<i32, String>,
+    /// What Landlock confines, or why it is not applied.
+    landlock: Result<Coverage, String>,
+    /// The directories hidden from commands (the runtime directory with
+    /// the bus socket) and how, or why they are not.
+    namespace: Result<(Via, Vec<PathBuf>), String>,
+}
+
+/// The directories holding openintentd's sockets, from the environment
+/// the supervisor gives every service.
+fn runtime_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("OPENINTENT_RUNTIME_DIR") {
+        dirs.push(d.into());
+    }
+    if let Some(parent) = std::env::var_os(oi_kernel::ENV_BUS_SOCKET)
+        .map(PathBuf::from)
+        .and_then(|s| s.parent().map(PathBuf::from))
+    {
+        dirs.push(parent);
+    }
+    let mut dirs: Vec<PathBuf> = dirs
+        .into_iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .filter(|d| d.is_dir() && d != std::path::Path::new("/"))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+fn namespace_for(hide: Vec<PathBuf>) -> Result<(Via, Vec<PathBuf>), String> {
+    if hide.is_empty() {
+        return Err("no runtime directory to hide".into());
+    }
+    oi_sandbox::namespace::probe().map(|via| (via, hide))
+}
+
+impl Setup {
+    /// What applies to a command, for its result's `sandbox` field.
+    fn describe(&self) -> String {
+        let landlock = match &self.landlock {
+            Ok(c) => c.to_string(),
+            Err(why) => format!("no landlock: {why}"),
+        };
+        let ns = match &self.namespace {
+            Ok((via, dirs)) => format!(
+                "mount namespace ({}): {} hidden",
+                match via {
+                    Via::MountNs => "mount",
+                    Via::UserNs => "user and mount",
+                },
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(why) => format!("no mount namespace: {why}"),
+        };
+        format!("{landlock}; {ns}")
+    }
 }
 
 pub struct ShellAdapter {
@@ -84,7 +152,7 @@ fn build(
         Roots::open(&paths).map_err(|e| ServiceError::config_error(format!("[fs] roots: {e}")))?;
     let landlock = match cfg.landlock.as_str() {
         "off" => Err("off in config ([shell] landlock = \"off\")".to_string()),
-        _ => oi_sandbox::landlock::kernel_abi(),
+        _ => oi_sandbox::landlock::kernel_abi().map(|abi| Coverage { abi }),
     };
     if let (true, Err(why)) = (cfg.landlock == "required", &landlock) {
         return Err(ServiceError::config_error(format!(
@@ -104,6 +172,7 @@ fn build(
         roots: Arc::new(roots),
         tmp,
         landlock,
+        namespace: namespace_for(runtime_dirs()),
     })
 }
 
@@ -114,9 +183,10 @@ impl ShellAdapter {
         cfg: ShellConfig,
     ) -> Result<ShellAdapter, ServiceError> {
         let setup = build(&data, &roots_cfg, cfg)?;
-        match &setup.landlock {
-            Ok(abi) => info!(abi, "commands run under Landlock"),
-            Err(why) => warn!("commands run without Landlock: {why}"),
+        let sandbox = setup.describe();
+        match (&setup.landlock, &setup.namespace) {
+            (Ok(_), Ok(_)) => info!(sandbox, "commands are sandboxed"),
+            _ => warn!(sandbox, "commands are not fully sandboxed"),
         }
         Ok(ShellAdapter {
             data,
@@ -139,10 +209,6 @@ impl ShellAdapter {
         let a: Args = tool::parse_args(TOOL, payload)?;
         let s = self.setup();
         let approve = a.approve && caller.is_empty();
-        let (plan, verdict) = s
-            .policy
-            .judge(&a.command, approve)
-            .map_err(|r| tool::denied(format!("{TOOL}: {r}")))?;
         let cwd_loc = s
             .roots
             .locate(a.cwd.as_deref().unwrap_or("."))
@@ -151,6 +217,13 @@ impl ShellAdapter {
         let cwd = cwd_loc
             .open_dir()
             .map_err(|e| tool::denied(format!("{TOOL}: cwd: {e}")))?;
+        // Relative program paths are judged from the directory the command
+        // runs in (the one opened above), not from the adapter's.
+        let cwd_path = PathBuf::from(format!("/proc/self/fd/{}", cwd.as_raw_fd()));
+        let (plan, verdict) = s
+            .policy
+            .judge(&a.command, approve, &cwd_path)
+            .map_err(|r| tool::denied(format!("{TOOL}: {r}")))?;
         let timeout = Duration::from_secs(
             a.timeout_secs
                 .unwrap_or(s.cfg.timeout_secs)
@@ -181,6 +254,8 @@ impl ShellAdapter {
                 let rules = oi_sandbox::landlock::Rules {
                     read_write: rw,
                     read_only: s.cfg.read_only_paths.iter().map(PathBuf::from).collect(),
+                    connect_tcp: s.cfg.allow_connect_ports.clone(),
+                    bind_tcp: s.cfg.allow_bind_ports.clone(),
                 };
                 Some(
                     rules
@@ -188,6 +263,14 @@ impl ShellAdapter {
                         .map_err(|e| ServiceError::internal(format!("{TOOL}: {e}")))?,
                 )
             }
+            Err(_) => None,
+        };
+        #[cfg(target_os = "linux")]
+        let namespace = match &s.namespace {
+            Ok((via, dirs)) => Some(
+                oi_sandbox::namespace::Prepared::new(dirs, *via)
+                    .map_err(|e| ServiceError::internal(format!("{TOOL}: {e}")))?,
+            ),
             Err(_) => None,
         };
         let spec = exec::Spec {
@@ -198,6 +281,8 @@ impl ShellAdapter {
             max_output: s.cfg.max_output_bytes as usize,
             #[cfg(target_os = "linux")]
             landlock,
+            #[cfg(target_os = "linux")]
+            namespace,
         };
         let outcome = exec::run(spec).await.map_err(|e| {
             ServiceError::internal(format!("{TOOL}: cannot start '{}': {e}", a.command))
@@ -209,10 +294,7 @@ impl ShellAdapter {
             serde_json::to_value(&outcome).map_err(|e| ServiceError::internal(e.to_string()))?;
         v["command"] = json!(a.command);
         v["cwd"] = json!(cwd_shown);
-        v["sandbox"] = json!(match &s.landlock {
-            Ok(abi) => format!("landlock (ABI {abi})"),
-            Err(why) => format!("none: {why}"),
-        });
+        v["sandbox"] = json!(s.describe());
         if outcome.timed_out {
             v["note"] = json!(format!(
                 "timed out after {} s; the command and everything it started were killed",
@@ -315,9 +397,27 @@ mod tests {
         assert_eq!(v["cwd"], ws.display().to_string());
         let sandbox = v["sandbox"].as_str().unwrap();
         match oi_sandbox::landlock::kernel_abi() {
-            Ok(abi) => assert_eq!(sandbox, format!("landlock (ABI {abi})")),
-            Err(why) => assert_eq!(sandbox, format!("none: {why}")),
+            Ok(abi) if abi >= 6 => assert!(
+                sandbox.starts_with(&format!(
+                    "landlock (ABI {abi}: files, tcp, abstract sockets and signals); "
+                )),
+                "{sandbox}"
+            ),
+            Ok(abi) => assert!(
+                sandbox.contains("this kernel cannot confine"),
+                "{abi}: {sandbox}"
+            ),
+            Err(why) => assert!(
+                sandbox.starts_with(&format!("no landlock: {why}")),
+                "{sandbox}"
+            ),
         }
+        // No runtime directory in this process's environment: nothing to
+        // hide, and the result says so.
+        assert!(
+            sandbox.ends_with("no mount namespace: no runtime directory to hide"),
+            "{sandbox}"
+        );
         let v = exec(&a, "agent", json!({"command": "ls /nonexistent-dir"}))
             .await
             .unwrap();
@@ -513,5 +613,162 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v["exit_code"], 0);
+    }
+
+    /// What an escaped command tried, as the Python probe below reports it.
+    const PROBE: &str = r#"
+import json, os, socket, sys
+runtime, port, abstract, pid, outside = sys.argv[1:6]
+out = {}
+def attempt(name, f):
+    try:
+        f()
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = e.strerror or str(e)
+def bus():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.path.join(runtime, "bus.sock"))
+def tcp():
+    s = socket.socket()
+    s.settimeout(2)
+    s.connect(("127.0.0.1", int(port)))
+def bind():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+def abstract_socket():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("\0" + abstract)
+attempt("bus", bus)
+attempt("tcp", tcp)
+attempt("bind", bind)
+attempt("abstract", abstract_socket)
+attempt("signal", lambda: os.kill(int(pid), 0))
+attempt("read_outside", lambda: open(outside).read())
+print(json.dumps(out))
+"#;
+
+    /// Runs the probe as a command that got past the policy (denylist mode
+    /// lets python3 run: the same as any allowlist bypass) and returns what
+    /// it could do.
+    async fn probe_escaped(hide: bool, c: impl FnOnce(&mut ShellConfig, u16)) -> serde_json::Value {
+        let runtime = tempfile::tempdir().unwrap();
+        let bus = std::os::unix::net::UnixListener::bind(runtime.path().join("bus.sock")).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let name = format!("oi-test-{}", std::process::id());
+        let abstract_addr = {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap()
+        };
+        let abstract_listener =
+            std::os::unix::net::UnixListener::bind_addr(&abstract_addr).unwrap();
+        let mut victim = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "s3cret").unwrap();
+        if hide {
+            // SAFETY: this test's own process (nextest runs each test alone).
+            unsafe { std::env::set_var("OPENINTENT_RUNTIME_DIR", runtime.path()) };
+        }
+        let (dir, a) = adapter(config(|cfg| {
+            cfg.policy = "denylist".into();
+            c(cfg, port);
+        }));
+        std::fs::write(dir.path().join("workspace/probe.py"), PROBE).unwrap();
+        let v = exec(
+            &a,
+            "agent",
+            json!({"command": format!(
+                "python3 probe.py {} {port} {name} {} {}",
+                runtime.path().display(),
+                victim.id(),
+                outside.path().join("secret.txt").display()
+            )}),
+        )
+        .await
+        .unwrap();
+        let _ = victim.kill();
+        let _ = victim.wait();
+        drop((bus, tcp, abstract_listener));
+        assert_eq!(v["exit_code"], 0, "{v}");
+        let mut r: serde_json::Value = serde_json::from_str(v["stdout"].as_str().unwrap()).unwrap();
+        r["sandbox"] = v["sandbox"].clone();
+        r
+    }
+
+    #[tokio::test]
+    async fn an_escaped_command_reaches_no_socket_process_or_file() {
+        let abi = oi_sandbox::landlock::kernel_abi()
+            .expect("this test needs Landlock, which the CI kernel has");
+        assert!(
+            abi >= 6,
+            "this test needs Landlock ABI 6 (Linux 6.12), not {abi}"
+        );
+        let r = probe_escaped(true, |_, _| {}).await;
+        let sandbox = r["sandbox"].as_str().unwrap();
+        assert!(sandbox.contains("hidden"), "{sandbox}");
+        // The bus socket is not there at all in the command's namespace.
+        assert_eq!(r["bus"], "No such file or directory", "{r}");
+        assert_eq!(r["tcp"], "Permission denied", "{r}");
+        assert_eq!(r["bind"], "Permission denied", "{r}");
+        assert_eq!(r["abstract"], "Operation not permitted", "{r}");
+        assert_eq!(r["signal"], "Operation not permitted", "{r}");
+        assert_eq!(r["read_outside"], "Permission denied", "{r}");
+    }
+
+    #[tokio::test]
+    async fn allowed_ports_are_rules_not_a_blanket_refusal() {
+        let r = probe_escaped(true, |c, port| c.allow_connect_ports = vec![port]).await;
+        assert_eq!(r["tcp"], "ok", "{r}");
+        assert_eq!(r["bind"], "Permission denied", "{r}");
+        assert_eq!(r["bus"], "No such file or directory", "{r}");
+    }
+
+    #[tokio::test]
+    async fn without_the_namespace_landlock_alone_lets_the_bus_socket_through() {
+        // Why the namespace exists (and why the broker checks ancestry as
+        // well): Landlock does not cover connecting to a socket by path.
+        let r = probe_escaped(false, |_, _| {}).await;
+        assert!(
+            r["sandbox"]
+                .as_str()
+                .unwrap()
+                .contains("no mount namespace"),
+            "{r}"
+        );
+        assert_eq!(r["bus"], "ok", "{r}");
+        assert_eq!(r["tcp"], "Permission denied", "{r}");
+    }
+
+    #[tokio::test]
+    async fn a_relative_program_is_judged_where_it_runs() {
+        // The daemon's cwd is / under systemd and launchd: there,
+        // usr/bin/ls is the real ls, but the command runs in the workspace.
+        std::env::set_current_dir("/").unwrap();
+        let (dir, a) = adapter(config(|_| {}));
+        let ws = dir.path().join("workspace");
+        std::fs::create_dir_all(ws.join("usr/bin")).unwrap();
+        std::fs::copy("/bin/sleep", ws.join("usr/bin/ls")).unwrap();
+        let e = exec(&a, "agent", json!({"command": "usr/bin/ls 30"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Denied);
+        assert!(
+            e.message.contains("is not the 'ls' found on PATH"),
+            "{}",
+            e.message
+        );
+        // A link in the workspace to the real ls runs the real ls.
+        std::fs::create_dir_all(ws.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/ls", ws.join("bin/ls")).unwrap();
+        std::fs::write(ws.join("here.txt"), "").unwrap();
+        let v = exec(&a, "agent", json!({"command": "bin/ls here.txt"}))
+            .await
+            .unwrap();
+        assert_eq!(v["stdout"], "here.txt\n", "{v}");
     }
 }

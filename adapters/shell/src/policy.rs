@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::options;
 use crate::parse::{self, SimpleCommand, is_assignment};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,14 @@ pub enum Refusal {
     Dynamic(&'static str),
     #[error("'{0}' would run a command the policy cannot see ({1})")]
     Opaque(String, &'static str),
+    #[error("'{0} {1}' is refused: {2}")]
+    Option(String, String, &'static str),
+    #[error("'{0}': {1}")]
+    Launcher(String, String),
+    #[error(
+        "'{0}' is a relative path in a shell line, where `cd` may move it; name the program or its full path"
+    )]
+    Relative(String),
 }
 
 const PRIVILEGED: &[&str] = &[
@@ -109,10 +118,15 @@ pub struct Verdict {
 }
 
 impl Policy {
-    /// Judges a command line. Returns how to run it: as an argv, or (with
-    /// shell syntax allowed and used) through `sh -c`.
-    pub fn judge(&self, line: &str, approve: bool) -> Result<(Plan, Verdict), Refusal> {
+    /// Judges a command line that will run in `cwd`. Returns how to run
+    /// it: as an argv, or (with shell syntax allowed and used) through
+    /// `sh -c`.
+    pub fn judge(&self, line: &str, approve: bool, cwd: &Path) -> Result<(Plan, Verdict), Refusal> {
         let mut v = Verdict::default();
+        let j = Judging {
+            approve,
+            cwd: Some(cwd),
+        };
         match parse::argv(line) {
             Ok(words) => {
                 // `NAME=value cmd`, as sh would: variables for that command.
@@ -130,14 +144,26 @@ impl Policy {
                         "only variable assignments, no command".into(),
                     ));
                 }
-                self.check_argv(&argv, approve, &mut v, 0)?;
-                Ok((Plan::Argv { argv, env }, v))
+                self.check_argv(&argv, &j, &mut v, 0)?;
+                // Run the very file that was judged: a relative path is
+                // fixed to where it leads now.
+                let program = self.resolve(&argv[0], j.cwd)?;
+                let program = if Path::new(&argv[0]).is_relative() && argv[0].contains('/') {
+                    std::fs::canonicalize(&program)
+                        .map_err(|_| Refusal::NotFound(argv[0].clone(), self.path_text()))?
+                } else {
+                    program
+                };
+                Ok((Plan::Argv { program, argv, env }, v))
             }
             Err(e @ parse::ParseError::Syntax { .. }) => {
                 if !self.allow_shell_syntax {
                     return Err(Refusal::ShellSyntax(e.to_string()));
                 }
-                self.check_line(line, approve, &mut v, 0)?;
+                // `cd` in the line moves where relative paths lead, so a
+                // shell line may name programs only by name or full path.
+                let j = Judging { cwd: None, ..j };
+                self.check_line(line, &j, &mut v, 0)?;
                 Ok((Plan::Shell(line.to_string()), v))
             }
             Err(e) => Err(Refusal::Syntax(e.to_string())),
@@ -147,13 +173,13 @@ impl Policy {
     fn check_line(
         &self,
         line: &str,
-        approve: bool,
+        j: &Judging<'_>,
         v: &mut Verdict,
         depth: usize,
     ) -> Result<(), Refusal> {
         let cmds = parse::commands(line).map_err(|e| Refusal::Syntax(e.to_string()))?;
         for c in cmds {
-            self.check_simple(&c, approve, v, depth)?;
+            self.check_simple(&c, j, v, depth)?;
         }
         Ok(())
     }
@@ -161,7 +187,7 @@ impl Policy {
     fn check_simple(
         &self,
         c: &SimpleCommand,
-        approve: bool,
+        j: &Judging<'_>,
         v: &mut Verdict,
         depth: usize,
     ) -> Result<(), Refusal> {
@@ -187,14 +213,14 @@ impl Policy {
             }
             return Ok(());
         }
-        self.check_argv(&c.words, approve, v, depth)
+        self.check_argv(&c.words, j, v, depth)
     }
 
     /// Judges one program and whatever it launches.
     fn check_argv(
         &self,
         argv: &[String],
-        approve: bool,
+        j: &Judging<'_>,
         v: &mut Verdict,
         depth: usize,
     ) -> Result<(), Refusal> {
@@ -204,7 +230,8 @@ impl Policy {
         let Some(given) = argv.first() else {
             return Ok(());
         };
-        let name = self.program_name(given)?;
+        let approve = j.approve;
+        let name = self.program_name(given, j.cwd)?;
         let allowed = self.allow.contains(&name);
         match self.mode {
             Mode::Allowlist if !allowed => return Err(Refusal::NotAllowed(name)),
@@ -219,10 +246,16 @@ impl Policy {
         v.programs.push(name.clone());
         let args = &argv[1..];
         if SHELLS.contains(&name.as_str()) {
-            return self.check_shell_args(&name, args, approve, v, depth);
+            return self.check_shell_args(&name, args, j, v, depth);
+        }
+        if let Some((option, why)) = options::dangerous(&name, args) {
+            return Err(Refusal::Option(name, option, why));
+        }
+        if let Some(why) = options::writes_operand(&name, args) {
+            return Err(Refusal::Opaque(name, why));
         }
         for inner in launched(&name, args)? {
-            self.check_argv(&inner, approve, v, depth + 1)?;
+            self.check_argv(&inner, j, v, depth + 1)?;
         }
         Ok(())
     }
@@ -233,7 +266,7 @@ impl Policy {
         &self,
         name: &str,
         args: &[String],
-        approve: bool,
+        j: &Judging<'_>,
         v: &mut Verdict,
         depth: usize,
     ) -> Result<(), Refusal> {
@@ -246,7 +279,8 @@ impl Policy {
                 if !self.allow_shell_syntax {
                     return Err(Refusal::ShellSyntax(format!("{name} -c runs a shell line")));
                 }
-                return self.check_line(line, approve, v, depth + 1);
+                let j = Judging { cwd: None, ..*j };
+                return self.check_line(line, &j, v, depth + 1);
             }
             if !a.starts_with('-') {
                 break;
@@ -258,9 +292,28 @@ impl Policy {
         ))
     }
 
+    /// The file `given` names: PATH's for a bare name; for a path, the
+    /// file it leads to from `cwd`, where the command will run (`None`:
+    /// relative paths cannot be judged, as in a shell line).
+    fn resolve(&self, given: &str, cwd: Option<&Path>) -> Result<PathBuf, Refusal> {
+        if !given.contains('/') {
+            return self
+                .lookup(given)
+                .ok_or_else(|| Refusal::NotFound(given.into(), self.path_text()));
+        }
+        let path = Path::new(given);
+        if path.is_absolute() {
+            return Ok(path.to_path_buf());
+        }
+        match cwd {
+            Some(cwd) => Ok(cwd.join(path)),
+            None => Err(Refusal::Relative(given.into())),
+        }
+    }
+
     /// The name a program is judged by; a path must be the file PATH finds
-    /// for that name.
-    pub fn program_name(&self, given: &str) -> Result<String, Refusal> {
+    /// for that name, resolved from the directory the command runs in.
+    pub fn program_name(&self, given: &str, cwd: Option<&Path>) -> Result<String, Refusal> {
         let name = Path::new(given)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -280,7 +333,7 @@ impl Policy {
             return Err(Refusal::NotFound(given.into(), self.path_text()));
         };
         if given.contains('/') {
-            let same = std::fs::canonicalize(given)
+            let same = std::fs::canonicalize(self.resolve(given, cwd)?)
                 .ok()
                 .zip(std::fs::canonicalize(&found).ok())
                 .is_some_and(|(a, b)| a == b);
@@ -316,11 +369,22 @@ impl Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// Run directly; `env` are the line's leading `NAME=value` words.
+    /// `program` is the very file that was judged (`argv[0]` is passed
+    /// as given).
     Argv {
+        program: PathBuf,
         argv: Vec<String>,
         env: Vec<(String, String)>,
     },
     Shell(String),
+}
+
+/// What a judgement depends on besides the words.
+#[derive(Debug, Clone, Copy)]
+struct Judging<'a> {
+    approve: bool,
+    /// Where relative program paths lead from; `None` in shell lines.
+    cwd: Option<&'a Path>,
 }
 
 fn check_assignment(a: &str) -> Result<(), Refusal> {
@@ -331,135 +395,63 @@ fn check_assignment(a: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Options of launchers that take a value (so the value is not mistaken
-/// for the program).
-fn options_with_value(launcher: &str) -> &'static [&'static str] {
-    match launcher {
-        "env" => &["-u", "--unset", "-C", "--chdir"],
-        "nice" => &["-n", "--adjustment"],
-        "timeout" => &["-s", "--signal", "-k", "--kill-after"],
-        "stdbuf" => &["-i", "-o", "-e", "--input", "--output", "--error"],
-        "ionice" => &["-c", "-n", "-p", "-P", "-u", "--class", "--classdata"],
-        "xargs" => &[
-            "-I",
-            "-i",
-            "-n",
-            "-P",
-            "-d",
-            "-E",
-            "-e",
-            "-L",
-            "-l",
-            "-s",
-            "-a",
-            "--max-args",
-            "--max-procs",
-            "--delimiter",
-            "--arg-file",
-            "--max-lines",
-            "--max-chars",
-            "--replace",
-            "--eof",
-        ],
-        "flock" => &["-w", "--timeout", "-E", "--conflict-exit-code"],
-        "watch" => &["-n", "--interval", "-d"],
-        _ => &[],
-    }
-}
-
-/// Positional arguments a launcher takes before the program.
-fn leading_positionals(launcher: &str) -> usize {
-    match launcher {
-        "timeout" | "taskset" | "chrt" | "flock" => 1,
-        _ => 0,
-    }
-}
-
-const LAUNCHERS: &[&str] = &[
-    "env", "nice", "nohup", "timeout", "stdbuf", "setsid", "ionice", "time", "xargs", "taskset",
-    "chrt", "flock", "watch", "strace", "ltrace", "unbuffer", "parallel", "script",
-];
-
 /// The commands a launcher would start, as argvs.
 fn launched(name: &str, args: &[String]) -> Result<Vec<Vec<String>>, Refusal> {
     if name == "find" {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < args.len() {
-            if matches!(args[i].as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
-                let end = args[i + 1..]
-                    .iter()
-                    .position(|a| a == ";" || a == "+")
-                    .map_or(args.len(), |p| i + 1 + p);
-                out.push(args[i + 1..end].to_vec());
-                i = end;
-            } else if matches!(
-                args[i].as_str(),
-                "-fprint" | "-fprintf" | "-fls" | "-delete"
-            ) {
-                return Err(Refusal::Opaque(
-                    "find".into(),
-                    "it writes or deletes files itself; use fs tools",
-                ));
-            }
-            i += 1;
-        }
-        return Ok(out);
+        return find_commands(args);
     }
-    if !LAUNCHERS.contains(&name) {
-        return Ok(Vec::new());
-    }
-    if matches!(name, "script" | "parallel" | "watch") {
+    if options::OPAQUE_LAUNCHERS.contains(&name) {
         return Err(Refusal::Opaque(
             name.into(),
-            "it runs commands given as text",
+            "it runs commands in a way the policy cannot follow",
         ));
     }
-    let with_value = options_with_value(name);
-    let mut positionals = leading_positionals(name);
+    let Some(l) = options::launcher(name) else {
+        return Ok(Vec::new());
+    };
+    let launch = options::launch(l, args).map_err(|why| Refusal::Launcher(name.into(), why))?;
+    for a in &launch.assignments {
+        check_assignment(a)?;
+    }
+    if let (Some(r), Some(program)) = (&launch.replace, launch.command.first())
+        && program.contains(r.as_str())
+    {
+        return Err(Refusal::Dynamic("xargs input (-I)"));
+    }
+    Ok(if launch.command.is_empty() {
+        Vec::new()
+    } else {
+        vec![launch.command]
+    })
+}
+
+/// `find`'s actions: the commands of `-exec`, `-execdir`, `-ok` and
+/// `-okdir`; actions that write or delete files are refused. find's
+/// expression is whole words, so every word is looked at, even one that
+/// is really a test's value: that can only refuse more.
+fn find_commands(args: &[String]) -> Result<Vec<Vec<String>>, Refusal> {
+    let mut out = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        let a = args[i].as_str();
-        if a == "--" {
-            i += 1;
-            break;
-        }
-        if name == "env"
-            && (a == "-S"
-                || a.starts_with("--split-string")
-                || (a.starts_with("-S") && a.len() > 2))
-        {
+        if matches!(args[i].as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
+            let end = args[i + 1..]
+                .iter()
+                .position(|a| a == ";" || a == "+")
+                .map_or(args.len(), |p| i + 1 + p);
+            out.push(args[i + 1..end].to_vec());
+            i = end;
+        } else if matches!(
+            args[i].as_str(),
+            "-fprint" | "-fprint0" | "-fprintf" | "-fls" | "-delete"
+        ) {
             return Err(Refusal::Opaque(
-                "env".into(),
-                "env -S splits a string into a command",
+                "find".into(),
+                "it writes or deletes files itself; use fs tools",
             ));
         }
-        if a.starts_with('-') && a.len() > 1 {
-            let takes_value = with_value.contains(&a);
-            i += if takes_value { 2 } else { 1 };
-            continue;
-        }
-        if name == "env" && is_assignment(a) {
-            check_assignment(a)?;
-            i += 1;
-            continue;
-        }
-        if positionals > 0 {
-            positionals -= 1;
-            i += 1;
-            continue;
-        }
-        break;
+        i += 1;
     }
-    if i >= args.len() {
-        // `env` alone prints the environment; `xargs` alone runs echo.
-        return Ok(if name == "xargs" {
-            vec![vec!["echo".into()]]
-        } else {
-            Vec::new()
-        });
-    }
-    Ok(vec![args[i..].to_vec()])
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -471,6 +463,7 @@ mod tests {
             mode,
             allow: [
                 "ls", "echo", "env", "timeout", "find", "cat", "nice", "xargs", "sh", "sort",
+                "uniq",
             ]
             .map(String::from)
             .to_vec(),
@@ -481,24 +474,28 @@ mod tests {
     }
 
     fn refusal(p: &Policy, line: &str) -> Refusal {
-        p.judge(line, false).map(|(plan, _)| plan).unwrap_err()
+        p.judge(line, false, Path::new("/"))
+            .map(|(plan, _)| plan)
+            .unwrap_err()
     }
 
     #[test]
     fn allowlist_runs_only_what_is_listed() {
         let p = policy(Mode::Allowlist, false);
-        let (plan, v) = p.judge("ls -la", false).unwrap();
+        let (plan, v) = p.judge("ls -la", false, Path::new("/")).unwrap();
         assert_eq!(
             plan,
             Plan::Argv {
+                program: p.lookup("ls").unwrap(),
                 argv: vec!["ls".into(), "-la".into()],
                 env: vec![]
             }
         );
-        let (plan, _) = p.judge("LC_ALL=C ls", false).unwrap();
+        let (plan, _) = p.judge("LC_ALL=C ls", false, Path::new("/")).unwrap();
         assert_eq!(
             plan,
             Plan::Argv {
+                program: p.lookup("ls").unwrap(),
                 argv: vec!["ls".into()],
                 env: vec![("LC_ALL".into(), "C".into())]
             }
@@ -534,7 +531,10 @@ mod tests {
             refusal(&p, "env LD_PRELOAD=/x.so ls"),
             Refusal::Assignment("LD_PRELOAD".into())
         );
-        assert!(matches!(refusal(&p, "env -S 'rm x'"), Refusal::Opaque(..)));
+        assert!(matches!(
+            refusal(&p, "env -S 'rm x'"),
+            Refusal::Launcher(..)
+        ));
         assert_eq!(refusal(&p, "timeout 5 rm x"), Refusal::Denied("rm".into()));
         assert_eq!(
             refusal(&p, "nice -n 5 uname"),
@@ -572,14 +572,17 @@ mod tests {
         );
         // The real one by path is fine.
         let real = p.lookup("ls").unwrap();
-        assert!(p.judge(real.to_str().unwrap(), false).is_ok());
+        assert!(
+            p.judge(real.to_str().unwrap(), false, Path::new("/"))
+                .is_ok()
+        );
     }
 
     #[test]
     fn shell_lines_are_judged_program_by_program() {
         let p = policy(Mode::Allowlist, true);
         let (plan, v) = p
-            .judge("ls | sort > out.txt; echo $(cat x)", false)
+            .judge("ls | sort > out.txt; echo $(cat x)", false, Path::new("/"))
             .unwrap();
         assert!(matches!(plan, Plan::Shell(_)));
         // echo is a builtin of sh here: it starts no program.
@@ -605,17 +608,262 @@ mod tests {
     #[test]
     fn denylist_and_approval_modes() {
         let p = policy(Mode::Denylist, false);
-        assert!(p.judge("uname -a", false).is_ok());
+        assert!(p.judge("uname -a", false, Path::new("/")).is_ok());
         assert_eq!(refusal(&p, "env rm x"), Refusal::Denied("rm".into()));
         let p = policy(Mode::Approval, false);
-        assert!(p.judge("ls", false).is_ok());
+        assert!(p.judge("ls", false, Path::new("/")).is_ok());
         assert_eq!(refusal(&p, "uname"), Refusal::NeedsApproval("uname".into()));
-        let (_, v) = p.judge("uname", true).unwrap();
+        let (_, v) = p.judge("uname", true, Path::new("/")).unwrap();
         assert_eq!(v.approved, ["uname"]);
         // Approval never overrides the deny list.
         assert_eq!(
-            p.judge("rm x", true).unwrap_err(),
+            p.judge("rm x", true, Path::new("/")).unwrap_err(),
             Refusal::Denied("rm".into())
+        );
+    }
+
+    #[test]
+    fn the_issues_bypasses_are_refused() {
+        let p = policy(Mode::Allowlist, false);
+        for line in [
+            "env -vSid",
+            "env \"-iSid\"",
+            "env --sp=id",
+            "env --split=id",
+        ] {
+            let e = refusal(&p, line);
+            assert!(matches!(e, Refusal::Launcher(..)), "{line}: {e}");
+            assert!(e.to_string().contains("env -S splits"), "{line}: {e}");
+        }
+        // `--un` is `--unset`, which takes `ls`: the program is `id`.
+        assert_eq!(
+            refusal(&p, "env --un ls id"),
+            Refusal::NotAllowed("id".into())
+        );
+        assert_eq!(refusal(&p, "env -uls id"), Refusal::NotAllowed("id".into()));
+        let e = refusal(&p, "sort -S 4k -T . --compress-program=sh s.txt");
+        assert!(matches!(e, Refusal::Option(..)), "{e}");
+        assert!(e.to_string().contains("--compress-program"), "{e}");
+        for line in [
+            "sort --comp sh s.txt",
+            "sort -o x y",
+            "find . -fprint0 out",
+            "uniq a b",
+        ] {
+            let e = refusal(&p, line);
+            assert!(
+                matches!(e, Refusal::Option(..) | Refusal::Opaque(..)),
+                "{line}: {e}"
+            );
+        }
+        // Ordinary uses still run.
+        for line in [
+            "env -i LC_ALL=C ls",
+            "sort -k2 -n data.csv",
+            "timeout 5 ls",
+            "uniq -c a",
+        ] {
+            assert!(p.judge(line, false, Path::new("/")).is_ok(), "{line}");
+        }
+    }
+
+    /// Marker programs on a PATH of their own: each appends its name to
+    /// `ran` when it runs.
+    fn markers(dir: &Path) -> Policy {
+        use std::os::unix::fs::PermissionsExt;
+        for m in ["p1", "p2", "p3"] {
+            let f = dir.join(m);
+            std::fs::write(
+                &f,
+                format!("#!/bin/sh\necho {m} >> {}\n", dir.join("ran").display()),
+            )
+            .unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Policy {
+            mode: Mode::Allowlist,
+            allow: ["env", "p1", "p2", "p3"].map(String::from).to_vec(),
+            deny: vec![],
+            allow_shell_syntax: false,
+            path: vec![dir.to_path_buf(), "/usr/bin".into(), "/bin".into()],
+        }
+    }
+
+    /// Runs the real GNU env with `args`; the marker it started, if any.
+    fn real_env(dir: &Path, args: &[String]) -> Option<String> {
+        let _ = std::fs::remove_file(dir.join("ran"));
+        let status = std::process::Command::new("/usr/bin/env")
+            .args(args)
+            .env_clear()
+            .env("PATH", dir)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("GNU env (coreutils) is needed for this test");
+        let _ = status;
+        std::fs::read_to_string(dir.join("ran"))
+            .ok()
+            .and_then(|s| s.lines().next().map(String::from))
+    }
+
+    /// What the policy says `env args` runs: Ok(the marker), Ok(None) for
+    /// nothing, Err for a refusal.
+    fn judged_env(p: &Policy, args: &[String]) -> Result<Option<String>, Refusal> {
+        let mut argv = vec!["env".to_string()];
+        argv.extend(args.iter().cloned());
+        let j = Judging {
+            approve: false,
+            cwd: Some(Path::new("/")),
+        };
+        let mut v = Verdict::default();
+        p.check_argv(&argv, &j, &mut v, 0)?;
+        Ok(v.programs.get(1).cloned())
+    }
+
+    fn env_word() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let longs = [
+            "ignore-environment",
+            "null",
+            "unset",
+            "chdir",
+            "split-string",
+            "block-signal",
+            "default-signal",
+            "ignore-signal",
+            "list-signal-handling",
+            "debug",
+            "help",
+            "version",
+        ];
+        prop_oneof![
+            // A cluster of short options, some unknown.
+            proptest::collection::vec(
+                proptest::sample::select(vec!['i', '0', 'u', 'C', 'S', 'v', 'x']),
+                1..4
+            )
+            .prop_map(|cs| format!("-{}", cs.into_iter().collect::<String>())),
+            // A long option abbreviated anywhere, with or without a value.
+            (
+                proptest::sample::select(longs.to_vec()),
+                1usize..20,
+                proptest::option::of(proptest::sample::select(vec!["p1", "p2", "INT"]))
+            )
+                .prop_map(|(l, n, v)| {
+                    let name = &l[..n.min(l.len())];
+                    match v {
+                        Some(v) => format!("--{name}={v}"),
+                        None => format!("--{name}"),
+                    }
+                }),
+            Just("-".to_string()),
+            Just("--".to_string()),
+            Just("A=1".to_string()),
+            proptest::sample::select(vec!["p1", "p2", "p3", "INT"]).prop_map(String::from),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Whatever the spelling, the program GNU env really starts is the
+        /// one the policy judged (or the policy refused the line).
+        #[test]
+        fn env_runs_only_what_the_policy_judged(args in proptest::collection::vec(env_word(), 0..6)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = markers(dir.path());
+            let ran = real_env(dir.path(), &args);
+            let judged = judged_env(&p, &args);
+            if let (Some(ran), Ok(judged)) = (ran, &judged) {
+                // A refusal is always safe; a pass must name what ran.
+                proptest::prop_assert_eq!(
+                    judged.clone(),
+                    Some(ran.clone()),
+                    "env {:?} ran {} but the policy judged {:?}",
+                    args,
+                    ran,
+                    judged
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_env_oracle_is_not_vacuous() {
+        // The property above only bites if real runs happen: these do.
+        let dir = tempfile::tempdir().unwrap();
+        let p = markers(dir.path());
+        for (args, runs) in [
+            ("--un p1 p2", "p2"),
+            ("-u p1 p2", "p2"),
+            ("-- --i=p1 p1", "p1"),
+            ("-- p1", "p1"),
+            ("A=1 B=2 p3", "p3"),
+            ("-v p2", "p2"),
+        ] {
+            let args: Vec<String> = args.split(' ').map(String::from).collect();
+            assert_eq!(
+                real_env(dir.path(), &args).as_deref(),
+                Some(runs),
+                "{args:?}"
+            );
+            assert_eq!(
+                judged_env(&p, &args).unwrap().as_deref(),
+                Some(runs),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sort_never_runs_a_compress_program_the_policy_passed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("zz");
+        std::fs::write(
+            &marker,
+            format!(
+                "#!/bin/sh\necho ran >> {}\nexec cat\n",
+                dir.path().join("ran").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data: String = (0..20_000)
+            .map(|i| format!("{}\n", (i * 7919) % 10_007))
+            .collect();
+        std::fs::write(dir.path().join("in.txt"), data).unwrap();
+        let p = policy(Mode::Allowlist, false);
+        let mut ran_somewhere = false;
+        for spelling in [
+            "--compress-program=zz",
+            "--compress-program zz",
+            "--compress=zz",
+            "--comp zz",
+            "--compress-p=zz",
+            "--co=zz",
+        ] {
+            let line = format!("sort -S 16k -T . {spelling} in.txt");
+            let words: Vec<String> = line.split(' ').map(String::from).collect();
+            let _ = std::fs::remove_file(dir.path().join("ran"));
+            let o = std::process::Command::new("sort")
+                .args(&words[1..])
+                .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            let ran = dir.path().join("ran").exists();
+            ran_somewhere |= ran;
+            let judged = p.judge(&line, false, Path::new("/"));
+            assert!(
+                !ran || judged.is_err(),
+                "{line}: sort ran zz ({o:?}) but the policy passed it"
+            );
+        }
+        assert!(
+            ran_somewhere,
+            "sort never used the compress program: the test proves nothing"
         );
     }
 }
