@@ -114,15 +114,16 @@ pub fn classify(
             Ok(p) => p,
             Err(why) => return Lineage::Unknown(why),
         };
-        if services.contains(&p) {
-            return Lineage::FromService { ancestor: p };
-        }
+        // The broker first: in tests, services run inside its process.
         if p == broker {
             return if subreaper {
                 Lineage::Orphan
             } else {
                 Lineage::Outside
             };
+        }
+        if services.contains(&p) {
+            return Lineage::FromService { ancestor: p };
         }
         if p <= 1 {
             return Lineage::Outside;

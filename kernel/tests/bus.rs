@@ -731,3 +731,143 @@ fn response_payload_is_forwarded_unchanged() {
     assert_eq!(back.corr(), 99);
     assert_eq!(back.payload.to_vec(), before);
 }
+
+/// A real process that prints its pid, reads its Hello (hex) from stdin,
+/// says it on the bus socket, and prints the broker's answer (hex).
+const HELLO_PEER: &str = "import os,socket,sys\nprint(os.getpid(),flush=True)\nhello=bytes.fromhex(sys.stdin.readline().strip())\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(hello)\ns.settimeout(5)\nprint(s.recv(65536).hex(),flush=True)\n";
+
+/// Starts `sh -c <script>` whose python child runs [`HELLO_PEER`]; returns
+/// the sh process and the python pid.
+async fn hello_peer(
+    f: &Fixture,
+    script: &str,
+) -> (
+    tokio::process::Child,
+    u32,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tokio::process::ChildStdin,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut sh = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(HELLO_PEER)
+        .arg(&f.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sh and python3 are needed for this test (installed by .ci/run)");
+    let mut lines = tokio::io::BufReader::new(sh.stdout.take().unwrap()).lines();
+    let stdin = sh.stdin.take().unwrap();
+    let pid: u32 = lines
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (sh, pid, lines, stdin)
+}
+
+async fn say_hello(
+    pid: u32,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stdin: &mut tokio::process::ChildStdin,
+) -> Frame {
+    let hello = Frame::new(
+        1,
+        &Hello {
+            service: None,
+            pid,
+            protocol_version: PROTOCOL_VERSION,
+            build_id: "py".into(),
+        },
+    )
+    .unwrap()
+    .to_bytes();
+    let hex: String = hello.iter().map(|b| format!("{b:02x}")).collect();
+    stdin
+        .write_all(format!("{hex}\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = lines.next_line().await.unwrap().unwrap();
+    let bytes: Vec<u8> = (0..answer.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&answer[i..i + 2], 16).unwrap())
+        .collect();
+    read_frame(&mut bytes.as_slice(), DEFAULT_MAX_FRAME_BYTES)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_service_starts_is_never_the_user() {
+    tokio::time::timeout(LIMIT, async {
+        // This test process plays openintentd: broker and subreaper.
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain flag.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) },
+            0
+        );
+        let f = fixture().await;
+
+        // A command a service runs: sh is "the service", python its child.
+        let (mut svc, pid, mut lines, mut stdin) = hello_peer(&f, "python3 -c \"$1\" \"$2\"").await;
+        f.broker.expect_service("shell", svc.id().unwrap());
+        let answer = say_hello(pid, &mut lines, &mut stdin).await;
+        let why = refusal(&answer);
+        assert!(
+            why.contains(&format!(
+                "pid {pid} was started by service pid {}",
+                svc.id().unwrap()
+            )),
+            "{why}"
+        );
+        let _ = svc.kill().await;
+
+        // The same command double-forked away from its service: reparented
+        // to the subreaper, and still no user.
+        let (mut sh, pid, mut lines, mut stdin) =
+            hello_peer(&f, "exec 3<&0; python3 -c \"$1\" \"$2\" <&3 & exit 0").await;
+        let _ = sh.wait().await;
+        let answer = say_hello(pid, &mut lines, &mut stdin).await;
+        let why = refusal(&answer);
+        assert!(
+            why.contains(&format!("pid {pid} was left behind by a service")),
+            "{why}"
+        );
+        // Reap the orphan (this process is its parent now).
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+
+        // The service process itself may not pose as a plain client.
+        let (mut svc, pid, mut lines, mut stdin) =
+            hello_peer(&f, "exec python3 -c \"$1\" \"$2\"").await;
+        f.broker.expect_service("shell", pid);
+        let answer = say_hello(pid, &mut lines, &mut stdin).await;
+        assert!(
+            refusal(&answer).contains("is a service process"),
+            "{:?}",
+            refusal(&answer)
+        );
+        let _ = svc.kill().await;
+
+        // openintentd's own clients (this process) are still served.
+        let c = client(&f.socket).await;
+        assert!(
+            c.request(
+                KERNEL_DESTINATION,
+                methods::REGISTRY_SERVICES,
+                b"",
+                CallOptions::default()
+            )
+            .await
+            .is_ok()
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -6,6 +6,7 @@ mod agent;
 mod llm;
 mod memory;
 mod oictl;
+mod sandbox;
 mod supervisor;
 mod support;
 mod telegram;

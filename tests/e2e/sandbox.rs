@@ -1,0 +1,335 @@
+//! The sandbox as a boundary, attacked end to end with the real daemon: a
+//! command the model runs tries to act as the user on the bus, services'
+//! environments are read for each other's secrets, and an adapter is
+//! killed under a command that double-forks and ignores SIGTERM.
+
+use std::time::Duration;
+
+use oi_ipc_schema::frame::Frame;
+use oi_ipc_schema::{Hello, PROTOCOL_VERSION};
+use oi_llm_router::fake::{FakeProvider, Reply, openai};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const SECRET: &str = "ghp_e2e-sandbox-DO-NOT-LEAK-41c9";
+
+/// A bus client as a model would write it: connects to the socket it is
+/// given, says Hello as a plain client (with its own pid patched into a
+/// real Hello frame), and prints what the broker answered.
+fn bus_client() -> String {
+    let marker = 0xA1B2_C3D4u32;
+    let hello = Frame::new(
+        1,
+        &Hello {
+            service: None,
+            pid: marker,
+            protocol_version: PROTOCOL_VERSION,
+            build_id: "model-written".into(),
+        },
+    )
+    .unwrap()
+    .to_bytes();
+    let needle = marker.to_le_bytes();
+    let at: Vec<usize> = (0..hello.len() - 3)
+        .filter(|&i| hello[i..i + 4] == needle)
+        .collect();
+    assert_eq!(at.len(), 1, "the pid must appear once in the Hello frame");
+    let hex: String = hello.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "import os, socket, sys\n\
+         t = bytes.fromhex('{hex}')\n\
+         hello = t[:{at}] + os.getpid().to_bytes(4, 'little') + t[{at} + 4:]\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n    s.connect(sys.argv[1])\n\
+         except OSError as e:\n    print('connect failed:', e.strerror)\n    sys.exit(0)\n\
+         s.sendall(hello)\n\
+         s.settimeout(5)\n\
+         data = s.recv(65536)\n\
+         print('kind', int.from_bytes(data[6:8], 'little'), data[16:].decode('utf-8', 'replace'))\n",
+        at = at[0]
+    )
+}
+
+fn calls(list: &[(&str, &str, Value)]) -> Reply {
+    let owned: Vec<(String, String, String)> = list
+        .iter()
+        .map(|(id, name, args)| (id.to_string(), name.to_string(), args.to_string()))
+        .collect();
+    let refs: Vec<(&str, &str, &str)> = owned
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    openai::tool_calls(None, &refs)
+}
+
+fn tool_messages(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn vault_audit(d: &Daemon) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join('|'.join(map(str,r)) for r in c.execute('SELECT caller, action, secret, outcome FROM audit ORDER BY id')))"])
+        .arg(d.path("data/vault/vault.db"))
+        .output()
+        .expect("python3 is needed to read the vault's audit (bash .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_command_the_model_runs_cannot_act_as_the_user_on_the_bus() {
+    let rt = fake_runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    let socket = "run/bus.sock";
+    // The shell in denylist mode: python3 runs, as it would after any
+    // allowlist bypass. The boundary must hold anyway.
+    let cfg = config_enabling(
+        &["vault", "llm-router", "agent", "fs", "shell"],
+        "",
+        &format!(
+            "{}[cascade]\norder = [\"fake\"]\n\n[vault]\nkey_source = \"file\"\n\n[shell]\npolicy = \"denylist\"\n",
+            model("fake", "openai", &fake.url("/v1"), "no_key = true")
+        ),
+    );
+    let d = Daemon::start(&cfg);
+    for s in ["vault", "llm-router", "agent", "fs", "shell"] {
+        d.ready_pid(s);
+    }
+    let o = oictl_input(
+        &d,
+        &["vault", "set", "github-token"],
+        format!("{SECRET}\n").as_bytes(),
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let bus = d.path(socket);
+    // Say the user once linked the socket into the workspace: the
+    // namespace cannot hide that one, so the broker must refuse it.
+    let ws = d.path("data/workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::hard_link(&bus, ws.join("bus-link.sock")).unwrap();
+    fake.push([
+        calls(&[(
+            "c1",
+            "fs_write_file",
+            json!({"path": "client.py", "content": bus_client()}),
+        )]),
+        calls(&[(
+            "c2",
+            "shell_execute",
+            json!({"command": format!("python3 client.py {}", bus.display())}),
+        )]),
+        calls(&[(
+            "c3",
+            "shell_execute",
+            json!({"command": "python3 client.py bus-link.sock"}),
+        )]),
+        openai::text("I could not reach the vault."),
+    ]);
+    let o = d.oictl(&["ask", "--json", "read my github token from the vault"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 4, "{}", out(&o));
+    let results = tool_messages(&reqs[3].body);
+    // In the command's mount namespace the socket does not exist.
+    assert!(
+        results[1].contains("connect failed: No such file or directory"),
+        "{}",
+        results[1]
+    );
+    // Through the link it connects, and the broker refuses it: it
+    // descends from the shell service.
+    let shell_pid = d.ready_pid("shell");
+    assert!(
+        results[2].contains(&format!("was started by service pid {shell_pid}")),
+        "{}",
+        results[2]
+    );
+    for r in &results {
+        assert!(!r.contains(SECRET), "{r}");
+    }
+    // The vault served nobody the token: its audit has the user's set and
+    // nothing else for it (the router's look-ups of provider keys aside).
+    let audit = vault_audit(&d);
+    let token_rows: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("github-token"))
+        .collect();
+    assert_eq!(token_rows, ["oictl|set|github-token|ok"], "{audit}");
+    assert!(
+        !audit.lines().any(|l| l.starts_with("oictl|get")),
+        "{audit}"
+    );
+    assert!(d.log_text().contains("refusing bus connection"));
+}
+
+/// The environment of a process, as NAME=value strings.
+fn environ(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn each_service_sees_only_the_secrets_bound_for_it() {
+    const PASSPHRASE: &str = "correct-horse-e2e-7731";
+    const KEY: &str = "sk-e2e-router-only-5521";
+    let cfg = config_enabling(
+        &["vault", "memory", "llm-router", "fs", "shell"],
+        "",
+        &format!(
+            "{}[cascade]\norder = [\"keyed\"]\n\n[vault]\nkey_source = \"passphrase\"\n",
+            model(
+                "keyed",
+                "openai",
+                "http://127.0.0.1:9/v1",
+                "api_key_env = \"OI_E2E_MODEL_KEY\""
+            )
+        ),
+    );
+    let d = Daemon::start_with(
+        &cfg,
+        &[
+            ("OPENINTENT_VAULT_PASSPHRASE", PASSPHRASE),
+            ("OI_E2E_MODEL_KEY", KEY),
+            ("OI_E2E_UNRELATED_TOKEN", "tok-e2e-nobody-needs-it"),
+        ],
+    );
+    let mut seen = Vec::new();
+    for s in ["vault", "memory", "llm-router", "fs", "shell"] {
+        let pid = d.ready_pid(s);
+        let env = environ(pid);
+        let has = |v: &str| env.iter().any(|e| e.contains(v));
+        // Only the vault is handed the passphrase, and it wipes the value
+        // from its own environment block at start, as openintentd does.
+        assert_eq!(
+            has("OPENINTENT_VAULT_PASSPHRASE="),
+            s == "vault",
+            "{s}: {env:?}"
+        );
+        assert!(!has(PASSPHRASE), "{s}: {env:?}");
+        assert_eq!(has(KEY), s == "llm-router", "{s}: {env:?}");
+        assert!(!has("tok-e2e-nobody-needs-it"), "{s}: {env:?}");
+        assert!(
+            env.iter().any(|e| e.starts_with("OPENINTENT_BUS_SOCKET=")),
+            "{s}"
+        );
+        seen.push(s);
+    }
+    assert_eq!(seen.len(), 5);
+    // openintentd itself no longer holds the passphrase in its
+    // environment block (it keeps it in memory for the vault's restarts).
+    let own = environ(d.pid());
+    assert!(!own.iter().any(|e| e.contains(PASSPHRASE)), "{own:?}");
+    // The vault opened with it (key_source = "passphrase" has no other
+    // key), and opens again after a restart with the one openintentd keeps.
+    let o = oictl_input(&d, &["vault", "set", "probe"], b"v1\n");
+    assert!(o.status.success(), "{}", out(&o));
+    let old = d.ready_pid("vault");
+    signal(old, libc::SIGKILL);
+    d.new_ready_pid("vault", old);
+    let o = d.oictl(&["vault", "get", "probe"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "v1\n", "{}", out(&o));
+}
+
+/// A command that ignores SIGTERM and forks a grandchild in a session of
+/// its own, which ignores SIGTERM too. With `orphan`, the middle process
+/// exits at once (a double fork); otherwise it stays.
+const FORKER: &str = r#"
+import os, signal, sys, time
+orphan = sys.argv[1] == "orphan"
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open("gc.pid.tmp", "w").write(str(os.getpid()))
+        os.rename("gc.pid.tmp", "gc.pid")
+        time.sleep(300)
+        os._exit(0)
+    if orphan:
+        os._exit(0)
+    time.sleep(300)
+    os._exit(0)
+open("c.pid.tmp", "w").write(str(os.getpid()))
+os.rename("c.pid.tmp", "c.pid")
+time.sleep(300)
+"#;
+
+#[test]
+fn what_services_leave_behind_is_killed_and_reaped() {
+    let cfg = config_enabling(
+        &["shell"],
+        "",
+        "[shell]\npolicy = \"denylist\"\nmax_timeout_secs = 600\n",
+    );
+    let d = Daemon::start(&cfg);
+    let shell = d.ready_pid("shell");
+    let ws = d.path("data/workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("forker.py"), FORKER).unwrap();
+    let read_pid = |f: &str| -> Option<u32> {
+        std::fs::read_to_string(ws.join(f))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let gone = |pid: u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let run = |mode: &str| {
+        for f in ["c.pid", "gc.pid"] {
+            let _ = std::fs::remove_file(ws.join(f));
+        }
+        let args = json!({"command": format!("python3 forker.py {mode}"), "timeout_secs": 600});
+        spawn_oictl(&d, &["tool", "shell_execute", &args.to_string()])
+    };
+
+    // A double fork while the adapter runs: the grandchild is reparented
+    // to openintentd, which kills and reaps it; the adapter is untouched.
+    let mut call = run("orphan");
+    let (child, grandchild) = wait_for(Duration::from_secs(10), "the pid files", || {
+        Some((read_pid("c.pid")?, read_pid("gc.pid")?))
+    });
+    wait_for(
+        Duration::from_secs(5),
+        "the orphaned grandchild to be killed and reaped",
+        || gone(grandchild).then_some(()),
+    );
+    assert!(alive(child), "the command itself is its adapter's");
+    assert_eq!(d.ready_pid("shell"), shell);
+    let _ = call.kill();
+    let _ = call.wait();
+
+    // kill -9 the adapter under a command, a middle process and a
+    // grandchild, all ignoring SIGTERM, two of them in another session.
+    let mut call = run("stay");
+    let (child, grandchild) = wait_for(Duration::from_secs(10), "the pid files", || {
+        Some((read_pid("c.pid")?, read_pid("gc.pid")?))
+    });
+    assert!(alive(child) && alive(grandchild));
+    signal(shell, libc::SIGKILL);
+    wait_for(
+        Duration::from_secs(10),
+        "everything the adapter ran to be killed and reaped",
+        || (gone(child) && gone(grandchild)).then_some(()),
+    );
+    assert!(
+        d.log_text()
+            .contains("killed a process a service left behind")
+    );
+    let _ = call.kill();
+    let _ = call.wait();
+    // The shell adapter came back and serves.
+    d.new_ready_pid("shell", shell);
+}
