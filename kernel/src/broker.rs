@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -71,6 +71,8 @@ pub enum BrokerError {
     RemoveStale { path: PathBuf, source: io::Error },
     #[error("cannot listen on bus socket {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
 }
 
 /// What the broker tells the supervisor about services.
@@ -159,6 +161,8 @@ struct Shared {
     closing: tokio::sync::watch::Sender<bool>,
     uid: u32,
     pid: u32,
+    /// `flock` on `<socket>.lock`, held while the broker lives.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Shared {
@@ -195,6 +199,10 @@ impl Broker {
         cfg: BrokerConfig,
     ) -> Result<(Broker, mpsc::UnboundedReceiver<BusEvent>), BrokerError> {
         let path = cfg.socket_path.clone();
+        // The lock beside the socket is held for the broker's life: while
+        // it is held no other broker touches the socket, so a stale one can
+        // be removed without racing a broker that is just starting.
+        let lock = lock_socket(&path)?;
         remove_stale_socket(&path).await?;
         let listener = UnixListener::bind(&path).map_err(|source| BrokerError::Bind {
             path: path.clone(),
@@ -216,6 +224,7 @@ impl Broker {
             closing: tokio::sync::watch::channel(false).0,
             uid: nix::unistd::geteuid().as_raw(),
             pid: std::process::id(),
+            _lock: lock,
         });
         let accept = tokio::spawn(
             accept_loop(shared.clone(), listener).instrument(info_span!("bus", service = "kernel")),
@@ -334,6 +343,33 @@ impl Broker {
             }
         }
     }
+}
+
+/// Takes the exclusive lock on the file beside the socket, or says that
+/// another broker holds it.
+fn lock_socket(socket: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, BrokerError> {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|source| BrokerError::Lock {
+            path: lock_path.clone(),
+            source,
+        })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        match e {
+            nix::errno::Errno::EWOULDBLOCK => BrokerError::AlreadyRunning(socket.to_path_buf()),
+            e => BrokerError::Lock {
+                path: lock_path.clone(),
+                source: io::Error::from(e),
+            },
+        }
+    })
 }
 
 async fn remove_stale_socket(path: &Path) -> Result<(), BrokerError> {

@@ -536,13 +536,7 @@ impl Config {
     /// Cross-field checks: groups exist, dependencies exist and form no
     /// cycle, durations are positive. Returns the offending key path.
     fn validate(&self) -> Result<(), (String, String)> {
-        at_least_one(&[("bus.heartbeat_interval_ms", self.bus.heartbeat_interval_ms)])?;
-        if self.bus.max_frame_bytes < 1024 {
-            return Err((
-                "bus.max_frame_bytes".into(),
-                "bus.max_frame_bytes must be at least 1024".into(),
-            ));
-        }
+        self.validate_ranges()?;
         if !(0.0..=1.0).contains(&self.supervisor.backoff_jitter) {
             return Err((
                 "supervisor.backoff_jitter".into(),
@@ -558,10 +552,6 @@ impl Config {
                 ),
             ));
         }
-        at_least_one(&[(
-            "supervisor.missed_heartbeats",
-            u64::from(self.supervisor.missed_heartbeats),
-        )])?;
         self.validate_models()?;
         self.validate_adapters()?;
         self.validate_agent()?;
@@ -625,6 +615,133 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Every timing and size of the bus and the supervisor within a range
+    /// that works: a 1 ms heartbeat makes the watchdog kill healthy
+    /// services, a huge one turns it off, a zero timeout never lets a
+    /// service start. The same checks run at start and on every reload.
+    fn validate_ranges(&self) -> Result<(), (String, String)> {
+        const DAY_MS: u64 = 86_400_000;
+        let b = &self.bus;
+        let s = &self.supervisor;
+        let mut fields: Vec<(String, u64, u64, u64)> = vec![
+            (
+                "bus.max_frame_bytes".into(),
+                u64::from(b.max_frame_bytes),
+                1024,
+                1 << 30,
+            ),
+            (
+                "bus.heartbeat_interval_ms".into(),
+                b.heartbeat_interval_ms,
+                50,
+                60_000,
+            ),
+            (
+                "bus.default_deadline_ms".into(),
+                b.default_deadline_ms,
+                1,
+                DAY_MS,
+            ),
+            (
+                "supervisor.intensity".into(),
+                u64::from(s.intensity),
+                0,
+                1_000_000,
+            ),
+            ("supervisor.period_secs".into(), s.period_secs, 1, 86_400),
+            (
+                "supervisor.backoff_initial_ms".into(),
+                s.backoff_initial_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "supervisor.backoff_max_ms".into(),
+                s.backoff_max_ms,
+                s.backoff_initial_ms,
+                DAY_MS,
+            ),
+            (
+                "supervisor.min_unready_backoff_ms".into(),
+                s.min_unready_backoff_ms,
+                0,
+                3_600_000,
+            ),
+            (
+                "supervisor.backoff_reset_secs".into(),
+                s.backoff_reset_secs,
+                0,
+                86_400,
+            ),
+            (
+                "supervisor.start_timeout_secs".into(),
+                s.start_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "supervisor.shutdown_timeout_secs".into(),
+                s.shutdown_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "supervisor.missed_heartbeats".into(),
+                u64::from(s.missed_heartbeats),
+                1,
+                1000,
+            ),
+            (
+                "supervisor.log_lines".into(),
+                s.log_lines as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "supervisor.config_poll_ms".into(),
+                s.config_poll_ms,
+                50,
+                3_600_000,
+            ),
+        ];
+        for (name, g) in &self.groups {
+            fields.push((
+                format!("groups.{name}.intensity"),
+                u64::from(g.intensity),
+                0,
+                1_000_000,
+            ));
+            fields.push((
+                format!("groups.{name}.period_secs"),
+                g.period_secs,
+                1,
+                86_400,
+            ));
+        }
+        for (name, spec) in &self.services {
+            if let Some(t) = spec.start_timeout_secs {
+                fields.push((format!("services.{name}.start_timeout_secs"), t, 1, 3600));
+            }
+            if let Some(t) = spec.shutdown_timeout_secs {
+                fields.push((format!("services.{name}.shutdown_timeout_secs"), t, 1, 3600));
+            }
+        }
+        match fields.iter().find(|(_, v, lo, hi)| v < lo || v > hi) {
+            Some((key, v, lo, hi)) => {
+                // A group's or a service's key is located at its table.
+                let at = match key.split('.').collect::<Vec<_>>().as_slice() {
+                    [t @ ("groups" | "services"), name, _] => format!("{t}.{name}"),
+                    _ => key.clone(),
+                };
+                Err((
+                    at,
+                    format!("{key} is {v}; it must be between {lo} and {hi}"),
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     fn validate_models(&self) -> Result<(), (String, String)> {
@@ -1087,6 +1204,54 @@ mod tests {
         );
         let e = parse("[services.Bad]\n").unwrap_err();
         assert!(e.message.contains("may only contain"), "{e}");
+    }
+
+    #[test]
+    fn timings_outside_their_range_are_refused_with_their_location() {
+        for (text, key, line) in [
+            (
+                "[bus]\nheartbeat_interval_ms = 1\n",
+                "bus.heartbeat_interval_ms is 1",
+                2,
+            ),
+            (
+                "[bus]\nheartbeat_interval_ms = 99999999999\n",
+                "bus.heartbeat_interval_ms is 99999999999",
+                2,
+            ),
+            (
+                "[supervisor]\nstart_timeout_secs = 0\n",
+                "supervisor.start_timeout_secs is 0",
+                2,
+            ),
+            (
+                "[supervisor]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100\n",
+                "supervisor.backoff_max_ms is 100; it must be between 500",
+                3,
+            ),
+            (
+                "[supervisor]\nmissed_heartbeats = 0\n",
+                "supervisor.missed_heartbeats is 0",
+                2,
+            ),
+            (
+                "[services.vault]\nstart_timeout_secs = 0\n",
+                "services.vault.start_timeout_secs is 0",
+                1,
+            ),
+            (
+                "[groups.core]\nperiod_secs = 0\n",
+                "groups.core.period_secs is 0",
+                1,
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(key), "{text}: {e}");
+            assert!(e.message.contains("it must be between"), "{e}");
+            assert_eq!(e.location.map(|l| l.0), Some(line), "{text}: {e}");
+        }
+        // Edges are accepted.
+        parse("[bus]\nheartbeat_interval_ms = 50\n[supervisor]\nstart_timeout_secs = 1\nintensity = 0\n").unwrap();
     }
 
     #[test]

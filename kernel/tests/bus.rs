@@ -659,6 +659,21 @@ async fn socket_is_private_and_stale_sockets_are_replaced() {
             .err()
             .unwrap();
         assert!(matches!(err, BrokerError::AlreadyRunning(_)), "{err}");
+        // The lock beside the socket decides, not a connect: with the
+        // socket file gone (or a broker too busy to answer), a second
+        // broker still refuses to start and never takes the path over.
+        let lock = f.socket.with_extension("sock.lock");
+        assert_eq!(
+            std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::rename(&f.socket, f.socket.with_extension("moved")).unwrap();
+        let err = Broker::bind(BrokerConfig::new(f.socket.clone()))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, BrokerError::AlreadyRunning(_)), "{err}");
+        assert!(!f.socket.exists());
         // A stale socket file (nobody listening) is removed and rebound.
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join("bus.sock");

@@ -898,7 +898,11 @@ impl Supervisor {
         if self.shutting_down {
             return;
         }
-        match Config::load(&self.paths.config_file) {
+        // The same checks as at start, kinds included.
+        match Config::load_checked(
+            &self.paths.config_file,
+            Some(&crate::services::known_kinds()),
+        ) {
             Err(e) => {
                 error!(error = %e, "config reload refused; keeping the running configuration");
                 self.config_error = Some(e.to_string());

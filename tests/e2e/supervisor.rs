@@ -510,6 +510,46 @@ fn hot_reload_applies_changes_and_survives_a_broken_file() {
     let human = String::from_utf8(d.oictl(&["status"]).stdout).unwrap();
     assert!(human.contains("config reload failed"), "{human}");
     assert_eq!((d.ready_pid("a"), d.ready_pid("b")), (a, b));
+    // A kind this build does not have is refused on reload as at start.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}{}\n[services.mail]\nkind = \"imap\"\n",
+            chaos("b", "adapters", "")
+        ),
+    )
+    .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the unknown kind refused", || {
+        d.status()["supervisor"]["config_error"]
+            .as_str()
+            .filter(|e| e.contains("imap"))
+            .map(str::to_string)
+    });
+    assert!(
+        err.contains("service 'mail' is of kind 'imap', which this build does not have"),
+        "{err}"
+    );
+    // And a heartbeat that would make the watchdog kill healthy services.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}",
+            base.replace("heartbeat_interval_ms = 200", "heartbeat_interval_ms = 1"),
+            chaos("b", "adapters", "")
+        ),
+    )
+    .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the 1 ms heartbeat refused", || {
+        d.status()["supervisor"]["config_error"]
+            .as_str()
+            .filter(|e| e.contains("heartbeat"))
+            .map(str::to_string)
+    });
+    assert!(
+        err.contains("bus.heartbeat_interval_ms is 1; it must be between 50 and 60000"),
+        "{err}"
+    );
+    assert_eq!((d.ready_pid("a"), d.ready_pid("b")), (a, b));
     // Change b's environment: b restarts, a does not; the error clears.
     std::fs::write(
         &cfg,

@@ -171,7 +171,7 @@ pub fn write(
         let fd = open_beneath(
             dir.as_fd(),
             &name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| match e {
@@ -180,7 +180,9 @@ pub fn write(
             }),
             e => errno(&shown)(e),
         })?;
-        File::from(fd).read_to_end(&mut data).map_err(io(&shown))?;
+        let mut f = File::from(fd);
+        oi_sandbox::roots::regular_or_dir(&f, &shown)?;
+        f.read_to_end(&mut data).map_err(io(&shown))?;
     }
     data.extend_from_slice(content);
     let tmp = format!(
@@ -450,13 +452,15 @@ fn search_file(
     q: &Query<'_>,
     hits: &mut Vec<Hit>,
 ) {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    // Without blocking: a FIFO must not hang the search; only regular
+    // files are read.
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let Ok(fd) = open_beneath(dir.as_fd(), Path::new(name), flags, Mode::empty()) else {
         return;
     };
     let mut f = File::from(fd);
     if f.metadata()
-        .map(|m| m.len() > q.max_file_bytes)
+        .map(|m| !m.is_file() || m.len() > q.max_file_bytes)
         .unwrap_or(true)
     {
         return;
@@ -490,6 +494,48 @@ fn search_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("note.txt"), "a pipe is here\n").unwrap();
+        let roots = Roots::open(&[dir.path()]).unwrap();
+        // Each of these blocked forever on a FIFO; a thread keeps the test
+        // from hanging should one block again.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let read_err = read(&roots, "pipe", 0, 100).unwrap_err().to_string();
+            let append_err = write(&roots, "pipe", b"x", true, false)
+                .unwrap_err()
+                .to_string();
+            let q = Query {
+                name: None,
+                content: Some("pipe"),
+                case_sensitive: false,
+                max_results: 10,
+                max_file_bytes: 1 << 20,
+            };
+            let found = search(&roots, ".", &q).unwrap().results.len();
+            let _ = tx.send((read_err, append_err, found));
+        });
+        let (read_err, append_err, found) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a FIFO blocked the fs adapter");
+        assert!(
+            read_err.contains("is a FIFO, not a regular file"),
+            "{read_err}"
+        );
+        assert!(
+            append_err.contains("is a FIFO, not a regular file"),
+            "{append_err}"
+        );
+        assert_eq!(found, 1, "the regular file is still searched");
+    }
 
     #[test]
     fn readers_never_see_a_half_written_file() {

@@ -41,10 +41,48 @@ pub enum PathError {
     Empty,
     #[error("the path contains a NUL byte")]
     Nul,
+    #[error("'{path}' is a {kind}, not a regular file; refused")]
+    NotRegular { path: String, kind: &'static str },
     #[error("'{path}': {source}")]
     Io { path: String, source: io::Error },
     #[error("root '{path}' cannot be opened: {source}")]
     Root { path: String, source: io::Error },
+}
+
+/// What kind of file `file` is, for refusals.
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
+/// Refuses an open file that is neither a regular file nor a directory.
+/// Callers open with `O_NONBLOCK` so that opening a FIFO cannot block; on
+/// a regular file or a directory that flag changes nothing.
+pub fn regular_or_dir(file: &File, shown: &str) -> Result<(), PathError> {
+    let t = file
+        .metadata()
+        .map_err(|source| PathError::Io {
+            path: shown.to_string(),
+            source,
+        })?
+        .file_type();
+    if t.is_file() || t.is_dir() {
+        return Ok(());
+    }
+    Err(PathError::NotRegular {
+        path: shown.to_string(),
+        kind: kind_of(t),
+    })
 }
 
 impl PathError {
@@ -111,10 +149,17 @@ impl Located<'_> {
             .map_err(|e| PathError::from_errno(e, &self.display()))
     }
 
-    /// Opens an existing file for reading.
+    /// Opens an existing file (or directory) for reading. Anything else
+    /// (a FIFO, a socket, a device) is refused: opened without blocking,
+    /// checked, and never read, so a FIFO cannot hang the caller.
     pub fn open_read(&self) -> Result<File, PathError> {
-        let fd = self.open(OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        Ok(File::from(fd))
+        let fd = self.open(
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = File::from(fd);
+        regular_or_dir(&file, &self.display())?;
+        Ok(file)
     }
 
     /// Opens a directory (for listing, or as the base of `*at` calls).
