@@ -172,6 +172,7 @@ pub fn vault(quick: bool) -> anyhow::Result<()> {
         let set = oi_ipc_schema::encode_payload(&SetSecret {
             name: "openai-api-key".into(),
             value: vec![b'k'; 51],
+            hosts: None,
         })?;
         c.request("vault", vm::SET, &set, CallOptions::default())
             .await?;

@@ -22,7 +22,8 @@ pub const HEADER_LEN: usize = 16;
 /// Version of the bus protocol spoken by this build. Peers with another
 /// version are refused with an error that names both.
 /// 3: `ChildState::Waiting` and the telegram methods.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: secrets carry the hosts they may be sent to.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;

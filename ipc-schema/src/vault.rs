@@ -29,6 +29,10 @@ pub struct SecretName {
 #[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq)]
 pub struct SecretValue {
     pub value: Vec<u8>,
+    /// The hosts the secret may be sent to (`api.github.com`,
+    /// `*.example.com`); empty: bound to none, so never injected into a
+    /// request.
+    pub hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for SecretValue {
@@ -41,14 +45,17 @@ impl std::fmt::Debug for SecretValue {
 pub struct SetSecret {
     pub name: String,
     pub value: Vec<u8>,
+    /// The hosts it may be sent to; `None` keeps those of the secret it
+    /// replaces (none for a new one).
+    pub hosts: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for SetSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "SetSecret {{ name: {:?}, value: [redacted] }}",
-            self.name
+            "SetSecret {{ name: {:?}, value: [redacted], hosts: {:?} }}",
+            self.name, self.hosts
         )
     }
 }
@@ -61,6 +68,7 @@ pub struct SecretMeta {
     pub created_unix: i64,
     pub updated_unix: i64,
     pub len: u32,
+    pub hosts: Vec<String>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -74,4 +82,82 @@ pub struct VaultStatus {
     pub key_source: String,
     pub secrets: u32,
     pub key_epoch: u64,
+}
+
+/// Whether `host` is a valid entry of a secret's hosts: a DNS name or an
+/// IP address, optionally `*.` before a name for its subdomains.
+pub fn valid_host_pattern(p: &str) -> bool {
+    let name = p.strip_prefix("*.").unwrap_or(p);
+    !name.is_empty()
+        && name.len() <= 253
+        && (name.parse::<std::net::IpAddr>().is_ok() && !p.starts_with("*.")
+            || name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            }))
+}
+
+/// Whether a secret bound to `hosts` may be sent to `host` (a URL's host,
+/// any case; IPv6 literals with or without brackets).
+pub fn host_allowed(hosts: &[String], host: &str) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    hosts.iter().any(|p| match p.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host.ends_with(domain)
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        }
+        None => p == host,
+    })
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let hosts = vec![
+            "api.github.com".to_string(),
+            "*.example.com".to_string(),
+            "::1".to_string(),
+        ];
+        assert!(host_allowed(&hosts, "api.github.com"));
+        assert!(host_allowed(&hosts, "API.GitHub.com."));
+        assert!(!host_allowed(&hosts, "github.com"));
+        assert!(!host_allowed(&hosts, "api.github.com.evil.net"));
+        assert!(!host_allowed(&hosts, "evilapi.github.com"));
+        assert!(host_allowed(&hosts, "a.b.example.com"));
+        assert!(!host_allowed(&hosts, "example.com"));
+        assert!(!host_allowed(&hosts, "badexample.com"));
+        assert!(host_allowed(&hosts, "[::1]"));
+        assert!(!host_allowed(&[], "api.github.com"));
+        for ok in [
+            "api.github.com",
+            "*.example.com",
+            "127.0.0.1",
+            "::1",
+            "localhost",
+        ] {
+            assert!(valid_host_pattern(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "*.",
+            "API.github.com",
+            "a..b",
+            "exa mple.com",
+            "*.::1",
+            "https://x",
+        ] {
+            assert!(!valid_host_pattern(bad), "{bad}");
+        }
+    }
 }

@@ -27,6 +27,15 @@ pub async fn read_text(
     name: &str,
     deadline: Duration,
 ) -> Result<Zeroizing<String>, SecretError> {
+    read_bound(client, name, deadline).await.map(|(v, _)| v)
+}
+
+/// Like [`read_text`], with the hosts the secret may be sent to.
+pub async fn read_bound(
+    client: &BusClient,
+    name: &str,
+    deadline: Duration,
+) -> Result<(Zeroizing<String>, Vec<String>), SecretError> {
     let payload = encode_payload(&SecretName { name: name.into() })
         .map_err(|e| SecretError::Unreadable(e.to_string()))?;
     let bytes = client
@@ -41,5 +50,5 @@ pub async fn read_text(
         .map_err(|e| SecretError::Unreadable(e.to_string()))?;
     let value = Zeroizing::new(v.value);
     let text = std::str::from_utf8(&value).map_err(|_| SecretError::NotText(name.into()))?;
-    Ok(Zeroizing::new(text.trim().to_string()))
+    Ok((Zeroizing::new(text.trim().to_string()), v.hosts))
 }

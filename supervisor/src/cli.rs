@@ -194,7 +194,14 @@ enum ModelsCmd {
 enum VaultCmd {
     /// Store a secret. The value is read from standard input (or a hidden
     /// prompt on a terminal), never from the command line.
-    Set { name: String },
+    Set {
+        name: String,
+        /// The hosts the secret may be sent to by http_request
+        /// (comma-separated: api.github.com,*.example.com). Without it, a
+        /// new secret is bound to none and an updated one keeps its hosts.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Option<Vec<String>>,
+    },
     /// Print a secret's value.
     Get { name: String },
     /// List secrets: names and metadata, never values.
@@ -528,11 +535,16 @@ impl Drop for EchoOff {
 async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitCode> {
     use oi_ipc_schema::vault::{self as v, methods as vm};
     match action {
-        VaultCmd::Set { name } => {
+        VaultCmd::Set { name, hosts } => {
             let value = read_secret(&name)?;
-            let meta = vault_set(client, &name, &value).await?;
+            let meta = vault_set(client, &name, &value, hosts).await?;
+            let bound = if meta.hosts.is_empty() {
+                "bound to no host".to_string()
+            } else {
+                format!("may be sent to {}", meta.hosts.join(", "))
+            };
             eprintln!(
-                "oictl: stored {} (version {}, {} bytes)",
+                "oictl: stored {} (version {}, {} bytes; {bound})",
                 meta.name, meta.version, meta.len
             );
         }
@@ -549,7 +561,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
         VaultCmd::List { json } => {
             let list: v::SecretList = vault_typed(client, vm::LIST, b"").await?;
             if json {
-                let items: Vec<_> = list.secrets.iter().map(|m| serde_json::json!({"name": m.name, "version": m.version, "len": m.len, "created_unix": m.created_unix, "updated_unix": m.updated_unix})).collect();
+                let items: Vec<_> = list.secrets.iter().map(|m| serde_json::json!({"name": m.name, "version": m.version, "len": m.len, "created_unix": m.created_unix, "updated_unix": m.updated_unix, "hosts": m.hosts})).collect();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({"secrets": items}))?
@@ -564,9 +576,14 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
                     .max()
                     .unwrap_or(4)
                     .max(4);
-                println!("{:<w$}  VERSION  BYTES", "NAME");
+                println!("{:<w$}  VERSION  BYTES  HOSTS", "NAME");
                 for m in &list.secrets {
-                    println!("{:<w$}  {:<7}  {}", m.name, m.version, m.len);
+                    let hosts = if m.hosts.is_empty() {
+                        "-".to_string()
+                    } else {
+                        m.hosts.join(",")
+                    };
+                    println!("{:<w$}  {:<7}  {:<5}  {hosts}", m.name, m.version, m.len);
                 }
             }
         }
@@ -593,7 +610,7 @@ async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitC
                     continue;
                 };
                 let value = zeroize::Zeroizing::new(value.into_encoded_bytes());
-                vault_set(client, name, &value).await?;
+                vault_set(client, name, &value, None).await?;
                 eprintln!("oictl: {var} -> vault secret {name}");
                 moved += 1;
             }
@@ -627,11 +644,13 @@ async fn vault_set(
     client: &BusClient,
     name: &str,
     value: &[u8],
+    hosts: Option<Vec<String>>,
 ) -> anyhow::Result<oi_ipc_schema::vault::SecretMeta> {
     use oi_ipc_schema::vault::{SetSecret, methods};
     let payload = zeroize::Zeroizing::new(encode_payload(&SetSecret {
         name: name.to_string(),
         value: value.to_vec(),
+        hosts,
     })?);
     vault_typed(client, methods::SET, &payload).await
 }

@@ -313,33 +313,134 @@ fn http_request_injects_a_vault_secret_by_name_and_never_shows_it() {
         &["vault", "http"],
         &format!("[vault]\nkey_source = \"file\"\n{}", web_config("")),
     );
-    let o = oictl_input(&d, &["vault", "set", "http-echo-token"], TOKEN.as_bytes());
+    let o = oictl_input(
+        &d,
+        &["vault", "set", "http-echo-token", "--hosts", "127.0.0.1"],
+        TOKEN.as_bytes(),
+    );
     assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("may be sent to 127.0.0.1"), "{}", out(&o));
+    // A server that does not echo it: the body comes back whole.
     let r = tool(
         &d,
         "http_request",
-        json!({"method": "POST", "url": web.url("/echo"), "headers": {"X-Trace": "1"},
+        json!({"method": "POST", "url": web.url("/article/tokio"), "headers": {"X-Trace": "1"},
                "body": {"hello": "world"}, "auth": {"secret": "http-echo-token"}}),
     )
     .unwrap();
     assert_eq!(r["status"], 200);
-    let head = r["body"]["head"].as_str().unwrap();
+    assert!(r["body"].as_str().unwrap().contains("1.2 million"), "{r}");
+    assert!(r["withheld"].is_null(), "{r}");
     assert!(
-        head.contains("authorization: Bearer [redacted]")
-            || head.contains("Authorization: Bearer [redacted]"),
-        "{head}"
+        web.seen(&format!("Bearer {TOKEN}")),
+        "the server got the real token"
     );
+    let head = web.requests.lock().unwrap().last().cloned().unwrap();
     assert!(
         head.to_ascii_lowercase()
             .contains("content-type: application/json"),
         "{head}"
     );
-    assert_eq!(r["body"]["body"], "{\"hello\":\"world\"}");
-    assert!(
-        web.seen(&format!("Bearer {TOKEN}")),
-        "the server got the real token"
+    // One that echoes it, as is, JSON-escaped or in base64: withheld.
+    for (path, how) in [
+        ("/echo", "as is"),
+        ("/echo-escaped", "as is"),
+        ("/echo-base64", "base64"),
+    ] {
+        let r = tool(
+            &d,
+            "http_request",
+            json!({"url": web.url(path), "auth": {"secret": "http-echo-token"}}),
+        )
+        .unwrap();
+        assert_eq!(r["status"], 200, "{path}");
+        assert!(r["body"].is_null(), "{path}: {r}");
+        assert_eq!(
+            r["withheld"],
+            format!(
+                "the response echoed the injected credential 'http-echo-token' ({how}); its body is withheld"
+            ),
+            "{path}"
+        );
+        assert!(!r.to_string().contains(TOKEN));
+    }
+    // A Basic credential echoed in its header form.
+    let o = oictl_input(
+        &d,
+        &["vault", "set", "http-basic", "--hosts", "127.0.0.1"],
+        b"alice:s3cret-pass-77",
     );
-    assert!(!r.to_string().contains(TOKEN));
+    assert!(o.status.success(), "{}", out(&o));
+    let r = tool(
+        &d,
+        "http_request",
+        json!({"url": web.url("/echo"), "auth": {"secret": "http-basic", "scheme": "basic"}}),
+    )
+    .unwrap();
+    assert!(
+        r["body"].is_null() && r["withheld"].as_str().unwrap().contains("(base64)"),
+        "{r}"
+    );
+    assert!(!r.to_string().contains("s3cret-pass-77"));
+
+    // The host binding: the same server by another name is another host.
+    let before = web.requests.lock().unwrap().len();
+    let other = web.url("/echo").replace("127.0.0.1", "localhost");
+    let e = tool(
+        &d,
+        "http_request",
+        json!({"url": other, "auth": {"secret": "http-echo-token"}}),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains(
+            "vault secret 'http-echo-token' may be sent only to 127.0.0.1, not to 'localhost'"
+        ) && e.contains("denied"),
+        "{e}"
+    );
+    assert_eq!(
+        web.requests.lock().unwrap().len(),
+        before,
+        "nothing was sent"
+    );
+    // A secret bound to no host is injected nowhere.
+    let o = oictl_input(&d, &["vault", "set", "http-unbound"], b"unbound-value-123");
+    assert!(out(&o).contains("bound to no host"), "{}", out(&o));
+    let e = tool(
+        &d,
+        "http_request",
+        json!({"url": web.url("/echo"), "auth": {"secret": "http-unbound"}}),
+    )
+    .unwrap_err();
+    assert!(e.contains("is bound to no host"), "{e}");
+
+    // A custom credential header and a redirect to another origin: not
+    // followed, so the other origin never gets the key.
+    let to_other = web.url(&format!("/to?u={other}"));
+    let r = tool(
+        &d,
+        "http_request",
+        json!({"url": to_other, "auth": {"secret": "http-echo-token", "scheme": "header", "header": "X-Api-Key"}}),
+    )
+    .unwrap();
+    assert_eq!(r["status"], 302, "{r}");
+    assert!(r["note"].as_str().unwrap().contains("not followed"), "{r}");
+    let with_key = web
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.contains(TOKEN) && h.to_ascii_lowercase().contains("x-api-key"))
+        .count();
+    assert_eq!(with_key, 1, "only the first origin got the key");
+    // Within the same origin the redirect is followed.
+    let r = tool(
+        &d,
+        "http_request",
+        json!({"url": web.url("/to?u=/article/tokio"), "auth": {"secret": "http-echo-token"}}),
+    )
+    .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
     let e = tool(
         &d,
         "http_request",

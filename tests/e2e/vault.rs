@@ -53,7 +53,7 @@ fn oictl_vault_commands_key_source_and_no_secret_leaks() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("stored openai-api-key (version 1, 27 bytes)"),
+        text(&o).contains("stored openai-api-key (version 1, 27 bytes; bound to no host)"),
         "{}",
         text(&o)
     );
@@ -245,6 +245,7 @@ fn kill_9_of_the_vault_during_a_write_loop_loses_no_acknowledged_write() {
             let p = encode_payload(&SetSecret {
                 name: format!("k{i}"),
                 value: format!("v{i}").into_bytes(),
+                hosts: None,
             })
             .unwrap();
             match c
@@ -327,6 +328,7 @@ fn reads_during_rotation_never_fail() {
             let p = encode_payload(&SetSecret {
                 name: format!("s{i}"),
                 value: format!("value-{i}").into_bytes(),
+                hosts: None,
             })
             .unwrap();
             c.request("vault", methods::SET, &p, CallOptions::default())

@@ -134,6 +134,32 @@ fn serve(mut s: TcpStream, port: u16, requests: &Mutex<Vec<String>>) {
                 }
             }
         }
+        // The credential echoed back in a form a model can decode: every
+        // character of the Authorization (or X-Api-Key) value as a JSON
+        // \u escape, or the value in base64.
+        "/echo-escaped" | "/echo-base64" => {
+            let cred = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    ["authorization", "x-api-key"]
+                        .contains(&k.trim().to_ascii_lowercase().as_str())
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            let body = if path.starts_with("/echo-escaped") {
+                let esc: String = cred.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+                format!("{{\"seen\": \"{esc}\"}}")
+            } else {
+                use base64::Engine;
+                let token = cred.rsplit(' ').next().unwrap_or("");
+                format!(
+                    "{{\"seen\": \"{}\"}}",
+                    base64::engine::general_purpose::STANDARD.encode(token)
+                )
+            };
+            respond(&mut s, "200 OK", &html("application/json"), body.as_bytes());
+        }
         "/echo" => {
             let v = serde_json::json!({"head": head, "body": String::from_utf8_lossy(&body)});
             respond(&mut s, "200 OK", &html("application/json"), v.to_string().as_bytes());

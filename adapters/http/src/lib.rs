@@ -4,8 +4,13 @@
 //! DNS, on every redirect). Credentials are never arguments: the call
 //! names a vault secret (`"auth": {"secret": "github-token"}`) and the
 //! adapter reads it from the vault (as the `http` service, so
-//! `[vault.policy] http` decides which secrets) and injects it. The
-//! secret's value is redacted from whatever the response echoes back.
+//! `[vault.policy] http` decides which secrets) and injects it, only into
+//! a request to a host the secret is bound to (`oictl vault set NAME
+//! --hosts api.github.com`), and never across a redirect to another
+//! origin. A response that echoes it in any readable form is withheld
+//! ([`withhold`]).
+
+pub mod withhold;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,9 +116,10 @@ impl HttpAdapter {
         self.state.get()
     }
 
-    /// The secret's value, read from the vault as this service.
-    async fn secret(&self, name: &str) -> Result<Zeroizing<String>, ServiceError> {
-        secrets::read_text(&self.bus, name, Duration::from_secs(5))
+    /// The secret's value and its hosts, read from the vault as this
+    /// service.
+    async fn secret(&self, name: &str) -> Result<(Zeroizing<String>, Vec<String>), ServiceError> {
+        secrets::read_bound(&self.bus, name, Duration::from_secs(5))
             .await
             .map_err(|e| match e {
                 SecretError::Bus(e) => ServiceError::new(
@@ -139,7 +145,14 @@ impl HttpAdapter {
             .guard
             .check_url(&url)
             .map_err(|e| tool::denied(format!("{TOOL}: {e}")))?;
-        let mut req = s.guarded.client.request(method.clone(), url.clone());
+        // A request that carries a credential follows no redirect to
+        // another origin.
+        let client = if a.auth.is_some() {
+            &s.guarded.credentialed
+        } else {
+            &s.guarded.client
+        };
+        let mut req = client.request(method.clone(), url.clone());
         for (k, v) in &a.headers {
             if CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
                 return Err(ServiceError::bad_request(format!(
@@ -164,9 +177,21 @@ impl HttpAdapter {
                 req.body(v.to_string())
             }
         };
-        let mut secret: Option<Zeroizing<String>> = None;
+        let mut secret: Option<(Zeroizing<String>, &str)> = None;
         if let Some(auth) = &a.auth {
-            let value = self.secret(&auth.secret).await?;
+            let (value, hosts) = self.secret(&auth.secret).await?;
+            let host = url.host_str().unwrap_or("");
+            if !oi_ipc_schema::vault::host_allowed(&hosts, host) {
+                let bound = if hosts.is_empty() {
+                    "is bound to no host".to_string()
+                } else {
+                    format!("may be sent only to {}", hosts.join(", "))
+                };
+                return Err(tool::denied(format!(
+                    "{TOOL}: vault secret '{}' {bound}, not to '{host}'; the user can bind it with oictl vault set {} --hosts {host}",
+                    auth.secret, auth.secret
+                )));
+            }
             req = match auth.scheme.as_str() {
                 "bearer" => req.header(
                     reqwest::header::AUTHORIZATION,
@@ -194,7 +219,7 @@ impl HttpAdapter {
                     )));
                 }
             };
-            secret = Some(value);
+            secret = Some((value, auth.scheme.as_str()));
         }
         let resp = req
             .send()
@@ -202,23 +227,42 @@ impl HttpAdapter {
             .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;
         let status = resp.status().as_u16();
         let final_url = resp.url().to_string();
-        // Whatever the server echoes of the secret is blanked out.
-        let redact = |t: &str| match &secret {
-            Some(sv) if !sv.is_empty() => t.replace(sv.as_str(), "[redacted]"),
-            _ => t.to_string(),
-        };
+        let forms = secret
+            .as_ref()
+            .map(|(v, scheme)| withhold::Forms::of(v.as_str(), scheme));
+        let echoes = |t: &str| forms.as_ref().and_then(|f| f.found_in(t));
         let headers: serde_json::Map<String, Value> = resp
             .headers()
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), json!(redact(v.to_str().ok()?)))))
+            .filter_map(|(k, v)| {
+                let v = v.to_str().ok()?;
+                let shown = match echoes(v) {
+                    Some(_) => "[withheld: it echoes the credential]",
+                    None => v,
+                };
+                Some((k.as_str().to_string(), json!(shown)))
+            })
             .collect();
+        // With a credential, a redirect to another origin comes back here
+        // instead of being followed.
+        let redirect_not_followed = a.auth.is_some()
+            && resp.status().is_redirection()
+            && resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+                .is_some_and(|to| to.origin() != resp.url().origin());
         let ct = content_type(&resp);
         let body = read_capped(resp, s.cfg.max_response_bytes as usize)
             .await
             .map_err(|e| fetch_error(TOOL, url.as_str(), &e))?;
-        let text = redact(&decode(&body.bytes, charset(Some(&ct), &body.bytes)));
+        let text = decode(&body.bytes, charset(Some(&ct), &body.bytes));
+        let withheld = echoes(&text);
         let is_json = ct.contains("json");
-        let body_value = if is_json && !body.truncated {
+        let body_value = if withheld.is_some() {
+            Value::Null
+        } else if is_json && !body.truncated {
             serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
         } else {
             Value::String(text)
@@ -230,6 +274,17 @@ impl HttpAdapter {
             "body": body_value,
             "truncated": body.truncated,
         });
+        if let (Some(how), Some(auth)) = (withheld, &a.auth) {
+            out["withheld"] = json!(format!(
+                "the response echoed the injected credential '{}' ({how}); its body is withheld",
+                auth.secret
+            ));
+        }
+        if redirect_not_followed {
+            out["note"] = json!(
+                "not followed: the request carried a credential, and a redirect to another origin would hand it over; request the new location without auth if that is meant"
+            );
+        }
         if body.truncated {
             out["note"] = json!(format!(
                 "the body was larger than {} bytes ([web] max_response_bytes); the rest was not downloaded",

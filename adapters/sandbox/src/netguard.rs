@@ -210,6 +210,11 @@ pub struct ClientSettings {
     pub timeout: Duration,
     pub max_redirects: u32,
     pub user_agent: String,
+    /// Follow redirects only within the first URL's origin (scheme, host
+    /// and port); a redirect elsewhere is returned, not followed. For
+    /// requests that carry a credential: reqwest strips only a few known
+    /// headers on a cross-origin redirect, not a custom `X-Api-Key`.
+    pub same_origin_only: bool,
 }
 
 /// An HTTP client whose every connection and redirect passes the guard,
@@ -219,7 +224,16 @@ pub fn client(guard: Arc<Guard>, s: &ClientSettings) -> Result<reqwest::Client, 
     install_crypto();
     let max = s.max_redirects as usize;
     let redirect_guard = guard.clone();
+    let same_origin_only = s.same_origin_only;
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if same_origin_only
+            && attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() != attempt.url().origin())
+        {
+            return attempt.stop();
+        }
         if attempt.previous().len() > max {
             let msg = format!(
                 "more than {max} redirects (last to {}); stopped",

@@ -90,26 +90,39 @@ struct State {
     search: reqwest::Client,
 }
 
-/// The guard from `[web]` and an HTTP client behind it, built once per
+/// The guard from `[web]` and HTTP clients behind it, built once per
 /// config: the URL checks before a request use the same guard as the
-/// client's resolver and redirect policy.
+/// clients' resolver and redirect policy.
 pub struct Guarded {
     pub guard: Arc<Guard>,
     pub client: reqwest::Client,
+    /// For requests that carry a credential: redirects are followed only
+    /// within the first URL's origin.
+    pub credentialed: reqwest::Client,
 }
 
 impl Guarded {
     pub fn new(cfg: &WebConfig) -> Result<Guarded, ServiceError> {
-        let settings = ClientSettings {
+        let mut settings = ClientSettings {
             timeout: Duration::from_secs(cfg.timeout_secs),
             max_redirects: cfg.max_redirects,
             user_agent: cfg.user_agent.clone(),
+            same_origin_only: false,
         };
         let guard = Arc::new(guard(cfg));
-        let client = netguard::client(guard.clone(), &settings).map_err(|e| {
-            ServiceError::config_error(format!("cannot build the HTTP client: {e}"))
-        })?;
-        Ok(Guarded { guard, client })
+        let built = |s: &ClientSettings| {
+            netguard::client(guard.clone(), s).map_err(|e| {
+                ServiceError::config_error(format!("cannot build the HTTP client: {e}"))
+            })
+        };
+        let client = built(&settings)?;
+        settings.same_origin_only = true;
+        let credentialed = built(&settings)?;
+        Ok(Guarded {
+            guard,
+            client,
+            credentialed,
+        })
     }
 }
 

@@ -48,7 +48,7 @@ struct VaultService {
 
 fn vault_error(e: VaultError) -> ServiceError {
     match e {
-        VaultError::NotFound(_) | VaultError::BadName(_) => {
+        VaultError::NotFound(_) | VaultError::BadName(_) | VaultError::BadHost(_) => {
             ServiceError::bad_request(e.to_string())
         }
         other => ServiceError::internal(other.to_string()),
@@ -99,7 +99,7 @@ impl Service for VaultService {
                 }
                 let value = self
                     .with_vault(move |v| {
-                        let r = v.get(&name);
+                        let r = v.get_bound(&name);
                         let outcome = match &r {
                             Ok(_) => "ok",
                             Err(VaultError::NotFound(_)) => "missing",
@@ -110,9 +110,11 @@ impl Service for VaultService {
                         r.map_err(vault_error)
                     })
                     .await?;
+                let (value, hosts) = value;
                 let out = Zeroizing::new(
                     encode_payload(&SecretValue {
                         value: value.to_vec(),
+                        hosts,
                     })
                     .map_err(|e| ServiceError::internal(e.to_string()))?,
                 );
@@ -127,9 +129,12 @@ impl Service for VaultService {
                 let set: SetSecret = decode_request(&req)?;
                 let value = Zeroizing::new(set.value);
                 let name = set.name;
+                let hosts = set.hosts;
                 let meta = self
                     .with_vault(move |v| {
-                        let meta = v.set(&name, &value).map_err(vault_error)?;
+                        let meta = v
+                            .set_bound(&name, &value, hosts.as_deref())
+                            .map_err(vault_error)?;
                         v.audit(&caller, "set", &name, "ok").map_err(vault_error)?;
                         Ok(meta)
                     })

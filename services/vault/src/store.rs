@@ -35,6 +35,18 @@ pub enum VaultError {
     NotFound(String),
     #[error("'{0}' is not a valid secret name: use 1 to 128 of a-z, 0-9, '.', '_' and '-'")]
     BadName(String),
+    #[error(
+        "'{0}' is not a host a secret can be bound to: use a DNS name in lower case (api.github.com), *.domain for its subdomains, or an IP address"
+    )]
+    BadHost(String),
+}
+
+/// The stored form of a secret's hosts: comma-separated.
+fn split_hosts(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|h| !h.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 pub fn valid_name(name: &str) -> bool {
@@ -88,6 +100,21 @@ impl Vault {
              INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 1);",
         )
         .map_err(dberr)?;
+        // Schema 2: the hosts each secret may be sent to (none for the
+        // secrets of a schema 1 vault, until the user binds them).
+        let has_hosts = conn
+            .prepare("SELECT 1 FROM pragma_table_info('secrets') WHERE name = 'hosts'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(dberr)?;
+        if !has_hosts {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE secrets ADD COLUMN hosts TEXT NOT NULL DEFAULT '';
+                 UPDATE meta SET value = 2 WHERE key = 'schema';
+                 COMMIT;",
+            )
+            .map_err(dberr)?;
+        }
         let (source, passed_over) = keys::choose(setting, dir)?;
         let (key, epoch) = load_key(&conn, &path, &source)?;
         Ok((
@@ -107,21 +134,48 @@ impl Vault {
     }
 
     pub fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let row: Option<(i64, Vec<u8>)> = self.db(self
-            .conn
-            .query_row(
-                "SELECT version, record FROM secrets WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional())?;
-        let (version, record) = row.ok_or_else(|| VaultError::NotFound(name.to_string()))?;
-        Ok(self.key.open(name, version as u64, &record)?)
+        self.get_bound(name).map(|(v, _)| v)
     }
 
+    /// The secret and the hosts it may be sent to.
+    pub fn get_bound(&self, name: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<String>), VaultError> {
+        let row: Option<(i64, Vec<u8>, String)> = self.db(self
+            .conn
+            .query_row(
+                "SELECT version, record, hosts FROM secrets WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional())?;
+        let (version, record, hosts) = row.ok_or_else(|| VaultError::NotFound(name.to_string()))?;
+        Ok((
+            self.key.open(name, version as u64, &record)?,
+            split_hosts(&hosts),
+        ))
+    }
+
+    /// Stores a new version of `name`, keeping the hosts it is bound to.
     pub fn set(&mut self, name: &str, value: &[u8]) -> Result<SecretMeta, VaultError> {
+        self.set_bound(name, value, None)
+    }
+
+    /// Stores a new version of `name`, bound to `hosts` (`None`: the hosts
+    /// of the version it replaces).
+    pub fn set_bound(
+        &mut self,
+        name: &str,
+        value: &[u8],
+        hosts: Option<&[String]>,
+    ) -> Result<SecretMeta, VaultError> {
         if !valid_name(name) {
             return Err(VaultError::BadName(name.to_string()));
+        }
+        if let Some(bad) = hosts
+            .into_iter()
+            .flatten()
+            .find(|h| !oi_ipc_schema::vault::valid_host_pattern(h))
+        {
+            return Err(VaultError::BadHost(bad.clone()));
         }
         let now = now_unix();
         let path = self.path.display().to_string();
@@ -129,23 +183,27 @@ impl Vault {
             path: path.clone(),
             source,
         })?;
-        let old: Option<(i64, i64)> = tx
+        let old: Option<(i64, i64, String)> = tx
             .query_row(
-                "SELECT version, created_unix FROM secrets WHERE name = ?1",
+                "SELECT version, created_unix, hosts FROM secrets WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|source| VaultError::Db {
                 path: path.clone(),
                 source,
             })?;
-        let version = old.map(|o| o.0 as u64 + 1).unwrap_or(1);
-        let created = old.map(|o| o.1).unwrap_or(now);
+        let version = old.as_ref().map(|o| o.0 as u64 + 1).unwrap_or(1);
+        let created = old.as_ref().map(|o| o.1).unwrap_or(now);
+        let hosts: Vec<String> = match hosts {
+            Some(h) => h.to_vec(),
+            None => old.map(|o| split_hosts(&o.2)).unwrap_or_default(),
+        };
         let record = self.key.seal(name, version, value)?;
         tx.execute(
-            "INSERT OR REPLACE INTO secrets(name, version, record, len, created_unix, updated_unix) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-            params![name, version as i64, record, value.len() as i64, created, now],
+            "INSERT OR REPLACE INTO secrets(name, version, record, len, created_unix, updated_unix, hosts) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![name, version as i64, record, value.len() as i64, created, now, hosts.join(",")],
         )
         .and_then(|_| tx.commit())
         .map_err(|source| VaultError::Db { path, source })?;
@@ -155,6 +213,7 @@ impl Vault {
             created_unix: created,
             updated_unix: now,
             len: value.len() as u32,
+            hosts,
         })
     }
 
@@ -170,7 +229,7 @@ impl Vault {
 
     pub fn list(&self) -> Result<Vec<SecretMeta>, VaultError> {
         let mut stmt = self.db(self.conn.prepare(
-            "SELECT name, version, created_unix, updated_unix, len FROM secrets ORDER BY name",
+            "SELECT name, version, created_unix, updated_unix, len, hosts FROM secrets ORDER BY name",
         ))?;
         let rows = stmt
             .query_map([], |r| {
@@ -180,6 +239,7 @@ impl Vault {
                     created_unix: r.get(2)?,
                     updated_unix: r.get(3)?,
                     len: r.get::<_, i64>(4)? as u32,
+                    hosts: split_hosts(&r.get::<_, String>(5)?),
                 })
             })
             .and_then(|it| it.collect::<Result<Vec<_>, _>>());
@@ -392,6 +452,40 @@ mod tests {
 
     fn open(dir: &Path) -> Vault {
         Vault::open(dir, "file").unwrap().0
+    }
+
+    #[test]
+    fn hosts_are_stored_kept_across_versions_and_migrated_in() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("vault");
+        {
+            let mut v = open(&dir);
+            let hosts = vec![
+                "api.github.com".to_string(),
+                "*.githubusercontent.com".to_string(),
+            ];
+            let meta = v.set_bound("github-token", b"ghp_1", Some(&hosts)).unwrap();
+            assert_eq!(meta.hosts, hosts);
+            // A new version without hosts keeps them; an empty list unbinds.
+            assert_eq!(v.set("github-token", b"ghp_2").unwrap().hosts, hosts);
+            assert_eq!(v.get_bound("github-token").unwrap().1, hosts);
+            assert!(matches!(
+                v.set_bound("x", b"1", Some(&["https://api.github.com".to_string()])),
+                Err(VaultError::BadHost(_))
+            ));
+            v.set_bound("plain", b"p", Some(&[])).unwrap();
+            assert!(v.get_bound("plain").unwrap().1.is_empty());
+            // Make the file look like a schema 1 vault: no hosts column.
+            v.conn.execute_batch("ALTER TABLE secrets DROP COLUMN hosts; UPDATE meta SET value = 1 WHERE key = 'schema';").unwrap();
+        }
+        let v = open(&dir);
+        let (value, hosts) = v.get_bound("github-token").unwrap();
+        assert_eq!(&*value, b"ghp_2", "no secret is lost by the migration");
+        assert!(
+            hosts.is_empty(),
+            "a migrated secret is bound to no host until the user binds it"
+        );
+        assert_eq!(v.list().unwrap().len(), 2);
     }
 
     #[test]
