@@ -143,6 +143,10 @@ struct State {
     registry: Registry,
     /// Pids the supervisor spawned, by service name.
     expected: HashMap<String, u32>,
+    /// The services the supervisor means to run (running, starting or in
+    /// backoff); `None` until it says. A request that would wait for any
+    /// other destination fails at once.
+    wanted: Option<HashSet<String>>,
     pending: HashMap<u64, Pending>,
     /// (origin connection, origin correlation) -> broker correlation.
     by_origin: HashMap<(u64, u64), u64>,
@@ -266,6 +270,12 @@ impl Broker {
     /// connect under that name.
     pub fn expect_service(&self, service: &str, pid: u32) {
         self.shared.lock().expected.insert(service.to_string(), pid);
+    }
+
+    /// The services the supervisor means to run; requests may wait for
+    /// these only.
+    pub fn set_wanted(&self, names: HashSet<String>) {
+        self.shared.lock().wanted = Some(names);
     }
 
     pub fn forget_service(&self, service: &str) {
@@ -969,7 +979,9 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
             st.by_origin.insert((origin_conn, origin_corr), g);
             forward(&st, target_conn, frame, g);
         }
-        None if wait => {
+        None if wait
+            && (entry.is_some() || st.wanted.as_ref().is_none_or(|w| w.contains(&destination))) =>
+        {
             st.waiting.entry(destination).or_default().push(Waiting {
                 origin_conn,
                 frame,
@@ -981,6 +993,8 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
                 "is starting and not ready yet"
             } else if st.expected.contains_key(&destination) {
                 "is restarting"
+            } else if wait {
+                "is not running, and nothing is starting it"
             } else {
                 "is not running"
             };

@@ -82,6 +82,14 @@ impl Paths {
         self.runtime_dir.join("bus.sock")
     }
 
+    /// The configuration the supervisor runs, as services read it: the
+    /// user's file merged over the defaults and validated. Services never
+    /// parse the user's file, so a broken edit cannot reach a restarting
+    /// service.
+    pub fn effective_config(&self) -> PathBuf {
+        self.runtime_dir.join("config.effective.toml")
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.runtime_dir.join("openintentd.pid")
     }

@@ -70,6 +70,7 @@ impl SupervisorActor {
     async fn settle(myself: &ActorRef<SupMsg>, st: &mut SupState) {
         loop {
             let outcome = st.tree.advance();
+            st.tree.publish_wanted();
             for (name, pid, process) in std::mem::take(&mut st.tree.to_link) {
                 let args = ChildArgs {
                     name: name.clone(),

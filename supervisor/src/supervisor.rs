@@ -93,6 +93,8 @@ pub struct Supervisor {
     passphrase: Option<zeroize::Zeroizing<String>>,
     /// The vault's secret names, as last looked up (for `requires`).
     secret_names: Option<std::collections::BTreeSet<String>>,
+    /// What [`Supervisor::publish_wanted`] last told the broker.
+    published_wanted: Option<std::collections::HashSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +123,7 @@ impl Supervisor {
         let home_env = vec![
             (
                 "OPENINTENT_CONFIG".to_string(),
-                s.paths.config_file.display().to_string(),
+                s.paths.effective_config().display().to_string(),
             ),
             (
                 "OPENINTENT_DATA_DIR".to_string(),
@@ -158,9 +160,34 @@ impl Supervisor {
             home_env,
             outside_env: std::env::vars().collect(),
             passphrase: s.passphrase,
+            published_wanted: None,
         };
         sup.apply_layout();
+        sup.publish_config();
         sup
+    }
+
+    /// Writes the running configuration where services read it at start
+    /// (atomically: a starting service sees the old one or the new one).
+    fn publish_config(&self) {
+        let path = self.paths.effective_config();
+        let tmp = path.with_extension("toml.tmp");
+        let written = (|| {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(self.config.to_toml().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            error!(path = %path.display(), error = %e, "cannot write the configuration for services");
+        }
     }
 
     /// Builds groups and children from the current config, keeping the
@@ -676,6 +703,27 @@ impl Supervisor {
         self.secret_names = Some(names);
     }
 
+    /// Tells the broker which services it may hold requests for: those the
+    /// tree means to run (running, starting, restarting). Only when the
+    /// set changed.
+    pub(crate) fn publish_wanted(&mut self) {
+        let wanted: std::collections::HashSet<String> = self
+            .children
+            .values()
+            .filter(|c| {
+                c.wanted
+                    && c.spec.enabled
+                    && !c.removed
+                    && !matches!(c.state, ChildState::Fatal | ChildState::Waiting)
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        if self.published_wanted.as_ref() != Some(&wanted) {
+            self.broker.set_wanted(wanted.clone());
+            self.published_wanted = Some(wanted);
+        }
+    }
+
     /// The pids of the service processes the tree tracks.
     pub(crate) fn service_pids(&self) -> impl Iterator<Item = u32> + '_ {
         self.children.values().filter_map(|c| c.pid)
@@ -915,6 +963,7 @@ impl Supervisor {
                 info!(trigger = why, "applying new configuration");
                 let old = std::mem::replace(&mut self.config, new);
                 self.generation += 1;
+                self.publish_config();
                 self.backoff = Backoff::from_config(&self.config.supervisor);
                 self.root.max = self.config.supervisor.intensity;
                 self.root.period = Duration::from_secs(self.config.supervisor.period_secs);
@@ -945,6 +994,18 @@ impl Supervisor {
                     .collect();
                 for n in gone {
                     self.stop_child(&n, AfterStop::Idle);
+                }
+                // A service that stopped on a configuration error gets
+                // another chance with the new configuration.
+                let fatal: Vec<String> = self
+                    .children
+                    .values()
+                    .filter(|c| c.state == ChildState::Fatal && c.spec.enabled && !c.removed)
+                    .map(|c| c.name.clone())
+                    .collect();
+                for n in fatal {
+                    info!(service = %n, "configuration changed; starting the service again after its configuration error");
+                    self.want_running(&n);
                 }
                 self.children.retain(|_, c| !c.removed || c.is_running());
                 let sent = self.broker.broadcast(&ConfigChanged {

@@ -649,3 +649,59 @@ fn agent_and_intent_settings_reload_without_a_restart() {
     assert_eq!(fake.request_count(), 1);
     assert_eq!(d.ready_pid("agent"), pid);
 }
+
+#[test]
+fn a_restarting_router_is_waited_for_and_a_missing_one_is_named() {
+    let rt = fake_runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    fake.push([openai::text("Back with an answer.")]);
+    let d = start(&[], &[("fake", fake.url("/v1"))], "");
+    // R1: right after a kill -9 the router is restarting; the intent waits
+    // for it instead of reading its absence as "no model configured".
+    let router = d.ready_pid("llm-router");
+    signal(router, libc::SIGKILL);
+    let (j, o) = ask_json(&d, "say something");
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(j["answer"], "Back with an answer.");
+    assert_ne!(d.ready_pid("llm-router"), router);
+}
+
+#[test]
+fn a_router_that_does_not_come_back_in_time_is_said_to_be_restarting() {
+    let rt = fake_runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    let mut models = model("fake", "openai", &fake.url("/v1"), "no_key = true");
+    models.push_str("[cascade]\norder = [\"fake\"]\n\n[agent]\nintent_timeout_secs = 2\n");
+    let cfg = config_enabling(&["llm-router", "agent"], "", &models).replace(
+        "backoff_initial_ms = 100\nbackoff_max_ms = 400",
+        "backoff_initial_ms = 8000\nbackoff_max_ms = 8000",
+    );
+    let d = Daemon::start(&cfg);
+    d.ready_pid("agent");
+    let router = d.ready_pid("llm-router");
+    // Crash it twice so the next start waits out the 8 s backoff.
+    signal(router, libc::SIGKILL);
+    let again = d.new_ready_pid("llm-router", router);
+    signal(again, libc::SIGKILL);
+    let t0 = Instant::now();
+    let o = d.oictl(&["ask", "say something"]);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("The model router is restarting and was not back within 2 s"),
+        "{text}"
+    );
+    assert!(!text.contains("No model is configured"), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+
+    // With the router disabled nothing will start it: said at once.
+    let cfg = config_enabling(&["agent"], "", "");
+    let d = Daemon::start(&cfg);
+    d.ready_pid("agent");
+    let t0 = Instant::now();
+    let o = d.oictl(&["ask", "say something"]);
+    let text = out(&o);
+    assert!(text.contains("The model router is not running"), "{text}");
+    assert!(text.contains("nothing is starting it"), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}

@@ -603,3 +603,49 @@ fn a_notify_socket_nobody_reads_never_stalls_the_supervisor() {
     signal(calm, libc::SIGKILL);
     d.new_ready_pid("calm", calm);
 }
+
+#[test]
+fn a_broken_file_and_a_crash_do_not_take_services_down() {
+    // V6: services read the configuration the supervisor runs, never the
+    // user's file, so a broken edit plus a kill -9 is no outage.
+    let base = memory_config("");
+    let d = Daemon::start(&base);
+    let memory = d.ready_pid("memory");
+    let cfg = d.path("config.toml");
+    std::fs::write(&cfg, format!("{base}\n[agent\n")).unwrap();
+    wait_for(Duration::from_secs(5), "the broken file refused", || {
+        d.status()["supervisor"]["config_error"]
+            .as_str()
+            .map(|_| ())
+    });
+    signal(memory, libc::SIGKILL);
+    let again = d.new_ready_pid("memory", memory);
+    assert_ne!(again, memory);
+    assert_eq!(d.state("memory"), "READY");
+    // Services never saw the user's file: the copy they read is the
+    // running (valid) configuration.
+    let effective = std::fs::read_to_string(d.path("run/config.effective.toml")).unwrap();
+    assert!(!effective.contains("[agent\n"));
+    assert!(
+        oi_kernel::config::Config::parse_layers(Some(&effective), std::path::Path::new("x"))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_service_stopped_by_a_config_error_starts_again_once_the_config_is_fixed() {
+    // The vault with key_source = "passphrase" and no passphrase exits 78.
+    let broken = vault_config("").replace("key_source = \"file\"", "key_source = \"passphrase\"");
+    let d = Daemon::start(&broken);
+    wait_for(Duration::from_secs(10), "vault FATAL", || {
+        (d.try_service("vault")?["state"] == "FATAL").then_some(())
+    });
+    // Only the [vault] section changes, not the service's own spec.
+    std::fs::write(d.path("config.toml"), vault_config("")).unwrap();
+    let pid = d.ready_pid("vault");
+    assert!(alive(pid));
+    assert!(
+        d.log_text()
+            .contains("starting the service again after its configuration error")
+    );
+}

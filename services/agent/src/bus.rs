@@ -33,14 +33,16 @@ impl Llm for BusLlm {
     }
 }
 
-/// The router's deployments and their health.
-pub async fn models(client: &BusClient) -> Result<ModelsStatus, BusError> {
+/// The router's deployments and their health. A router that is
+/// restarting (the supervisor is bringing it back) is waited for, up to
+/// `wait`; one nobody is starting fails at once.
+pub async fn models(client: &BusClient, wait: Duration) -> Result<ModelsStatus, BusError> {
     let bytes = client
         .request(
             LLM_ROUTER,
             llm::methods::MODELS,
             &[],
-            CallOptions::deadline(Duration::from_secs(5)),
+            CallOptions::deadline(wait).waiting(),
         )
         .await?;
     oi_ipc_schema::decode_payload(&bytes, oi_ipc_schema::Kind::Response, 0)

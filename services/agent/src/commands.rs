@@ -43,7 +43,7 @@ fn quick() -> CallOptions {
 
 /// The alias this chat starts with (its override, else the primary).
 async fn current_model(client: &BusClient, chat: &str) -> Result<String, ServiceError> {
-    let primary = bus::models(client).await?.primary;
+    let primary = bus::models(client, Duration::from_secs(5)).await?.primary;
     Ok(bus::chat_alias(client, chat, &primary).await?)
 }
 
@@ -121,7 +121,7 @@ pub async fn run(client: &BusClient, chat: &str, line: &str) -> Result<CommandRe
     match (command, arg) {
         ("/help" | "/start", _) => reply(HELP),
         ("/models", _) => {
-            let m = bus::models(client).await?;
+            let m = bus::models(client, Duration::from_secs(5)).await?;
             let current = bus::chat_alias(client, chat, &m.primary)
                 .await
                 .unwrap_or_default();

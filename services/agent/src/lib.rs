@@ -108,11 +108,32 @@ impl Agent {
             .await
             .map_err(|_| ServiceError::internal("the agent is shutting down"))?;
         let llm = BusLlm(client.clone());
-        let Some(window) = usable_window(&client, &req).await else {
-            return Err(ServiceError::new(
-                ErrorCode::Unavailable,
-                format!("No model is configured to work on this. {CONFIGURE}"),
-            ));
+        let wait = s.limits.intent_timeout.min(ROUTER_WAIT);
+        let window = match usable_window(&client, &req, wait).await {
+            Ok(w) => w,
+            Err(NoModel::NotConfigured) => {
+                return Err(ServiceError::new(
+                    ErrorCode::Unavailable,
+                    format!("No model is configured to work on this. {CONFIGURE}"),
+                ));
+            }
+            Err(NoModel::Router(e)) if e.code() == ErrorCode::Timeout => {
+                return Err(ServiceError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "The model router is restarting and was not back within {} s; try again in a moment (`oictl status` shows it).",
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            Err(NoModel::Router(e)) => {
+                return Err(ServiceError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "The model router is not running ({e}); `oictl status` and `oictl logs llm-router` say why."
+                    ),
+                ));
+            }
         };
         let history = if req.history && !req.chat.is_empty() {
             load_history(&client, &req.chat).await
@@ -149,12 +170,28 @@ impl Agent {
 /// From one look at the router's models: `None` when no deployment has
 /// what it needs to be called, else the context window of the model the
 /// intent starts with (0 when unknown).
-async fn usable_window(client: &BusClient, req: &IntentRequest) -> Option<u32> {
-    let models = match bus::models(client).await {
+/// How long an intent waits for a restarting model router (within its
+/// own time limit).
+const ROUTER_WAIT: Duration = Duration::from_secs(60);
+
+/// Why an intent has no model.
+enum NoModel {
+    /// The router answered: nothing usable is configured.
+    NotConfigured,
+    /// The router did not answer.
+    Router(oi_kernel::client::BusError),
+}
+
+async fn usable_window(
+    client: &BusClient,
+    req: &IntentRequest,
+    wait: Duration,
+) -> Result<u32, NoModel> {
+    let models = match bus::models(client, wait).await {
         Ok(m) => m,
         Err(e) => {
             warn!("cannot ask the llm-router for its models: {e}");
-            return None;
+            return Err(NoModel::Router(e));
         }
     };
     if !models
@@ -162,7 +199,7 @@ async fn usable_window(client: &BusClient, req: &IntentRequest) -> Option<u32> {
         .iter()
         .any(|d| d.key_present && d.position >= 0)
     {
-        return None;
+        return Err(NoModel::NotConfigured);
     }
     let alias = if req.alias.is_empty() {
         bus::chat_alias(client, &req.chat, &models.primary)
@@ -171,13 +208,11 @@ async fn usable_window(client: &BusClient, req: &IntentRequest) -> Option<u32> {
     } else {
         req.alias.clone()
     };
-    Some(
-        models
-            .models
-            .iter()
-            .find(|m| m.alias == alias)
-            .map_or(0, |m| m.context_window),
-    )
+    Ok(models
+        .models
+        .iter()
+        .find(|m| m.alias == alias)
+        .map_or(0, |m| m.context_window))
 }
 
 async fn load_history(client: &BusClient, chat: &str) -> Vec<ChatMessage> {

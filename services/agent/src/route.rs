@@ -88,7 +88,7 @@ async fn builtin(
             Ok(out)
         }
         "models" => {
-            let m = bus::models(client).await?;
+            let m = bus::models(client, Duration::from_secs(5)).await?;
             let mut out = format!(
                 "Primary: {}\n",
                 if m.primary.is_empty() {
