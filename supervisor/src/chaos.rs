@@ -108,6 +108,16 @@ pub fn run(name: &'static str) -> i32 {
             std::fs::write(&path, child.id().to_string())
                 .map_err(|e| ServiceError::internal(e.to_string()))?;
         }
+        if let Ok(path) = std::env::var("CHAOS_ESCAPEE") {
+            // A grandchild in a session of its own, out of reach of the
+            // service's process group.
+            let child = std::process::Command::new("setsid")
+                .args(["sleep", "600"])
+                .spawn()
+                .map_err(|e| ServiceError::internal(format!("cannot start the escapee: {e}")))?;
+            std::fs::write(&path, child.id().to_string())
+                .map_err(|e| ServiceError::internal(e.to_string()))?;
+        }
         if let Some(ms) = env_u64("CHAOS_CRASH_AFTER_MS").filter(|_| crash_allowed) {
             let code = env_u64("CHAOS_CRASH_CODE").unwrap_or(1) as i32;
             tokio::spawn(async move {

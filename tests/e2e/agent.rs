@@ -376,20 +376,37 @@ fn the_turn_limit_ends_with_a_summary_and_the_token_budget_stops_a_runaway() {
 }
 
 /// Pids of `sleep` processes whose parent is `parent`.
-fn sleeps_of(parent: u32) -> Vec<u32> {
+/// The `sleep` processes below `ancestor` (a command runs under the
+/// sandbox's PID-namespace shim, so not as its direct child).
+fn sleeps_of(ancestor: u32) -> Vec<u32> {
+    let ppid = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1));
-        if cmd.starts_with(b"sleep\0") && ppid == Some(&parent.to_string()) && alive(pid) {
-            out.push(pid);
+        if !cmd.starts_with(b"sleep\0") || !alive(pid) {
+            continue;
+        }
+        let mut cur = pid;
+        for _ in 0..8 {
+            match ppid(cur) {
+                Some(p) if p == ancestor => {
+                    out.push(pid);
+                    break;
+                }
+                Some(p) if p > 1 => cur = p,
+                _ => break,
+            }
         }
     }
     out

@@ -16,7 +16,9 @@ const SECRET: &str = "ghp_e2e-sandbox-DO-NOT-LEAK-41c9";
 
 /// A bus client as a model would write it: connects to the socket it is
 /// given, says Hello as a plain client (with its own pid patched into a
-/// real Hello frame), and prints what the broker answered.
+/// real Hello frame), and prints what the broker answered. Inside the
+/// command's PID namespace its own pid is 1; the broker's refusal names
+/// the real one, so it tries once more with that.
 fn bus_client() -> String {
     let marker = 0xA1B2_C3D4u32;
     let hello = Frame::new(
@@ -37,16 +39,26 @@ fn bus_client() -> String {
     assert_eq!(at.len(), 1, "the pid must appear once in the Hello frame");
     let hex: String = hello.iter().map(|b| format!("{b:02x}")).collect();
     format!(
-        "import os, socket, sys\n\
+        "import os, re, socket, sys\n\
          t = bytes.fromhex('{hex}')\n\
-         hello = t[:{at}] + os.getpid().to_bytes(4, 'little') + t[{at} + 4:]\n\
-         s = socket.socket(socket.AF_UNIX)\n\
-         try:\n    s.connect(sys.argv[1])\n\
-         except OSError as e:\n    print('connect failed:', e.strerror)\n    sys.exit(0)\n\
-         s.sendall(hello)\n\
-         s.settimeout(5)\n\
-         data = s.recv(65536)\n\
-         print('kind', int.from_bytes(data[6:8], 'little'), data[16:].decode('utf-8', 'replace'))\n",
+         pid = os.getpid()\n\
+         for attempt in range(2):\n\
+         \x20   hello = t[:{at}] + pid.to_bytes(4, 'little') + t[{at} + 4:]\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   try:\n\
+         \x20       s.connect(sys.argv[1])\n\
+         \x20   except OSError as e:\n\
+         \x20       print('connect failed:', e.strerror)\n\
+         \x20       sys.exit(0)\n\
+         \x20   s.sendall(hello)\n\
+         \x20   s.settimeout(5)\n\
+         \x20   data = s.recv(65536)\n\
+         \x20   text = data[16:].decode('utf-8', 'replace')\n\
+         \x20   print('attempt', attempt, 'pid', pid, 'kind', int.from_bytes(data[6:8], 'little'), text)\n\
+         \x20   m = re.search(r'socket peer is pid (\\d+)', text)\n\
+         \x20   if not m:\n\
+         \x20       break\n\
+         \x20   pid = int(m.group(1))\n",
         at = at[0]
     )
 }
@@ -245,91 +257,173 @@ fn each_service_sees_only_the_secrets_bound_for_it() {
 }
 
 /// A command that ignores SIGTERM and forks a grandchild in a session of
-/// its own, which ignores SIGTERM too. With `orphan`, the middle process
-/// exits at once (a double fork); otherwise it stays.
+/// its own, which ignores SIGTERM too; each ends as a `sleep` with a
+/// duration of its own, so the test finds them from outside (pids inside
+/// the command's PID namespace mean nothing out here). With `orphan`, the
+/// middle process exits at once (a double fork).
 const FORKER: &str = r#"
-import os, signal, sys, time
-orphan = sys.argv[1] == "orphan"
+import os, signal, sys
+tag = sys.argv[2]
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        open("gc.pid.tmp", "w").write(str(os.getpid()))
-        os.rename("gc.pid.tmp", "gc.pid")
-        time.sleep(300)
+        os.execvp("sleep", ["sleep", tag + "3"])
+    if sys.argv[1] == "orphan":
         os._exit(0)
-    if orphan:
-        os._exit(0)
-    time.sleep(300)
-    os._exit(0)
-open("c.pid.tmp", "w").write(str(os.getpid()))
-os.rename("c.pid.tmp", "c.pid")
-time.sleep(300)
+    os.execvp("sleep", ["sleep", tag + "2"])
+os.execvp("sleep", ["sleep", tag + "1"])
 "#;
 
+/// Live processes below `ancestor` whose arguments include `arg`.
+fn below(ancestor: u32, arg: &str) -> Vec<u32> {
+    let ppid = |pid: u32| oi_kernel::lineage::parent_of(pid).ok();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|a| a == arg.as_bytes())
+                && alive(*pid)
+        })
+        .filter(|pid| {
+            let mut cur = *pid;
+            for _ in 0..16 {
+                match ppid(cur) {
+                    Some(p) if p == ancestor => return true,
+                    Some(p) if p > 1 => cur = p,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
 #[test]
-fn what_services_leave_behind_is_killed_and_reaped() {
+fn nothing_a_command_starts_outlives_it_its_adapter_or_openintentd() {
     let cfg = config_enabling(
         &["shell"],
         "",
         "[shell]\npolicy = \"denylist\"\nmax_timeout_secs = 600\n",
     );
-    let d = Daemon::start(&cfg);
+    let mut d = Daemon::start(&cfg);
     let shell = d.ready_pid("shell");
+    let sandbox = tool_json(&d, json!({"command": "true"}))["sandbox"].to_string();
+    assert!(sandbox.contains("pid namespace"), "{sandbox}");
     let ws = d.path("data/workspace");
     std::fs::create_dir_all(&ws).unwrap();
     std::fs::write(ws.join("forker.py"), FORKER).unwrap();
-    let read_pid = |f: &str| -> Option<u32> {
-        std::fs::read_to_string(ws.join(f))
+    let run = |mode: &str, tag: &str, timeout: u32| {
+        let args =
+            json!({"command": format!("python3 forker.py {mode} {tag}"), "timeout_secs": timeout});
+        spawn_oictl(&d, &["tool", "shell_execute", &args.to_string()])
+    };
+    let all = |root: u32, tag: &str| -> Vec<u32> {
+        ["1", "2", "3"]
+            .iter()
+            .flat_map(|n| below(root, &format!("{tag}{n}")))
+            .collect()
+    };
+
+    // A double fork: the grandchild is orphaned inside the command's
+    // namespace, and dies with the command when its time is up.
+    let mut call = run("orphan", "301.", 2);
+    wait_for(
+        Duration::from_secs(10),
+        "the command and its grandchild",
+        || (all(d.pid(), "301.").len() == 2).then_some(()),
+    );
+    let _ = call.wait();
+    wait_for(
+        Duration::from_secs(5),
+        "both gone after the timeout",
+        || all(d.pid(), "301.").is_empty().then_some(()),
+    );
+
+    // kill -9 of the adapter under a command, a middle process and a
+    // grandchild, all ignoring SIGTERM, two in another session.
+    let mut call = run("stay", "302.", 600);
+    wait_for(Duration::from_secs(10), "three processes", || {
+        (all(d.pid(), "302.").len() == 3).then_some(())
+    });
+    signal(shell, libc::SIGKILL);
+    wait_for(
+        Duration::from_secs(10),
+        "everything the adapter ran to die",
+        || {
+            below(1, "302.1")
+                .is_empty()
+                .then_some(())
+                .filter(|_| below(1, "302.2").is_empty() && below(1, "302.3").is_empty())
+        },
+    );
+    let _ = call.kill();
+    let _ = call.wait();
+    d.new_ready_pid("shell", shell);
+
+    // kill -9 of openintentd itself: nothing is left anywhere.
+    let mut call = run("stay", "303.", 600);
+    wait_for(Duration::from_secs(10), "three processes", || {
+        (all(d.pid(), "303.").len() == 3).then_some(())
+    });
+    signal(d.pid(), libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(5));
+    wait_for(
+        Duration::from_secs(10),
+        "nothing left after openintentd died",
+        || {
+            ["303.1", "303.2", "303.3"]
+                .iter()
+                .all(|t| below(1, t).is_empty())
+                .then_some(())
+        },
+    );
+    let _ = call.kill();
+    let _ = call.wait();
+}
+
+#[test]
+fn what_a_dead_service_left_in_another_session_is_killed_and_reaped() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let cfg = config(&chaos(
+        "leaky",
+        "adapters",
+        &format!(
+            "env = {{ CHAOS_ESCAPEE = \"{}\" }}",
+            marker.path().display()
+        ),
+    ));
+    let d = Daemon::start(&cfg);
+    let leaky = d.ready_pid("leaky");
+    let escapee: u32 = wait_for(Duration::from_secs(5), "the escapee's pid", || {
+        std::fs::read_to_string(marker.path())
             .ok()?
             .trim()
             .parse()
             .ok()
-    };
-    let gone = |pid: u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
-    let run = |mode: &str| {
-        for f in ["c.pid", "gc.pid"] {
-            let _ = std::fs::remove_file(ws.join(f));
-        }
-        let args = json!({"command": format!("python3 forker.py {mode}"), "timeout_secs": 600});
-        spawn_oictl(&d, &["tool", "shell_execute", &args.to_string()])
-    };
-
-    // A double fork while the adapter runs: the grandchild is reparented
-    // to openintentd, which kills and reaps it; the adapter is untouched.
-    let mut call = run("orphan");
-    let (child, grandchild) = wait_for(Duration::from_secs(10), "the pid files", || {
-        Some((read_pid("c.pid")?, read_pid("gc.pid")?))
     });
+    assert!(alive(escapee));
+    signal(leaky, libc::SIGKILL);
+    // Its session is its own, so the group kill missed it; reparented to
+    // openintentd (a subreaper), it is killed and reaped.
     wait_for(
         Duration::from_secs(5),
-        "the orphaned grandchild to be killed and reaped",
-        || gone(grandchild).then_some(()),
-    );
-    assert!(alive(child), "the command itself is its adapter's");
-    assert_eq!(d.ready_pid("shell"), shell);
-    let _ = call.kill();
-    let _ = call.wait();
-
-    // kill -9 the adapter under a command, a middle process and a
-    // grandchild, all ignoring SIGTERM, two of them in another session.
-    let mut call = run("stay");
-    let (child, grandchild) = wait_for(Duration::from_secs(10), "the pid files", || {
-        Some((read_pid("c.pid")?, read_pid("gc.pid")?))
-    });
-    assert!(alive(child) && alive(grandchild));
-    signal(shell, libc::SIGKILL);
-    wait_for(
-        Duration::from_secs(10),
-        "everything the adapter ran to be killed and reaped",
-        || (gone(child) && gone(grandchild)).then_some(()),
+        "the escapee killed and reaped",
+        || (!std::path::Path::new(&format!("/proc/{escapee}")).exists()).then_some(()),
     );
     assert!(
         d.log_text()
             .contains("killed a process a service left behind")
     );
-    let _ = call.kill();
-    let _ = call.wait();
-    // The shell adapter came back and serves.
-    d.new_ready_pid("shell", shell);
+    d.new_ready_pid("leaky", leaky);
+}
+
+fn tool_json(d: &Daemon, args: Value) -> Value {
+    let o = d.oictl(&["tool", "shell_execute", &args.to_string()]);
+    assert!(o.status.success(), "{}", out(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
 }

@@ -8,4 +8,5 @@ pub mod body;
 pub mod landlock;
 pub mod namespace;
 pub mod netguard;
+pub mod pidns;
 pub mod roots;

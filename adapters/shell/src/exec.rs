@@ -46,6 +46,9 @@ pub struct Spec {
     /// The mount namespace that hides the runtime directory.
     #[cfg(target_os = "linux")]
     pub namespace: Option<oi_sandbox::namespace::Prepared>,
+    /// Run under the PID-namespace shim ([`oi_sandbox::pidns`]), so that
+    /// nothing the command starts outlives it.
+    pub pid_namespace: bool,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -109,17 +112,22 @@ fn text(mut bytes: Vec<u8>) -> String {
 /// Runs the command to completion, timeout or cancellation (drop).
 pub async fn run(spec: Spec) -> std::io::Result<Outcome> {
     let start = Instant::now();
-    let mut cmd = match &spec.plan {
-        Plan::Argv { program, argv, .. } => {
-            let mut c = Command::new(program);
-            c.arg0(&argv[0]).args(&argv[1..]);
-            c
-        }
-        Plan::Shell(line) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(line);
-            c
-        }
+    let (program, argv): (std::path::PathBuf, Vec<String>) = match &spec.plan {
+        Plan::Argv { program, argv, .. } => (program.clone(), argv.clone()),
+        Plan::Shell(line) => (
+            "/bin/sh".into(),
+            vec!["sh".into(), "-c".into(), line.clone()],
+        ),
+    };
+    let mut cmd = if spec.pid_namespace {
+        let (exe, args) = oi_sandbox::pidns::wrap(&program, &argv);
+        let mut c = Command::new(exe);
+        c.args(args);
+        c
+    } else {
+        let mut c = Command::new(&program);
+        c.arg0(&argv[0]).args(&argv[1..]);
+        c
     };
     let line_env: &[(String, String)] = match &spec.plan {
         Plan::Argv { env, .. } => env,

@@ -70,6 +70,10 @@ struct Setup {
     /// The directories hidden from commands (the runtime directory with
     /// the bus socket) and how, or why they are not.
     namespace: Result<(Via, Vec<PathBuf>), String>,
+    /// Whether commands run as the first process of a PID namespace.
+    pid_namespace: Result<(), String>,
+    /// This executable (the PID-namespace shim), readable by commands.
+    exe: Option<PathBuf>,
 }
 
 /// The directories holding openintentd's sockets, from the environment
@@ -93,6 +97,17 @@ fn runtime_dirs() -> Vec<PathBuf> {
     dirs.sort();
     dirs.dedup();
     dirs
+}
+
+/// Whether the PID-namespace shim works here: as root directly, otherwise
+/// inside the user namespace the mount namespace comes with.
+fn pid_namespace_for(ns: &Result<(Via, Vec<PathBuf>), String>) -> Result<(), String> {
+    let via = match ns {
+        Ok((via, _)) => *via,
+        Err(_) => oi_sandbox::namespace::probe().unwrap_or(Via::MountNs),
+    };
+    let mut p = oi_sandbox::namespace::Prepared::new(&[], via).map_err(|e| e.to_string())?;
+    oi_sandbox::pidns::probe(move || p.apply())
 }
 
 fn namespace_for(hide: Vec<PathBuf>) -> Result<(Via, Vec<PathBuf>), String> {
@@ -123,7 +138,11 @@ impl Setup {
             ),
             Err(why) => format!("no mount namespace: {why}"),
         };
-        format!("{landlock}; {ns}")
+        let pid = match &self.pid_namespace {
+            Ok(()) => "pid namespace: nothing it starts outlives it".to_string(),
+            Err(why) => why.clone(),
+        };
+        format!("{landlock}; {ns}; {pid}")
     }
 }
 
@@ -166,13 +185,17 @@ fn build(
         allow_shell_syntax: cfg.allow_shell_syntax,
         path: std::env::split_paths(&cfg.path).collect(),
     };
+    let namespace = namespace_for(runtime_dirs());
+    let pid_namespace = pid_namespace_for(&namespace);
     Ok(Setup {
         cfg,
         policy,
         roots: Arc::new(roots),
         tmp,
         landlock,
-        namespace: namespace_for(runtime_dirs()),
+        namespace,
+        pid_namespace,
+        exe: std::env::current_exe().ok(),
     })
 }
 
@@ -251,9 +274,13 @@ impl ShellAdapter {
                 let mut rw: Vec<PathBuf> = s.roots.iter().map(|r| r.path.clone()).collect();
                 rw.push(s.tmp.clone());
                 rw.push("/dev/null".into());
+                let mut ro: Vec<PathBuf> =
+                    s.cfg.read_only_paths.iter().map(PathBuf::from).collect();
+                // The shim is this executable: it must be runnable.
+                ro.extend(s.exe.clone().filter(|_| s.pid_namespace.is_ok()));
                 let rules = oi_sandbox::landlock::Rules {
                     read_write: rw,
-                    read_only: s.cfg.read_only_paths.iter().map(PathBuf::from).collect(),
+                    read_only: ro,
                     connect_tcp: s.cfg.allow_connect_ports.clone(),
                     bind_tcp: s.cfg.allow_bind_ports.clone(),
                 };
@@ -283,6 +310,7 @@ impl ShellAdapter {
             landlock,
             #[cfg(target_os = "linux")]
             namespace,
+            pid_namespace: s.pid_namespace.is_ok(),
         };
         let outcome = exec::run(spec).await.map_err(|e| {
             ServiceError::internal(format!("{TOOL}: cannot start '{}': {e}", a.command))
@@ -374,6 +402,41 @@ mod tests {
                 .unwrap_or(true)
     }
 
+    /// The processes below this test process whose command line has the
+    /// argument `marker` (pids inside a command's PID namespace mean
+    /// nothing out here, so commands are found from outside).
+    fn running(marker: &str) -> Vec<i32> {
+        let me = std::process::id();
+        let ppid = |pid: u32| oi_kernel::lineage::parent_of(pid).ok();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .split(|b| *b == 0)
+                    .any(|a| a == marker.as_bytes())
+            })
+            .filter(|pid| {
+                let mut cur = *pid;
+                (0..16).any(|_| match ppid(cur) {
+                    Some(p) if p == me => true,
+                    Some(p) if p > 1 => {
+                        cur = p;
+                        false
+                    }
+                    _ => {
+                        cur = 0;
+                        false
+                    }
+                }) && cur != 0
+            })
+            .map(|p| p as i32)
+            .filter(|p| !gone(*p))
+            .collect()
+    }
+
     async fn wait_gone(pid: i32) -> bool {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(3) {
@@ -415,7 +478,11 @@ mod tests {
         // No runtime directory in this process's environment: nothing to
         // hide, and the result says so.
         assert!(
-            sandbox.ends_with("no mount namespace: no runtime directory to hide"),
+            sandbox.contains("; no mount namespace: no runtime directory to hide; "),
+            "{sandbox}"
+        );
+        assert!(
+            sandbox.ends_with("; pid namespace: nothing it starts outlives it"),
             "{sandbox}"
         );
         let v = exec(&a, "agent", json!({"command": "ls /nonexistent-dir"}))
@@ -477,7 +544,7 @@ mod tests {
         let v = exec(
             &a,
             "agent",
-            json!({"command": "sleep 30 & echo $! > bg.pid; sleep 30", "timeout_secs": 1}),
+            json!({"command": "sleep 30.101 & echo started > bg.txt; sleep 30.102", "timeout_secs": 1}),
         )
         .await
         .unwrap();
@@ -485,15 +552,15 @@ mod tests {
         assert_eq!(v["timed_out"], true, "{v}");
         assert_eq!(v["signal"], 9);
         assert!(v["note"].as_str().unwrap().contains("timed out after 1 s"));
-        let pid: i32 = std::fs::read_to_string(dir.path().join("workspace/bg.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(
-            wait_gone(pid).await,
-            "background child {pid} survived the timeout"
-        );
+        assert!(dir.path().join("workspace/bg.txt").exists());
+        let t = Instant::now();
+        while !running("30.101").is_empty() || !running("30.102").is_empty() {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "a sleep survived the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
@@ -502,28 +569,18 @@ mod tests {
         let a = Arc::new(a);
         let task = {
             let a = a.clone();
-            tokio::spawn(async move {
-                exec(
-                    &a,
-                    "agent",
-                    json!({"command": "echo $$ > fg.pid; sleep 30"}),
-                )
-                .await
-            })
+            tokio::spawn(async move { exec(&a, "agent", json!({"command": "sleep 30.201"})).await })
         };
-        let pidfile = dir.path().join("workspace/fg.pid");
+        let _ = &dir;
         let t = Instant::now();
-        while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        let pid = loop {
+            if let Some(p) = running("30.201").first() {
+                break *p;
+            }
             assert!(!task.is_finished(), "the command ended early");
             assert!(t.elapsed() < Duration::from_secs(5));
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(!gone(pid));
+        };
         task.abort();
         assert!(wait_gone(pid).await, "command {pid} survived cancellation");
     }
@@ -716,7 +773,9 @@ print(json.dumps(out))
         assert_eq!(r["tcp"], "Permission denied", "{r}");
         assert_eq!(r["bind"], "Permission denied", "{r}");
         assert_eq!(r["abstract"], "Operation not permitted", "{r}");
-        assert_eq!(r["signal"], "Operation not permitted", "{r}");
+        // Other processes do not even exist in the command's PID namespace
+        // (and Landlock's scope would refuse the signal besides).
+        assert_eq!(r["signal"], "No such process", "{r}");
         assert_eq!(r["read_outside"], "Permission denied", "{r}");
     }
 
