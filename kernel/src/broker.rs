@@ -35,9 +35,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::audit::{self, AuditLog};
 use crate::framing::{FramingError, read_frame};
+use crate::limits::{Admission, InFlight, Limits};
 use crate::lineage;
 use crate::registry::{Registry, ServiceEntry};
-use crate::sink::FrameSink;
+use crate::sink::{Budget, FrameSink};
 
 /// Broker settings (from `[bus]` in the config).
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct BrokerConfig {
     pub default_deadline: Duration,
     /// How long a new connection may take to send `Hello`.
     pub hello_timeout: Duration,
+    /// Connections, requests in flight and queued bytes.
+    pub limits: Limits,
 }
 
 impl BrokerConfig {
@@ -59,6 +62,7 @@ impl BrokerConfig {
             heartbeat_interval: Duration::from_secs(1),
             default_deadline: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
         }
     }
 }
@@ -151,6 +155,8 @@ struct State {
     /// (origin connection, origin correlation) -> broker correlation.
     by_origin: HashMap<(u64, u64), u64>,
     waiting: HashMap<String, Vec<Waiting>>,
+    /// Requests each connection has forwarded or waiting.
+    in_flight: InFlight,
     next_conn: u64,
     next_corr: u64,
 }
@@ -167,6 +173,10 @@ struct Shared {
     pid: u32,
     /// `flock` on `<socket>.lock`, held while the broker lives.
     _lock: nix::fcntl::Flock<std::fs::File>,
+    /// Open connections, in all and per process.
+    admission: Admission,
+    /// Bytes queued for slow readers, across every connection.
+    budget: Arc<Budget>,
 }
 
 impl Shared {
@@ -219,6 +229,7 @@ impl Broker {
             },
         )?;
         let (events, events_rx) = mpsc::unbounded_channel();
+        let cfg_limits = cfg.limits;
         let shared = Arc::new(Shared {
             cfg,
             state: Mutex::new(State::default()),
@@ -229,6 +240,8 @@ impl Broker {
             uid: nix::unistd::geteuid().as_raw(),
             pid: std::process::id(),
             _lock: lock,
+            admission: Admission::default(),
+            budget: Budget::new(cfg_limits.max_queued_bytes),
         });
         let accept = tokio::spawn(
             accept_loop(shared.clone(), listener).instrument(info_span!("bus", service = "kernel")),
@@ -338,6 +351,27 @@ impl Broker {
         self.shared.lock().conns.len()
     }
 
+    /// Bytes queued for peers that are not reading, across every
+    /// connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.budget.used()
+    }
+
+    /// The most bytes ever queued at once for peers that were not reading.
+    pub fn queued_bytes_peak(&self) -> usize {
+        self.shared.budget.peak()
+    }
+
+    /// Requests forwarded or waiting, on all connections.
+    pub fn requests_in_flight(&self) -> usize {
+        self.shared.lock().in_flight.total()
+    }
+
+    /// Sockets open, counted from accept (before Hello too).
+    pub fn open_sockets(&self) -> usize {
+        self.shared.admission.open()
+    }
+
     /// Stops accepting, closes every connection and removes the socket file.
     pub fn close(&self) {
         for t in self.tasks.iter() {
@@ -426,6 +460,10 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         seq += 1;
+        // A burst of connections is over: give its memory back.
+        if shared.admission.trim_after_burst(64) {
+            debug!("gave memory back after a burst of connections");
+        }
         let Ok(frame) = Frame::new(0, &Heartbeat { seq }) else {
             continue;
         };
@@ -455,6 +493,7 @@ async fn deadline_loop(shared: Arc<Shared>) {
         for g in expired {
             if let Some(p) = st.pending.remove(&g) {
                 st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+                st.in_flight.done(p.origin_conn);
                 reply_error(
                     &st,
                     p.origin_conn,
@@ -473,6 +512,7 @@ async fn deadline_loop(shared: Arc<Shared>) {
                 queue.drain(..).partition(|w| w.deadline <= now);
             *queue = keep;
             for w in expired {
+                st.in_flight.done(w.origin_conn);
                 timed_out.push((w.origin_conn, w.frame.corr(), service.clone()));
             }
         }
@@ -559,6 +599,18 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
     };
     let peer_pid = cred.pid().map(|p| p as u32).unwrap_or(0);
     let (rd, wr) = stream.into_split();
+    // Counted from accept, before Hello: idle sockets hold memory too.
+    let is_service = shared.lock().expected.values().any(|p| *p == peer_pid);
+    let _slot = match shared
+        .admission
+        .admit(peer_pid, is_service, &shared.cfg.limits)
+    {
+        Ok(slot) => slot,
+        Err(why) => {
+            warn!(peer_pid, "refusing bus connection: {why}");
+            return refuse(wr, ErrorCode::Unavailable, why).await;
+        }
+    };
     if cred.uid() != shared.uid {
         warn!(
             peer_uid = cred.uid(),
@@ -576,7 +628,9 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
         .await;
         return;
     }
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    // Small: most frames are small, and a large payload is read past the
+    // buffer straight into its own allocation.
+    let mut rd = BufReader::with_capacity(8 * 1024, rd);
     let hello = match tokio::time::timeout(
         shared.cfg.hello_timeout,
         read_frame(&mut rd, shared.cfg.max_frame_bytes),
@@ -606,7 +660,10 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
             return refuse(wr, code, message).await;
         }
     };
-    let tx = FrameSink::new(wr);
+    // Clients' queues share the bus's budget; a service's is protected
+    // instead by refusing requests while it is behind (`route_request`).
+    let budget = identity.is_none().then(|| shared.budget.clone());
+    let tx = FrameSink::with_budget(wr, budget);
     let registered = {
         let mut st = shared.lock();
         st.next_conn += 1;
@@ -813,7 +870,12 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
                     e.ready = true;
                     e.last_heartbeat = Some(Instant::now());
                 }
-                st.waiting.remove(name).unwrap_or_default()
+                let queued = st.waiting.remove(name).unwrap_or_default();
+                for w in &queued {
+                    // route_request counts each again.
+                    st.in_flight.done(w.origin_conn);
+                }
+                queued
             };
             info!("service ready");
             let _ = shared.events.send(BusEvent::Ready {
@@ -876,6 +938,7 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
                         return Ok(());
                     };
                     st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+                    st.in_flight.done(p.origin_conn);
                     let outcome = p.audit.is_some().then(|| reply_outcome(&frame));
                     forward(&st, p.origin_conn, frame, p.origin_corr);
                     shared.audit_end(p.audit, || outcome.unwrap_or_default());
@@ -901,12 +964,18 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
             let key = (caller.conn_id, frame.corr());
             if let Some(g) = st.by_origin.remove(&key) {
                 if let Some(p) = st.pending.remove(&g) {
+                    st.in_flight.done(p.origin_conn);
                     forward(&st, p.target_conn, frame, g);
                     shared.audit_end(p.audit, || "cancelled by the caller".into());
                 }
             } else {
+                let st = &mut *st;
                 for queue in st.waiting.values_mut() {
+                    let before = queue.len();
                     queue.retain(|w| !(w.origin_conn == caller.conn_id && w.frame.corr() == key.1));
+                    for _ in queue.len()..before {
+                        st.in_flight.done(caller.conn_id);
+                    }
                 }
             }
             Ok(())
@@ -921,6 +990,9 @@ fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> Result<(), R
         ))),
     }
 }
+
+/// Requests queued for a service past this are refused as busy.
+const SERVICE_BUSY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Forwards a request to its destination, queues it until the destination is
 /// ready (when the caller asked to wait), or fails it with `unavailable`.
@@ -941,6 +1013,20 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
     });
     let origin_corr = frame.corr();
     let mut st = shared.lock();
+    let max = shared.cfg.limits.max_requests_per_connection;
+    let in_flight = st.in_flight.count(origin_conn);
+    if in_flight >= max {
+        reply_error(
+            &st,
+            origin_conn,
+            origin_corr,
+            ErrorCode::Unavailable,
+            format!(
+                "this connection has {in_flight} requests in flight, its limit ([bus] max_requests_per_connection = {max}); wait for some to finish"
+            ),
+        );
+        return;
+    }
     let entry = st.registry.get(&destination);
     let target = entry.filter(|e| e.ready).map(|e| e.conn_id);
     // A tool call: the method is a tool the destination registered.
@@ -961,6 +1047,26 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
             started: Instant::now(),
         })
     });
+    // A service that is not reading its requests is not sent more: the
+    // caller is told it is busy, and the service is not cut off.
+    let behind = target
+        .and_then(|t| st.conns.get(&t))
+        .map_or(0, |c| c.tx.queued());
+    if behind > SERVICE_BUSY_BYTES {
+        let why = format!(
+            "service '{destination}' is busy ({behind} bytes of requests not yet read); try again"
+        );
+        reply_error(
+            &st,
+            origin_conn,
+            origin_corr,
+            ErrorCode::Unavailable,
+            why.clone(),
+        );
+        drop(st);
+        shared.audit_end(audit, || format!("unavailable: {why}"));
+        return;
+    }
     match target {
         Some(target_conn) => {
             st.next_corr += 1;
@@ -977,11 +1083,13 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
                 },
             );
             st.by_origin.insert((origin_conn, origin_corr), g);
+            st.in_flight.add(origin_conn);
             forward(&st, target_conn, frame, g);
         }
         None if wait
             && (entry.is_some() || st.wanted.as_ref().is_none_or(|w| w.contains(&destination))) =>
         {
+            st.in_flight.add(origin_conn);
             st.waiting.entry(destination).or_default().push(Waiting {
                 origin_conn,
                 frame,
@@ -1172,11 +1280,15 @@ fn disconnect(shared: &Arc<Shared>, conn_id: u64) {
         .filter(|(_, p)| p.target_conn == conn_id || p.origin_conn == conn_id)
         .map(|(g, _)| *g)
         .collect();
+    st.in_flight.forget(conn_id);
     for g in served {
         let Some(p) = st.pending.remove(&g) else {
             continue;
         };
         st.by_origin.remove(&(p.origin_conn, p.origin_corr));
+        if p.origin_conn != conn_id {
+            st.in_flight.done(p.origin_conn);
+        }
         if p.target_conn == conn_id {
             let why = format!("service '{}' exited while handling the request", p.target);
             reply_error(

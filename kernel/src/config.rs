@@ -325,6 +325,23 @@ pub struct BusConfig {
     pub max_frame_bytes: u32,
     pub heartbeat_interval_ms: u64,
     pub default_deadline_ms: u64,
+    pub max_connections: u64,
+    pub max_connections_per_process: u64,
+    pub max_requests_per_connection: u64,
+    pub max_queued_bytes: u64,
+}
+
+impl BusConfig {
+    /// The broker's limits.
+    pub fn limits(&self) -> crate::limits::Limits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        crate::limits::Limits {
+            max_connections: n(self.max_connections),
+            max_connections_per_process: n(self.max_connections_per_process),
+            max_requests_per_connection: n(self.max_requests_per_connection),
+            max_queued_bytes: n(self.max_queued_bytes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -643,6 +660,31 @@ impl Config {
                 b.default_deadline_ms,
                 1,
                 DAY_MS,
+            ),
+            // Above the services' reserve, so clients get some too.
+            (
+                "bus.max_connections".into(),
+                b.max_connections,
+                crate::limits::SERVICE_RESERVE as u64 + 8,
+                65_536,
+            ),
+            (
+                "bus.max_connections_per_process".into(),
+                b.max_connections_per_process,
+                2,
+                65_536,
+            ),
+            (
+                "bus.max_requests_per_connection".into(),
+                b.max_requests_per_connection,
+                8,
+                1_000_000,
+            ),
+            (
+                "bus.max_queued_bytes".into(),
+                b.max_queued_bytes,
+                1 << 20,
+                1 << 34,
             ),
             (
                 "supervisor.intensity".into(),

@@ -23,6 +23,7 @@ pub mod config;
 pub mod framing;
 pub mod harness;
 pub mod intent;
+pub mod limits;
 pub mod lineage;
 pub mod paths;
 pub mod registry;

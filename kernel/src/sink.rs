@@ -22,6 +22,55 @@ use tokio::sync::Notify;
 /// bound.
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
+/// Bytes queued across many sinks (the broker's connections), with a cap:
+/// a sink whose queueing would pass it is closed instead, so that many
+/// slow readers together cannot make the broker buffer without bound.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    max: usize,
+    /// The most ever queued at once.
+    peak: AtomicUsize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            max,
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes queued now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes ever queued at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        match self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + n <= self.max).then_some(u + n)
+            }) {
+            Ok(before) => {
+                self.peak.fetch_max(before + n, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// The connection is closed; nothing more can be sent on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the connection is closed")]
@@ -46,6 +95,27 @@ struct Inner {
     state: Mutex<State>,
     wake: Notify,
     handles: AtomicUsize,
+    budget: Option<Arc<Budget>>,
+}
+
+impl Inner {
+    /// Drops whatever is queued, returning its bytes to the budget.
+    fn clear(&self, st: &mut State) {
+        if let Some(b) = &self.budget {
+            b.give(st.queued_bytes);
+        }
+        st.queue.clear();
+        st.queued_bytes = 0;
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = &self.budget {
+            b.give(st.queued_bytes);
+        }
+    }
 }
 
 /// Cloneable handle to a connection's write side.
@@ -74,11 +144,18 @@ impl Drop for FrameSink {
 impl FrameSink {
     /// Takes the write half and starts its flusher task.
     pub fn new(half: OwnedWriteHalf) -> FrameSink {
+        Self::with_budget(half, None)
+    }
+
+    /// Like [`FrameSink::new`], with queued bytes counted against a budget
+    /// shared with other sinks.
+    pub fn with_budget(half: OwnedWriteHalf, budget: Option<Arc<Budget>>) -> FrameSink {
         let inner = Arc::new(Inner {
             half,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             handles: AtomicUsize::new(1),
+            budget,
         });
         tokio::spawn(flusher(inner.clone()));
         FrameSink { inner }
@@ -90,6 +167,11 @@ impl FrameSink {
 
     pub fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    /// Bytes waiting for the peer to read.
+    pub fn queued(&self) -> usize {
+        self.lock().queued_bytes
     }
 
     /// Sends one frame.
@@ -120,14 +202,28 @@ impl FrameSink {
         } else {
             rest.extend_from_slice(&frame.payload[written - header.len()..]);
         }
-        if st.queued_bytes + rest.len() > MAX_QUEUED_BYTES {
-            tracing::warn!(
-                queued = st.queued_bytes,
-                "peer stopped reading: over {MAX_QUEUED_BYTES} bytes queued; closing the connection"
-            );
+        let over_budget = self
+            .inner
+            .budget
+            .as_ref()
+            .is_some_and(|b| !b.take(rest.len()));
+        if over_budget || st.queued_bytes + rest.len() > MAX_QUEUED_BYTES {
+            if over_budget {
+                tracing::warn!(
+                    queued = st.queued_bytes,
+                    "peer not reading while the bus's queues are full; closing the connection"
+                );
+            } else {
+                tracing::warn!(
+                    queued = st.queued_bytes,
+                    "peer stopped reading: over {MAX_QUEUED_BYTES} bytes queued; closing the connection"
+                );
+                if let Some(b) = &self.inner.budget {
+                    b.give(rest.len());
+                }
+            }
             st.closed = true;
-            st.queue.clear();
-            st.queued_bytes = 0;
+            self.inner.clear(&mut st);
             shutdown(&self.inner.half);
             return Err(Closed);
         }
@@ -192,6 +288,9 @@ async fn flusher(inner: Arc<Inner>) {
                 match st.queue.pop_front() {
                     Some(b) => {
                         st.queued_bytes -= b.len();
+                        if let Some(budget) = &inner.budget {
+                            budget.give(b.len());
+                        }
                         b
                     }
                     None => {
@@ -210,7 +309,7 @@ async fn flusher(inner: Arc<Inner>) {
             if write_all(&inner.half, &next).await.is_err() {
                 let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.closed = true;
-                st.queue.clear();
+                inner.clear(&mut st);
                 st.busy = false;
                 return;
             }

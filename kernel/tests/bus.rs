@@ -886,3 +886,277 @@ async fn what_a_service_starts_is_never_the_user() {
     .await
     .unwrap();
 }
+
+fn limited(l: oi_kernel::limits::Limits) -> impl FnOnce(&mut BrokerConfig) {
+    move |c| c.limits = l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limits_are_refused_with_the_reason() {
+    tokio::time::timeout(LIMIT, async {
+        let l = oi_kernel::limits::Limits {
+            max_connections: 70,
+            max_connections_per_process: 4,
+            ..Default::default()
+        };
+        let f = fixture_with(limited(l)).await;
+        // Idle sockets count from accept, before any Hello.
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(UnixStream::connect(&f.socket).await.unwrap());
+        }
+        let t0 = Instant::now();
+        while f.broker.open_sockets() < 4 {
+            assert!(t0.elapsed() < Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut fifth = UnixStream::connect(&f.socket).await.unwrap();
+        let answer = read_frame(&mut fifth, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let why = refusal(&answer);
+        assert!(
+            why.contains(&format!(
+                "pid {} already holds 4 bus connections",
+                std::process::id()
+            )),
+            "{why}"
+        );
+        assert!(why.contains("max_connections_per_process = 4"), "{why}");
+        drop(idle);
+        let t0 = Instant::now();
+        while f.broker.open_sockets() > 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "closed sockets not counted out"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let c = client(&f.socket).await;
+        assert!(
+            c.request(
+                KERNEL_DESTINATION,
+                methods::REGISTRY_SERVICES,
+                b"",
+                CallOptions::default()
+            )
+            .await
+            .is_ok()
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_fill_only_their_share_and_a_service_still_connects() {
+    tokio::time::timeout(LIMIT, async {
+        let l = oi_kernel::limits::Limits {
+            max_connections: 70,
+            max_connections_per_process: 1000,
+            ..Default::default()
+        };
+        let mut f = fixture_with(limited(l)).await;
+        let mut idle = Vec::new();
+        for _ in 0..6 {
+            idle.push(UnixStream::connect(&f.socket).await.unwrap());
+        }
+        let t0 = Instant::now();
+        while f.broker.open_sockets() < 6 {
+            assert!(t0.elapsed() < Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut seventh = UnixStream::connect(&f.socket).await.unwrap();
+        let answer = read_frame(&mut seventh, DEFAULT_MAX_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let why = refusal(&answer);
+        assert!(why.contains("the bus holds 6 connections"), "{why}");
+        assert!(why.contains("64 of them kept for services"), "{why}");
+        // The reserve: a service the supervisor started still gets in.
+        let (_d, _svc) = spawn_service(&f, "echo");
+        wait_ready(&mut f.events, "echo").await;
+        assert_eq!(f.broker.open_sockets(), 7);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_per_connection_are_capped_and_unknown_ones_never_wait() {
+    tokio::time::timeout(LIMIT, async {
+        let l = oi_kernel::limits::Limits {
+            max_requests_per_connection: 8,
+            ..Default::default()
+        };
+        let mut f = fixture_with(limited(l)).await;
+        let (dropped, _svc) = spawn_service(&f, "echo");
+        wait_ready(&mut f.events, "echo").await;
+        let c = Arc::new(client(&f.socket).await);
+        let mut hanging = Vec::new();
+        for _ in 0..8 {
+            let c = c.clone();
+            hanging.push(tokio::spawn(async move {
+                c.request(
+                    "echo",
+                    "hang",
+                    b"",
+                    CallOptions::deadline(Duration::from_secs(30)),
+                )
+                .await
+            }));
+        }
+        let t0 = Instant::now();
+        while f.broker.requests_in_flight() < 8 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the eight never got in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let err = c
+            .request("echo", "echo", b"x", CallOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unavailable);
+        assert!(
+            err.to_string()
+                .contains("this connection has 8 requests in flight"),
+            "{err}"
+        );
+        // Another connection is served meanwhile.
+        let other = client(&f.socket).await;
+        assert_eq!(
+            other
+                .request("echo", "echo", b"ok", CallOptions::default())
+                .await
+                .unwrap(),
+            b"ok"
+        );
+        // Cancelled, the slots come back.
+        for h in hanging {
+            h.abort();
+        }
+        let t0 = Instant::now();
+        while dropped.load(Ordering::SeqCst) < 8 {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            c.request("echo", "echo", b"again", CallOptions::default())
+                .await
+                .unwrap(),
+            b"again"
+        );
+        // Once the supervisor has said what it runs, a request that would
+        // wait for anything else fails at once.
+        f.broker.set_wanted(["echo".to_string()].into());
+        let t0 = Instant::now();
+        let err = c
+            .request(
+                "ghost",
+                "x",
+                b"",
+                CallOptions::deadline(Duration::from_secs(20)).waiting(),
+            )
+            .await
+            .unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert!(
+            err.to_string()
+                .contains("service 'ghost' is not running, and nothing is starting it"),
+            "{err}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_together_cannot_make_the_broker_buffer_past_its_budget() {
+    tokio::time::timeout(LIMIT, async {
+        let budget = 4 * 1024 * 1024;
+        let l = oi_kernel::limits::Limits {
+            max_queued_bytes: budget,
+            ..Default::default()
+        };
+        let mut f = fixture_with(limited(l)).await;
+        let (_d, _svc) = spawn_service(&f, "echo");
+        wait_ready(&mut f.events, "echo").await;
+        // Eight peers ask for 512 KiB echoes and never read the answers.
+        let payload = vec![7u8; 512 * 1024];
+        let mut readers = Vec::new();
+        for _ in 0..8 {
+            let (mut s, welcome) = raw_hello(&f.socket, None, std::process::id()).await;
+            assert_eq!(welcome.kind, Kind::Welcome);
+            for i in 0..16u64 {
+                let req = Frame::new(
+                    100 + i,
+                    &Request {
+                        destination: "echo".into(),
+                        caller: String::new(),
+                        method: "echo".into(),
+                        deadline_ms: 0,
+                        wait_for_service: false,
+                        stream: false,
+                        intent: String::new(),
+                        payload: payload.clone(),
+                    },
+                )
+                .unwrap();
+                if write_frame(&mut s, &req).await.is_err() {
+                    break;
+                }
+            }
+            readers.push(s);
+        }
+        // 8 x 16 x 512 KiB = 64 MiB asked for; the queues never pass 4 MiB:
+        // a peer whose answers would pass it is cut off instead.
+        let t0 = Instant::now();
+        while f.broker.requests_in_flight() > 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "requests still in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let peak = f.broker.queued_bytes_peak();
+        assert!(
+            peak <= budget,
+            "queued {peak} bytes, over the {budget} budget"
+        );
+        assert!(
+            peak > budget / 2,
+            "only {peak} bytes were ever queued: the test proves nothing"
+        );
+        let cut = read_frame(&mut readers[0], DEFAULT_MAX_FRAME_BYTES).await;
+        let mut cut_off = matches!(cut, Err(_) | Ok(None));
+        while !cut_off {
+            match read_frame(&mut readers[0], DEFAULT_MAX_FRAME_BYTES).await {
+                Ok(Some(_)) => {}
+                _ => cut_off = true,
+            }
+        }
+        // The slow peers were cut off; everyone else is served.
+        let c = client(&f.socket).await;
+        assert_eq!(
+            c.request("echo", "echo", b"fine", CallOptions::default())
+                .await
+                .unwrap(),
+            b"fine"
+        );
+        drop(readers);
+        let t0 = Instant::now();
+        while f.broker.queued_bytes() != 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "queued bytes not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+}

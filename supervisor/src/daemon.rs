@@ -134,6 +134,7 @@ fn supervise(
         bus.max_frame_bytes = config.bus.max_frame_bytes;
         bus.heartbeat_interval = config.heartbeat_interval();
         bus.default_deadline = std::time::Duration::from_millis(config.bus.default_deadline_ms);
+        bus.limits = config.bus.limits();
         let (broker, bus_events) = match Broker::bind(bus).await {
             Ok(b) => b,
             Err(e @ BrokerError::AlreadyRunning(_)) => {

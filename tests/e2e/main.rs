@@ -3,6 +3,7 @@
 
 mod adapters;
 mod agent;
+mod limits;
 mod llm;
 mod memory;
 mod oictl;
