@@ -152,9 +152,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Approve a command that [shell] policy = "approval" holds back: shows
+    /// the exact command and asks you to type a one-time code (needs a
+    /// terminal). Without an id, lists the commands that wait.
+    Approve {
+        id: Option<String>,
+        /// Refuse it instead.
+        #[arg(long)]
+        refuse: bool,
+    },
     /// Call one tool directly with JSON arguments (for debugging adapters);
-    /// prints its JSON result. As the user, you may approve commands that
-    /// [shell] policy = "approval" holds back ("approve": true).
+    /// prints its JSON result.
     Tool {
         name: String,
         /// The arguments as a JSON object (default {}).
@@ -436,6 +444,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             json,
         } => crate::cli_agent::audit(&connect().await?, verify, intent, limit, json).await,
         Cmd::Tools { json } => crate::cli_tools::tools(&connect().await?, json).await,
+        Cmd::Approve { id, refuse } => {
+            crate::cli_approve::approve(&connect().await?, id, refuse).await
+        }
         Cmd::Telegram { action } => crate::cli_telegram::telegram(&connect().await?, action).await,
         Cmd::Tool {
             name,

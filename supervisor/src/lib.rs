@@ -18,6 +18,7 @@ pub mod actor;
 pub mod child_actor;
 pub mod cli;
 pub mod cli_agent;
+pub mod cli_approve;
 pub mod cli_memory;
 pub mod cli_models;
 pub mod cli_telegram;

@@ -427,3 +427,122 @@ fn tool_json(d: &Daemon, args: Value) -> Value {
     assert!(o.status.success(), "{}", out(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+/// Runs `oictl approve <id>` on a pseudo-terminal, as a person would, and
+/// types back the code it shows (or `answer`, if given).
+fn approve_at_a_terminal(d: &Daemon, id: &str, answer: Option<&str>) -> (i32, String) {
+    let script = r#"
+import os, pty, re, sys
+oictl, home, id, answer = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(oictl, [oictl, "--home", home, "--no-autostart", "approve", id])
+buf = b""
+while b"to approve it" not in buf:
+    chunk = os.read(fd, 1024)
+    if not chunk:
+        break
+    buf += chunk
+m = re.search(rb"Type (\d{6})", buf)
+typed = m.group(1) if answer == "-" and m else answer.encode()
+os.write(fd, typed + b"\n")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    buf += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(buf.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, OICTL])
+        .arg(d.home.path())
+        .arg(id)
+        .arg(answer.unwrap_or("-"))
+        .output()
+        .expect("python3 drives the terminal (bash .ci/run installs it)");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_held_back_command_runs_only_after_a_person_approves_it_at_a_terminal() {
+    let cfg = config_enabling(&["shell"], "", "[shell]\npolicy = \"approval\"\n");
+    let d = Daemon::start(&cfg);
+    d.ready_pid("shell");
+    let call = |args: Value| d.oictl(&["tool", "shell_execute", &args.to_string()]);
+    // The flag of old approves nothing.
+    let o = call(json!({"command": "id -u", "approve": true}));
+    assert!(
+        out(&o).contains("\"approve\" is not an argument"),
+        "{}",
+        out(&o)
+    );
+    let o = call(json!({"command": "id -u"}));
+    assert!(!o.status.success());
+    let msg = out(&o);
+    let id = msg
+        .split("; approval ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no approval id in: {msg}"))
+        .to_string();
+    let list = out(&d.oictl(&["approve"]));
+    assert!(
+        list.contains(&id) && list.contains("command: id -u"),
+        "{list}"
+    );
+    // Without a terminal, nothing can approve.
+    let o = d.oictl(&["approve", &id]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("approving needs a terminal"),
+        "{}",
+        out(&o)
+    );
+    // A wrong code refuses it.
+    let (code, text) = approve_at_a_terminal(&d, &id, Some("000000x"));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("refused; nothing ran"), "{text}");
+    assert!(!call(json!({"command": "id -u"})).status.success());
+    // Asked again, shown, typed back: it runs once.
+    let o = call(json!({"command": "id -u"}));
+    let msg = out(&o);
+    let id = msg
+        .split("; approval ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    let (code, text) = approve_at_a_terminal(&d, &id, None);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("command: id -u") && text.contains("approved"),
+        "{text}"
+    );
+    let o = call(json!({"command": "id -u"}));
+    assert!(o.status.success(), "{}", out(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exit_code"], 0);
+    let by = v["approval"]["approved_by"].as_str().unwrap();
+    assert!(by.contains("(uid ") && by.contains(" on /dev/pts/"), "{by}");
+    assert!(
+        !call(json!({"command": "id -u"})).status.success(),
+        "once only"
+    );
+    // The audit log says who approved, how, and what ran.
+    let audit =
+        String::from_utf8_lossy(&d.oictl(&["audit", "--json", "-n", "50"]).stdout).into_owned();
+    assert!(audit.contains("approval:shell_execute"), "{audit}");
+    assert!(
+        audit.contains("a one-time code typed at a terminal"),
+        "{audit}"
+    );
+    assert!(audit.contains(&format!("ran: approval {id}")), "{audit}");
+}

@@ -51,6 +51,75 @@ pub fn kernel_abi() -> Result<i32, String> {
     }
 }
 
+/// The system's program and library trees: world-readable by design, and
+/// too large to walk at every start, so taken as they are.
+pub const PROGRAM_TREES: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+
+/// Entries walked in one read-only directory before giving up on it.
+const WALK_BUDGET: usize = 50_000;
+
+/// The read-only paths as a process without root's privileges would see
+/// them, for a sandbox that runs as root: every directory outside
+/// [`PROGRAM_TREES`] is walked, and a subtree that holds anything other
+/// users may not read (`/etc/shadow`, `/etc/ssl/private`) is replaced by
+/// its readable parts. Root can read every file, so the rules must leave
+/// such files out. Returns the paths and what could not be checked.
+pub fn readable_by_others(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+    /// `Some(parts)`: the readable parts of `p` (`[p]` when all of it is).
+    fn walk(p: &std::path::Path, budget: &mut usize) -> Option<Vec<PathBuf>> {
+        let m = std::fs::symlink_metadata(p).ok()?;
+        if m.file_type().is_symlink() {
+            // Landlock checks the target where it lies.
+            return Some(Vec::new());
+        }
+        let readable = m.mode() & 0o004 != 0 && (!m.is_dir() || m.mode() & 0o001 != 0);
+        if !readable {
+            return Some(Vec::new());
+        }
+        if !m.is_dir() {
+            return Some(vec![p.to_path_buf()]);
+        }
+        let mut parts = Vec::new();
+        let mut whole = true;
+        for e in std::fs::read_dir(p).ok()?.flatten() {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+            let child = e.path();
+            let sub = walk(&child, budget)?;
+            let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
+            if !is_link && sub != [child.clone()] {
+                whole = false;
+            }
+            parts.extend(sub);
+        }
+        Some(if whole { vec![p.to_path_buf()] } else { parts })
+    }
+    let mut out = Vec::new();
+    let mut unchecked = Vec::new();
+    for p in paths {
+        if PROGRAM_TREES.iter().any(|t| p.starts_with(t)) {
+            out.push(p.clone());
+            continue;
+        }
+        let mut budget = WALK_BUDGET;
+        match walk(p, &mut budget) {
+            Some(parts) => out.extend(parts),
+            None if budget == 0 => {
+                unchecked.push(format!(
+                    "{} has more than {WALK_BUDGET} entries to check for root-only files; left out",
+                    p.display()
+                ));
+            }
+            // Missing: Landlock skips it anyway.
+            None => {}
+        }
+    }
+    (out, unchecked)
+}
+
 /// What a sandboxed command may touch.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -176,3 +245,48 @@ mod imp {
 
 #[cfg(target_os = "linux")]
 pub use imp::Prepared;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn root_only_files_are_left_out_of_a_read_only_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let etc = d.path().join("etc");
+        std::fs::create_dir_all(etc.join("ssl/private")).unwrap();
+        std::fs::create_dir_all(etc.join("ssl/certs")).unwrap();
+        std::fs::create_dir_all(etc.join("apt")).unwrap();
+        for (f, mode) in [
+            ("passwd", 0o644),
+            ("shadow", 0o640),
+            ("ssl/certs/ca.pem", 0o644),
+            ("ssl/private/key.pem", 0o600),
+            ("apt/sources.list", 0o644),
+        ] {
+            std::fs::write(etc.join(f), "x").unwrap();
+            std::fs::set_permissions(etc.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::set_permissions(
+            etc.join("ssl/private"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", etc.join("link-to-shadow")).unwrap();
+        let (mut got, unchecked) = readable_by_others(&[etc.clone(), "/usr".into()]);
+        got.sort();
+        let mut want = vec![
+            etc.join("apt"),
+            etc.join("passwd"),
+            etc.join("ssl/certs"),
+            "/usr".into(),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        assert!(unchecked.is_empty());
+        // A tree with nothing to hide stays one rule.
+        let (got, _) = readable_by_others(&[etc.join("apt")]);
+        assert_eq!(got, [etc.join("apt")]);
+    }
+}

@@ -10,6 +10,7 @@
 //! past it still runs sandboxed, and is refused by the broker should it
 //! reach the bus (`oi_kernel::lineage`).
 
+pub mod approvals;
 pub mod exec;
 pub mod getopt;
 pub mod options;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oi_ipc_schema::ToolSpec;
-use oi_kernel::client::IncomingRequest;
+use oi_kernel::client::{BusClient, IncomingRequest};
 use oi_kernel::config::ShellConfig;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
@@ -30,7 +31,7 @@ use oi_sandbox::landlock::Coverage;
 use oi_sandbox::namespace::Via;
 use oi_sandbox::roots::Roots;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::policy::{Mode, Policy};
@@ -40,12 +41,11 @@ pub const TOOL: &str = "shell_execute";
 pub fn tool_specs() -> Vec<ToolSpec> {
     vec![spec(
         TOOL,
-        "Run a command (a program and its arguments) in the workspace and return its exit code, stdout and stderr. Only programs the policy allows run; pipes, ; and $(...) are refused unless shell syntax is enabled.",
+        "Run a command (a program and its arguments) in the workspace and return its exit code, stdout and stderr. Only programs the policy allows run; pipes, ; and $(...) are refused unless shell syntax is enabled. A command that needs the user's approval is refused with an approval id: ask the user to approve it, then call again with the same command.",
         json!({"type": "object", "required": ["command"], "properties": {
             "command": {"type": "string", "description": "The command line, e.g. `ls -la docs`."},
             "cwd": {"type": "string", "description": "Working directory inside the workspace (default: the workspace)."},
-            "timeout_secs": {"type": "integer", "minimum": 1, "description": "Time limit (default from config)."},
-            "approve": {"type": "boolean", "description": "Only honoured when the user calls the tool directly."}}}),
+            "timeout_secs": {"type": "integer", "minimum": 1, "description": "Time limit (default from config)."}}}),
     )]
 }
 
@@ -55,8 +55,8 @@ struct Args {
     command: String,
     cwd: Option<String>,
     timeout_secs: Option<u64>,
-    #[serde(default)]
-    approve: bool,
+    /// No longer an approval: refused with how approvals work.
+    approve: Option<Value>,
 }
 
 /// Where commands run and what they may touch.
@@ -74,6 +74,9 @@ struct Setup {
     pid_namespace: Result<(), String>,
     /// This executable (the PID-namespace shim), readable by commands.
     exe: Option<PathBuf>,
+    /// `read_only_paths`, without what only root may read when the
+    /// adapter runs as root.
+    read_only: Vec<PathBuf>,
 }
 
 /// The directories holding openintentd's sockets, from the environment
@@ -150,6 +153,9 @@ pub struct ShellAdapter {
     data: PathBuf,
     roots_cfg: Vec<String>,
     setup: Live<Setup>,
+    approvals: approvals::Approvals,
+    /// For the audit rows of approvals (none in unit tests).
+    bus: Option<BusClient>,
 }
 
 fn build(
@@ -185,6 +191,16 @@ fn build(
         allow_shell_syntax: cfg.allow_shell_syntax,
         path: std::env::split_paths(&cfg.path).collect(),
     };
+    let configured: Vec<PathBuf> = cfg.read_only_paths.iter().map(PathBuf::from).collect();
+    let read_only = if nix::unistd::geteuid().is_root() {
+        let (paths, unchecked) = oi_sandbox::landlock::readable_by_others(&configured);
+        for u in unchecked {
+            warn!("[shell] read_only_paths: {u}");
+        }
+        paths
+    } else {
+        configured
+    };
     let namespace = namespace_for(runtime_dirs());
     let pid_namespace = pid_namespace_for(&namespace);
     Ok(Setup {
@@ -196,6 +212,7 @@ fn build(
         namespace,
         pid_namespace,
         exe: std::env::current_exe().ok(),
+        read_only,
     })
 }
 
@@ -215,23 +232,63 @@ impl ShellAdapter {
             data,
             roots_cfg,
             setup: Live::new(setup),
+            approvals: approvals::Approvals::default(),
+            bus: None,
         })
+    }
+
+    /// Records approvals in the audit log through `bus`.
+    pub fn with_bus(mut self, bus: BusClient) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Appends an approval step to the audit log.
+    async fn audit(&self, intent: &str, arguments: String, outcome: String) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        let record = oi_ipc_schema::control::audit::AuditRecord {
+            intent: intent.to_string(),
+            action: "approval:shell_execute".into(),
+            arguments,
+            outcome,
+            duration_ms: 0,
+        };
+        let Ok(payload) = oi_ipc_schema::encode_payload(&record) else {
+            return;
+        };
+        if let Err(e) = bus
+            .request(
+                oi_ipc_schema::KERNEL_DESTINATION,
+                oi_ipc_schema::control::audit::methods::APPEND,
+                &payload,
+                oi_kernel::client::CallOptions::deadline(Duration::from_secs(5)),
+            )
+            .await
+        {
+            warn!(error = %e, "cannot record an approval in the audit log");
+        }
     }
 
     fn setup(&self) -> Arc<Setup> {
         self.setup.get()
     }
 
-    /// Runs `shell_execute`. `caller` is the bus identity of the caller
-    /// (empty for the user's own client), which alone may approve.
+    /// Runs `shell_execute` for `intent`. A command that needs approval
+    /// runs only on a grant the user gave for exactly it ([`approvals`]).
     pub async fn execute(
         &self,
-        caller: &str,
+        intent: &str,
         payload: &[u8],
     ) -> Result<serde_json::Value, ServiceError> {
         let a: Args = tool::parse_args(TOOL, payload)?;
+        if a.approve.is_some() {
+            return Err(ServiceError::bad_request(format!(
+                "{TOOL}: \"approve\" is not an argument: a command that needs approval is refused with an id, the user approves it with `oictl approve <id>`, and the call is made again"
+            )));
+        }
         let s = self.setup();
-        let approve = a.approve && caller.is_empty();
         let cwd_loc = s
             .roots
             .locate(a.cwd.as_deref().unwrap_or("."))
@@ -243,10 +300,42 @@ impl ShellAdapter {
         // Relative program paths are judged from the directory the command
         // runs in (the one opened above), not from the adapter's.
         let cwd_path = PathBuf::from(format!("/proc/self/fd/{}", cwd.as_raw_fd()));
-        let (plan, verdict) = s
-            .policy
-            .judge(&a.command, approve, &cwd_path)
-            .map_err(|r| tool::denied(format!("{TOOL}: {r}")))?;
+        let subject = approvals::Subject {
+            command: a.command.clone(),
+            cwd: cwd_shown.clone(),
+            intent: intent.to_string(),
+        };
+        let mut approved_by = None;
+        let (plan, verdict) = match s.policy.judge(&a.command, false, &cwd_path) {
+            Ok(judged) => judged,
+            Err(policy::Refusal::NeedsApproval(program)) => {
+                match self.approvals.take_grant(&subject) {
+                    Some(grant) => {
+                        let judged = s
+                            .policy
+                            .judge(&a.command, true, &cwd_path)
+                            .map_err(|r| tool::denied(format!("{TOOL}: {r}")))?;
+                        approved_by = Some(grant);
+                        judged
+                    }
+                    None => {
+                        let id = self
+                            .approvals
+                            .request(subject.clone(), vec![program.clone()])?;
+                        self.audit(
+                            intent,
+                            json!(subject).to_string(),
+                            format!("pending: approval {id} asked for '{program}'"),
+                        )
+                        .await;
+                        return Err(tool::denied(format!(
+                            "{TOOL}: '{program}' needs the user's approval ([shell] policy = \"approval\"); approval {id} is waiting: ask the user to run `oictl approve {id}`, which shows them this exact command, then call {TOOL} again with the same command"
+                        )));
+                    }
+                }
+            }
+            Err(r) => return Err(tool::denied(format!("{TOOL}: {r}"))),
+        };
         let timeout = Duration::from_secs(
             a.timeout_secs
                 .unwrap_or(s.cfg.timeout_secs)
@@ -274,8 +363,7 @@ impl ShellAdapter {
                 let mut rw: Vec<PathBuf> = s.roots.iter().map(|r| r.path.clone()).collect();
                 rw.push(s.tmp.clone());
                 rw.push("/dev/null".into());
-                let mut ro: Vec<PathBuf> =
-                    s.cfg.read_only_paths.iter().map(PathBuf::from).collect();
+                let mut ro = s.read_only.clone();
                 // The shim is this executable: it must be runnable.
                 ro.extend(s.exe.clone().filter(|_| s.pid_namespace.is_ok()));
                 let rules = oi_sandbox::landlock::Rules {
@@ -315,11 +403,18 @@ impl ShellAdapter {
         let outcome = exec::run(spec).await.map_err(|e| {
             ServiceError::internal(format!("{TOOL}: cannot start '{}': {e}", a.command))
         })?;
-        if !verdict.approved.is_empty() {
-            info!(programs = ?verdict.approved, "ran with the user's approval");
-        }
         let mut v =
             serde_json::to_value(&outcome).map_err(|e| ServiceError::internal(e.to_string()))?;
+        if let Some((id, who)) = &approved_by {
+            info!(programs = ?verdict.approved, approval = %id, by = %who, "ran with the user's approval");
+            self.audit(
+                intent,
+                json!(subject).to_string(),
+                format!("ran: approval {id} given by {who}"),
+            )
+            .await;
+            v["approval"] = json!({"id": id, "approved_by": who});
+        }
         v["command"] = json!(a.command);
         v["cwd"] = json!(cwd_shown);
         v["sandbox"] = json!(s.describe());
@@ -340,7 +435,26 @@ impl Service for ShellAdapter {
 
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
         match req.method() {
-            TOOL => json_reply(self.execute(req.caller(), req.payload()).await?),
+            TOOL => json_reply(self.execute(req.intent(), req.payload()).await?),
+            m if m.starts_with("shell.approval") => {
+                let v = self.approvals.handle(req.caller(), m, req.payload())?;
+                if m == approvals::methods::GRANT {
+                    let asked: serde_json::Value =
+                        serde_json::from_slice(req.payload()).unwrap_or_default();
+                    let a = &v["approval"];
+                    self.audit(
+                        a["intent"].as_str().unwrap_or(""),
+                        json!({"command": a["command"], "cwd": a["cwd"]}).to_string(),
+                        format!(
+                            "granted: approval {} by {} (a one-time code typed at a terminal)",
+                            a["id"].as_str().unwrap_or(""),
+                            asked["who"].as_str().unwrap_or("the user")
+                        ),
+                    )
+                    .await;
+                }
+                json_reply(v)
+            }
             other => Err(ServiceError::bad_request(format!(
                 "the shell adapter has no tool '{other}'"
             ))),
@@ -361,10 +475,10 @@ impl Service for ShellAdapter {
 
 /// `openintentd service shell`.
 pub fn run(name: &'static str) -> i32 {
-    harness::run(name, |_client| async move {
+    harness::run(name, |client| async move {
         let config = harness::service_config()?;
         let data = harness::data_dir(name)?;
-        ShellAdapter::new(data, config.fs.roots, config.shell)
+        Ok(ShellAdapter::new(data, config.fs.roots, config.shell)?.with_bus(client))
     })
 }
 
@@ -388,10 +502,10 @@ mod tests {
 
     async fn exec(
         a: &ShellAdapter,
-        caller: &str,
+        intent: &str,
         args: serde_json::Value,
     ) -> Result<serde_json::Value, ServiceError> {
-        a.execute(caller, args.to_string().as_bytes()).await
+        a.execute(intent, args.to_string().as_bytes()).await
     }
 
     fn gone(pid: i32) -> bool {
@@ -656,20 +770,73 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_user_can_approve() {
+    async fn approval_is_a_grant_the_user_gives_for_that_exact_command_once() {
         let (_d, a) = adapter(config(|c| c.policy = "approval".into()));
-        let e = exec(&a, "agent", json!({"command": "id -u", "approve": true}))
+        // No argument approves anything, whoever calls.
+        let e = exec(&a, "i-1", json!({"command": "id -u", "approve": true}))
             .await
             .unwrap_err();
         assert!(
-            e.message.contains("needs the user's approval"),
+            e.message.contains("\"approve\" is not an argument"),
             "{}",
             e.message
         );
-        let v = exec(&a, "", json!({"command": "id -u", "approve": true}))
+        let e = exec(&a, "i-1", json!({"command": "id -u"}))
             .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Denied);
+        let id = e
+            .message
+            .split("; approval ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .to_string();
+        assert!(
+            e.message.contains(&format!("oictl approve {id}")),
+            "{}",
+            e.message
+        );
+        // An agent (any service) can neither see nor grant approvals.
+        let denied = a
+            .approvals
+            .handle(
+                "agent",
+                approvals::methods::CHALLENGE,
+                json!({"id": id}).to_string().as_bytes(),
+            )
+            .unwrap_err();
+        assert_eq!(denied.code, ErrorCode::Denied);
+        // The user's client: a code, typed back.
+        let c = a
+            .approvals
+            .handle(
+                "",
+                approvals::methods::CHALLENGE,
+                json!({"id": id}).to_string().as_bytes(),
+            )
             .unwrap();
+        assert_eq!(c["approval"]["command"], "id -u");
+        let code = c["code"].as_str().unwrap().to_string();
+        a.approvals
+            .handle(
+                "",
+                approvals::methods::GRANT,
+                json!({"id": id, "code": code, "who": "alice on /dev/pts/1"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        // Another command, or the same one for another intent, still waits.
+        assert!(exec(&a, "i-1", json!({"command": "id -g"})).await.is_err());
+        assert!(exec(&a, "i-2", json!({"command": "id -u"})).await.is_err());
+        let v = exec(&a, "i-1", json!({"command": "id -u"})).await.unwrap();
         assert_eq!(v["exit_code"], 0);
+        assert_eq!(v["approval"]["approved_by"], "alice on /dev/pts/1");
+        // Once.
+        assert!(exec(&a, "i-1", json!({"command": "id -u"})).await.is_err());
+        // The allow list still runs without any approval.
+        assert!(exec(&a, "i-1", json!({"command": "ls"})).await.is_ok());
     }
 
     /// What an escaped command tried, as the Python probe below reports it.
@@ -829,5 +996,28 @@ print(json.dumps(out))
             .await
             .unwrap();
         assert_eq!(v["stdout"], "here.txt\n", "{v}");
+    }
+
+    #[tokio::test]
+    async fn root_only_files_stay_unreadable_even_under_a_listed_etc() {
+        // As root every file is readable, so the rules themselves must
+        // leave out what other users may not read. (CI runs as root.)
+        let (_d, a) = adapter(config(|c| {
+            c.policy = "denylist".into();
+            c.read_only_paths.push("/etc".into());
+        }));
+        let v = exec(&a, "i", json!({"command": "cat /etc/shadow"}))
+            .await
+            .unwrap();
+        assert_ne!(v["exit_code"], 0, "{v}");
+        assert!(
+            v["stderr"].as_str().unwrap().contains("Permission denied"),
+            "{v}"
+        );
+        let v = exec(&a, "i", json!({"command": "head -c 5 /etc/passwd"}))
+            .await
+            .unwrap();
+        assert_eq!(v["exit_code"], 0, "{v}");
+        assert_eq!(v["stdout"], "root:", "{v}");
     }
 }

@@ -47,9 +47,7 @@ pub enum Refusal {
     Denied(String),
     #[error("'{0}' is not on the allow list ([shell] allow)")]
     NotAllowed(String),
-    #[error(
-        "'{0}' needs the user's approval ([shell] policy = \"approval\"); the user can run it with oictl tool shell_execute and \"approve\": true"
-    )]
+    #[error("'{0}' needs the user's approval ([shell] policy = \"approval\")")]
     NeedsApproval(String),
     #[error("'{0}' changes privileges and is never run")]
     Privileged(String),
