@@ -1052,23 +1052,13 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
     let behind = target
         .and_then(|t| st.conns.get(&t))
         .map_or(0, |c| c.tx.queued());
-    if behind > SERVICE_BUSY_BYTES {
-        let why = format!(
+    let busy = (behind > SERVICE_BUSY_BYTES).then(|| {
+        format!(
             "service '{destination}' is busy ({behind} bytes of requests not yet read); try again"
-        );
-        reply_error(
-            &st,
-            origin_conn,
-            origin_corr,
-            ErrorCode::Unavailable,
-            why.clone(),
-        );
-        drop(st);
-        shared.audit_end(audit, || format!("unavailable: {why}"));
-        return;
-    }
-    match target {
-        Some(target_conn) => {
+        )
+    });
+    match (target, busy) {
+        (Some(target_conn), None) => {
             st.next_corr += 1;
             let g = st.next_corr;
             st.pending.insert(
@@ -1086,8 +1076,10 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
             st.in_flight.add(origin_conn);
             forward(&st, target_conn, frame, g);
         }
-        None if wait
-            && (entry.is_some() || st.wanted.as_ref().is_none_or(|w| w.contains(&destination))) =>
+        (None, None)
+            if wait
+                && (entry.is_some()
+                    || st.wanted.as_ref().is_none_or(|w| w.contains(&destination))) =>
         {
             st.in_flight.add(origin_conn);
             st.waiting.entry(destination).or_default().push(Waiting {
@@ -1096,17 +1088,19 @@ fn route_request(shared: &Arc<Shared>, origin_conn: u64, frame: Frame, deadline:
                 deadline,
             });
         }
-        None => {
-            let why = if st.registry.get(&destination).is_some() {
-                "is starting and not ready yet"
-            } else if st.expected.contains_key(&destination) {
-                "is restarting"
-            } else if wait {
-                "is not running, and nothing is starting it"
-            } else {
-                "is not running"
-            };
-            let why = format!("service '{destination}' {why}");
+        (_, busy) => {
+            let why = busy.unwrap_or_else(|| {
+                let why = if st.registry.get(&destination).is_some() {
+                    "is starting and not ready yet"
+                } else if st.expected.contains_key(&destination) {
+                    "is restarting"
+                } else if wait {
+                    "is not running, and nothing is starting it"
+                } else {
+                    "is not running"
+                };
+                format!("service '{destination}' {why}")
+            });
             reply_error(
                 &st,
                 origin_conn,

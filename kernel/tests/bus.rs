@@ -887,6 +887,15 @@ async fn what_a_service_starts_is_never_the_user() {
     .unwrap();
 }
 
+/// Polls `cond` every 5 ms until it holds, or panics naming `what`.
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn limited(l: oi_kernel::limits::Limits) -> impl FnOnce(&mut BrokerConfig) {
     move |c| c.limits = l
 }
@@ -905,11 +914,12 @@ async fn connections_over_the_limits_are_refused_with_the_reason() {
         for _ in 0..4 {
             idle.push(UnixStream::connect(&f.socket).await.unwrap());
         }
-        let t0 = Instant::now();
-        while f.broker.open_sockets() < 4 {
-            assert!(t0.elapsed() < Duration::from_secs(2));
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(
+            "f.broker.open_sockets() >= 4",
+            Duration::from_secs(2),
+            || f.broker.open_sockets() >= 4,
+        )
+        .await;
         let mut fifth = UnixStream::connect(&f.socket).await.unwrap();
         let answer = read_frame(&mut fifth, DEFAULT_MAX_FRAME_BYTES)
             .await
@@ -962,11 +972,12 @@ async fn clients_fill_only_their_share_and_a_service_still_connects() {
         for _ in 0..6 {
             idle.push(UnixStream::connect(&f.socket).await.unwrap());
         }
-        let t0 = Instant::now();
-        while f.broker.open_sockets() < 6 {
-            assert!(t0.elapsed() < Duration::from_secs(2));
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(
+            "f.broker.open_sockets() >= 6",
+            Duration::from_secs(2),
+            || f.broker.open_sockets() >= 6,
+        )
+        .await;
         let mut seventh = UnixStream::connect(&f.socket).await.unwrap();
         let answer = read_frame(&mut seventh, DEFAULT_MAX_FRAME_BYTES)
             .await

@@ -36,29 +36,6 @@ fn start(on: &[&str], fakes: &[(&str, String)], extra: &str) -> Daemon {
     d
 }
 
-fn calls(list: &[(&str, &str, Value)]) -> Reply {
-    let owned: Vec<(String, String, String)> = list
-        .iter()
-        .map(|(id, name, args)| (id.to_string(), name.to_string(), args.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str, &str)> = owned
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    openai::tool_calls(None, &refs)
-}
-
-/// The tool messages (role "tool") of a recorded request, in order.
-fn tool_messages(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 fn ask_json(d: &Daemon, text: &str) -> (Value, std::process::Output) {
     let o = d.oictl(&["ask", "--json", text]);
     let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oi_ipc_schema::frame::Frame;
 use oi_ipc_schema::{Hello, PROTOCOL_VERSION};
-use oi_llm_router::fake::{FakeProvider, Reply, openai};
+use oi_llm_router::fake::{FakeProvider, openai};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -61,42 +61,6 @@ fn bus_client() -> String {
          \x20   pid = int(m.group(1))\n",
         at = at[0]
     )
-}
-
-fn calls(list: &[(&str, &str, Value)]) -> Reply {
-    let owned: Vec<(String, String, String)> = list
-        .iter()
-        .map(|(id, name, args)| (id.to_string(), name.to_string(), args.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str, &str)> = owned
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    openai::tool_calls(None, &refs)
-}
-
-fn tool_messages(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-fn vault_audit(d: &Daemon) -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join('|'.join(map(str,r)) for r in c.execute('SELECT caller, action, secret, outcome FROM audit ORDER BY id')))"])
-        .arg(d.path("data/vault/vault.db"))
-        .output()
-        .expect("python3 is needed to read the vault's audit (bash .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -172,7 +136,10 @@ fn a_command_the_model_runs_cannot_act_as_the_user_on_the_bus() {
     }
     // The vault served nobody the token: its audit has the user's set and
     // nothing else for it (the router's look-ups of provider keys aside).
-    let audit = vault_audit(&d);
+    let audit = sqlite_rows(
+        &d.path("data/vault/vault.db"),
+        "SELECT caller, action, secret, outcome FROM audit ORDER BY id",
+    );
     let token_rows: Vec<&str> = audit
         .lines()
         .filter(|l| l.contains("github-token"))

@@ -373,3 +373,43 @@ pub fn model(alias: &str, kind: &str, base_url: &str, key: &str) -> String {
         "[models.{alias}]\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodel = \"m-{alias}\"\n{key}\ncontext_window = 32000\nmax_tokens = 200\n\n"
     )
 }
+
+/// Tool calls a scripted model answers with, as (id, tool, arguments).
+pub fn calls(list: &[(&str, &str, Value)]) -> oi_llm_router::fake::Reply {
+    let owned: Vec<(String, String, String)> = list
+        .iter()
+        .map(|(id, name, args)| (id.to_string(), name.to_string(), args.to_string()))
+        .collect();
+    let refs: Vec<(&str, &str, &str)> = owned
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    oi_llm_router::fake::openai::tool_calls(None, &refs)
+}
+
+/// The tool messages (role "tool") of a recorded request, in order.
+pub fn tool_messages(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Rows of an SQLite query, `|`-separated, one per line (python3's sqlite3).
+pub fn sqlite_rows(db: &std::path::Path, sql: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join('|'.join(map(str,r)) for r in c.execute(sys.argv[2])))"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -20,21 +20,6 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-fn sqlite_rows(db: &std::path::Path, sql: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join('|'.join(map(str,r)) for r in c.execute(sys.argv[2])))"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn oictl_vault_commands_key_source_and_no_secret_leaks() {
     // No D-Bus session: the keyring cannot answer, so the key file is used.

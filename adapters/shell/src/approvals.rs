@@ -101,6 +101,18 @@ impl Approvals {
         });
     }
 
+    /// The approval `id`, still waiting for the user.
+    fn waiting<'m>(
+        map: &'m mut HashMap<String, Pending>,
+        id: &str,
+        now: Instant,
+    ) -> Result<&'m mut Pending, ApprovalError> {
+        Self::expire(map, now);
+        map.get_mut(id)
+            .filter(|p| p.granted.is_none())
+            .ok_or_else(|| ApprovalError::Unknown(id.to_string()))
+    }
+
     fn random(&self, bytes: &mut [u8]) -> Result<(), ApprovalError> {
         self.rng.fill(bytes).map_err(|_| ApprovalError::Random)
     }
@@ -162,11 +174,7 @@ impl Approvals {
         self.random(&mut b)?;
         let code = format!("{:06}", u32::from_le_bytes(b) % 1_000_000);
         let mut map = self.lock();
-        Self::expire(&mut map, now);
-        let p = map
-            .get_mut(id)
-            .filter(|p| p.granted.is_none())
-            .ok_or_else(|| ApprovalError::Unknown(id.to_string()))?;
+        let p = Self::waiting(&mut map, id, now)?;
         p.code = Some((code.clone(), now + CODE_FOR));
         Ok((Self::view(id, p, now), code))
     }
@@ -176,11 +184,7 @@ impl Approvals {
     pub fn grant(&self, id: &str, code: &str, who: &str) -> Result<View, ApprovalError> {
         let now = Instant::now();
         let mut map = self.lock();
-        Self::expire(&mut map, now);
-        let p = map
-            .get_mut(id)
-            .filter(|p| p.granted.is_none())
-            .ok_or_else(|| ApprovalError::Unknown(id.to_string()))?;
+        let p = Self::waiting(&mut map, id, now)?;
         let Some((expected, until)) = p.code.take() else {
             return Err(ApprovalError::NoCode(id.to_string()));
         };
