@@ -1,0 +1,150 @@
+//! Requests to the kernel itself: the registry, the audit log, and the
+//! supervisor's control plane.
+
+use super::*;
+
+pub(super) fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Frame) {
+    let Ok(req) = frame.access::<Request>() else {
+        return;
+    };
+    let corr = frame.corr();
+    let method = req.method.as_str().to_string();
+    let conn = caller.conn_id;
+    // Sends a reply frame; false once the caller's connection is gone.
+    let send = {
+        let shared = shared.clone();
+        move |f: Option<Frame>| -> bool {
+            let st = shared.lock();
+            match (st.conns.get(&conn), f) {
+                (Some(c), Some(f)) => c.tx.send(&f).is_ok(),
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+        }
+    };
+    let builtin = match method.as_str() {
+        methods::REGISTRY_SERVICES => Some(oi_ipc_schema::encode_payload(
+            &shared.lock().registry.snapshot(Instant::now()),
+        )),
+        methods::REGISTRY_TOOLS => Some(oi_ipc_schema::encode_payload(
+            &shared.lock().registry.tools(),
+        )),
+        _ => None,
+    };
+    if let Some(res) = builtin {
+        let _ = send(match res {
+            Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
+            Err(e) => error_frame(corr, ErrorCode::Internal, e.to_string()),
+        });
+        return;
+    }
+    if let Some(log) = shared.audit.get()
+        && method.starts_with("audit.")
+    {
+        let log = log.clone();
+        let service = caller.service.clone();
+        let payload = req.payload.as_slice().to_vec();
+        tokio::spawn(async move {
+            let frame = match audit_method(&log, service, &method, &payload).await {
+                Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
+                Err((code, message)) => error_frame(corr, code, message),
+            };
+            send(frame);
+        });
+        return;
+    }
+    let handler = shared
+        .handler
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(handler) = handler else {
+        let _ = send(error_frame(
+            corr,
+            ErrorCode::BadRequest,
+            format!("the kernel has no method '{method}'"),
+        ));
+        return;
+    };
+    let fut = handler.handle(caller.clone(), method, req.payload.as_slice().to_vec());
+    tokio::spawn(async move {
+        match fut.await {
+            Ok(KernelReply::Once(payload)) => {
+                let _ = send(Frame::new(corr, &oi_ipc_schema::Response { payload }).ok());
+            }
+            Ok(KernelReply::Stream(mut rx)) => {
+                let mut seq = 0u32;
+                while let Some(payload) = rx.recv().await {
+                    if !send(Frame::new(corr, &StreamChunk { seq, payload }).ok()) {
+                        return;
+                    }
+                    seq = seq.wrapping_add(1);
+                }
+                send(
+                    Frame::new(
+                        corr,
+                        &StreamEnd {
+                            payload: Vec::new(),
+                        },
+                    )
+                    .ok(),
+                );
+            }
+            Err((code, message)) => {
+                let _ = send(error_frame(corr, code, message));
+            }
+        }
+    });
+}
+
+/// `audit.append` (services only), `audit.list` and `audit.verify`.
+pub(super) async fn audit_method(
+    log: &AuditLog,
+    service: Option<String>,
+    method: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, (ErrorCode, String)> {
+    use oi_ipc_schema::control::audit::{AuditQuery, AuditRecord, methods as audit_methods};
+    let bad = |e: oi_ipc_schema::FrameError| (ErrorCode::BadRequest, format!("{method}: {e}"));
+    let failed = |e: audit::AuditError| (ErrorCode::Internal, e.to_string());
+    let encoded = |r: Result<Vec<u8>, oi_ipc_schema::FrameError>| {
+        r.map_err(|e| (ErrorCode::Internal, e.to_string()))
+    };
+    match method {
+        audit_methods::APPEND => {
+            let Some(service) = service else {
+                return Err((
+                    ErrorCode::Denied,
+                    "audit.append: only services append to the audit log".into(),
+                ));
+            };
+            let r: AuditRecord =
+                oi_ipc_schema::decode_payload(payload, Kind::Request, 0).map_err(bad)?;
+            log.record(audit::Entry {
+                ts_ms: audit::now_ms(),
+                intent: r.intent,
+                service: service.clone(),
+                caller: service,
+                action: r.action,
+                arguments: r.arguments,
+                outcome: r.outcome,
+                duration_ms: r.duration_ms,
+            });
+            Ok(Vec::new())
+        }
+        audit_methods::LIST => {
+            let q: AuditQuery =
+                oi_ipc_schema::decode_payload(payload, Kind::Request, 0).map_err(bad)?;
+            encoded(oi_ipc_schema::encode_payload(
+                &log.list(q).await.map_err(failed)?,
+            ))
+        }
+        audit_methods::VERIFY => encoded(oi_ipc_schema::encode_payload(
+            &log.verify().await.map_err(failed)?,
+        )),
+        other => Err((
+            ErrorCode::BadRequest,
+            format!("the kernel has no method '{other}'"),
+        )),
+    }
+}
