@@ -14,10 +14,10 @@
 //! the broker appends it to the audit log, if one is set.
 //!
 //! Here: the settings, the shared state and the handle. Beside it: each
-//! connection ([`connection`]: `Hello`, the read loop, its end), routing
-//! ([`routing`]), the methods the kernel answers itself
-//! ([`kernel_methods`]), the broker's tasks ([`loops`]) and the socket
-//! file ([`socket`]).
+//! connection (`connection.rs`: `Hello`, the read loop, its end), routing
+//! (`routing.rs`), the methods the kernel answers itself
+//! (`kernel_methods.rs`), the broker's tasks (`loops.rs`) and the socket
+//! file (`socket.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::io;

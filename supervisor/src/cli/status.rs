@@ -1,0 +1,116 @@
+//! `oictl status`: the supervisor's report, as a table or JSON.
+
+use super::*;
+
+/// The supervisor's status report.
+pub(super) async fn supervisor_status(client: &BusClient) -> anyhow::Result<StatusReport> {
+    let opts = CallOptions::deadline(Duration::from_secs(10));
+    let bytes = client
+        .request(KERNEL_DESTINATION, methods::STATUS, b"", opts)
+        .await?;
+    Ok(decode_payload(&bytes, Kind::Response, 0)?)
+}
+
+/// The `--json` shape of `oictl status`.
+pub fn status_json(r: &StatusReport) -> serde_json::Value {
+    serde_json::json!({
+        "supervisor": {
+            "pid": r.supervisor_pid,
+            "uptime_s": r.uptime_ms / 1000,
+            "config": r.config_path,
+            "config_generation": r.config_generation,
+            "config_error": r.config_error,
+        },
+        "services": r.services.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "state": s.state.as_str(),
+            "pid": s.pid,
+            "uptime_s": s.uptime_ms.map(|ms| ms / 1000),
+            "restarts": s.restarts_window,
+            "restarts_total": s.restarts_total,
+            "last_exit": s.last_exit,
+            "heartbeat_age_ms": s.heartbeat_age_ms,
+            "rss_kb": s.rss_kb,
+            "backoff_remaining_ms": s.backoff_remaining_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+pub fn status_table(r: &StatusReport) -> String {
+    let mut rows = vec![[
+        "SERVICE".to_string(),
+        "STATE".into(),
+        "PID".into(),
+        "UPTIME".into(),
+        "RESTARTS".into(),
+        "LAST EXIT".into(),
+        "HEARTBEAT".into(),
+        "RSS".into(),
+    ]];
+    for s in &r.services {
+        let state = match s.backoff_remaining_ms {
+            Some(ms) => format!(
+                "{} ({}.{}s)",
+                s.state.as_str(),
+                ms / 1000,
+                (ms % 1000) / 100
+            ),
+            None => s.state.as_str().to_string(),
+        };
+        rows.push([
+            s.name.clone(),
+            state,
+            s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s.uptime_ms
+                .map(human_duration)
+                .unwrap_or_else(|| "-".into()),
+            format!("{}/{}", s.restarts_window, s.restarts_total),
+            s.last_exit.clone().unwrap_or_else(|| "-".into()),
+            s.heartbeat_age_ms
+                .map(|ms| format!("{ms}ms"))
+                .unwrap_or_else(|| "-".into()),
+            s.rss_kb
+                .map(|kb| format!("{:.1} MB", kb as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "openintentd pid {} up {} · config {} (generation {})\n",
+        r.supervisor_pid,
+        human_duration(r.uptime_ms),
+        r.config_path,
+        r.config_generation
+    );
+    if let Some(e) = &r.config_error {
+        out.push_str(&format!(
+            "config reload failed, still running the previous config: {e}\n"
+        ));
+    }
+    if r.services.is_empty() {
+        out.push_str("no services configured\n");
+        return out;
+    }
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
