@@ -211,6 +211,14 @@ enum ModelsCmd {
 }
 
 pub fn main() -> ExitCode {
+    // A closed stdout (`oictl status | head -1`) ends oictl quietly, as it
+    // ends `ls`, instead of a panic on the failed print.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -229,6 +237,52 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One word that is not a command is a typo, not an intent: sent to the
+/// model it would cost tokens and, with tools, could act. Several words,
+/// or `oictl ask`, are an intent.
+fn not_an_intent(words: &[String]) -> Option<String> {
+    let [word] = words else {
+        return None;
+    };
+    if word.contains(char::is_whitespace) {
+        return None;
+    }
+    use clap::CommandFactory;
+    let commands: Vec<String> = Args::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let near = commands
+        .iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2 && *d < c.len())
+        .min();
+    Some(match near {
+        Some((_, c)) => format!(
+            "'{word}' is not a command; did you mean `oictl {c}`? (to ask the agent, write more than one word, or `oictl ask {word}`)"
+        ),
+        None => format!(
+            "'{word}' is not a command (`oictl --help` lists them); to ask the agent, write more than one word, or `oictl ask {word}`"
+        ),
+    })
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -353,6 +407,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             crate::cli_agent::ask(&connect().await?, req, out, Duration::from_secs(timeout)).await
         }
         Cmd::Intent(words) => {
+            if let Some(why) = not_an_intent(&words) {
+                bail!("{why}");
+            }
             let req = IntentRequest {
                 chat: crate::cli_models::CLI_CHAT.into(),
                 text: words.join(" "),

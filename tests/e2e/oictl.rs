@@ -307,3 +307,67 @@ fn doctor_reports_a_broken_config_with_its_location() {
     );
     assert!(out.contains("ok      service alpha: READY"), "{out}");
 }
+
+#[test]
+fn a_single_unknown_word_is_a_typo_not_an_intent() {
+    let d = Daemon::start(&config(""));
+    for (typo, suggestion) in [
+        ("staus", "oictl status"),
+        ("stats", "oictl status"),
+        ("rm", ""),
+    ] {
+        let o = d.oictl(&[typo]);
+        assert_eq!(o.status.code(), Some(1), "{typo}");
+        let text = out(&o);
+        assert!(
+            text.contains(&format!("'{typo}' is not a command")),
+            "{text}"
+        );
+        if !suggestion.is_empty() {
+            assert!(
+                text.contains(&format!("did you mean `{suggestion}`")),
+                "{text}"
+            );
+        }
+        assert!(text.contains(&format!("`oictl ask {typo}`")), "{text}");
+    }
+    // Nothing was sent to the agent: it is not even running here, and the
+    // audit log has no intent.
+    let audit = String::from_utf8_lossy(&d.oictl(&["audit", "--json"]).stdout).into_owned();
+    assert_eq!(audit.trim(), "[]", "{audit}");
+}
+
+#[test]
+fn a_closed_stdout_ends_oictl_quietly() {
+    let d = Daemon::start(&config(&chaos("alpha", "core", "")));
+    d.ready_pid("alpha");
+    for args in [
+        &["status"][..],
+        &["audit", "-n", "200"][..],
+        &["--help"][..],
+    ] {
+        let mut child = Command::new(OICTL)
+            .arg("--home")
+            .arg(d.home.path())
+            .arg("--no-autostart")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before oictl writes, as `| head -0` would.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            o.status.success() || o.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            o.status
+        );
+    }
+}
