@@ -57,12 +57,53 @@ pub async fn tool(
             Ok(ExitCode::SUCCESS)
         }
         Err(ToolCallError::Bus(e)) => {
-            eprintln!("oictl: {name} failed: {e}");
+            eprintln!("oictl: {}", failure(name, &e));
             Ok(ExitCode::from(1))
         }
         Err(e) => {
             eprintln!("oictl: {e}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// A tool's failure in one line, its name said once: the adapters already
+/// start their messages with the tool's name.
+fn failure(name: &str, e: &oi_kernel::client::BusError) -> String {
+    match e {
+        oi_kernel::client::BusError::Remote { code, message } => {
+            let message = message
+                .strip_prefix(&format!("{name}: "))
+                .unwrap_or(message);
+            format!("{name} failed ({code}): {message}")
+        }
+        other => format!("{name} failed: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oi_ipc_schema::ErrorCode;
+    use oi_kernel::client::BusError;
+
+    #[test]
+    fn a_failure_names_the_tool_and_its_class_once() {
+        let e = BusError::Remote {
+            code: ErrorCode::BadRequest,
+            message: "fs_list_dir: 'nope' does not exist".into(),
+        };
+        assert_eq!(
+            failure("fs_list_dir", &e),
+            "fs_list_dir failed (bad_request): 'nope' does not exist"
+        );
+        let e = BusError::Remote {
+            code: ErrorCode::Denied,
+            message: "a refusal without the name".into(),
+        };
+        assert_eq!(
+            failure("shell_execute", &e),
+            "shell_execute failed (denied): a refusal without the name"
+        );
     }
 }
