@@ -121,7 +121,9 @@ fn filesystem_tools_stay_inside_the_workspace() {
     assert!(!d.path("evil.txt").exists());
     let e = tool(&d, "fs_read_file", json!({"path": 7})).unwrap_err();
     assert!(
-        e.contains("fs_read_file failed (bad_request): invalid arguments: invalid type: integer `7`"),
+        e.contains(
+            "fs_read_file failed (bad_request): invalid arguments: invalid type: integer `7`"
+        ),
         "{e}"
     );
 }

@@ -411,6 +411,10 @@ fn an_adapter_killed_mid_call_is_a_tool_error_and_ctrl_c_cancels_an_intent() {
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     let err = j["tool_calls"][0]["error"].as_str().unwrap();
     assert!(err.contains("exited while handling the request"), "{err}");
+    assert!(
+        err.contains("The supervisor is restarting the service"),
+        "{err}"
+    );
     assert_eq!(j["tool_calls"][1]["error"], Value::Null);
     assert!(tool_messages(&fake.requests()[2].body)[1].contains("back again"));
     let restarted = d.new_ready_pid("shell", shell);

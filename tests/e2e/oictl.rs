@@ -236,6 +236,14 @@ fn rendered_units_verify_and_parse() {
         "{unit}"
     );
     assert!(text.contains("$ systemctl --user enable --now openintentd.service"));
+    // The comments read as prose once rendered: no path where a placeholder
+    // stood ("which replaces /usr/bin/openintentd with the real binary").
+    let comments: String = unit.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(!comments.contains(&exe.display().to_string()), "{comments}");
+    assert!(
+        comments.contains("filled in the binary's path"),
+        "{comments}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("openintentd.service");
     std::fs::write(&file, &unit).unwrap();

@@ -130,9 +130,16 @@ impl Tools for BusTools {
             }
             Err(ToolCallError::Bus(BusError::Remote { code, message })) => Err(match code {
                 ErrorCode::Timeout => timeout_message(name, timeout),
-                ErrorCode::Unavailable => format!(
-                    "{name} could not finish: {message}. The service is restarted automatically; the call may be retried."
-                ),
+                // Only where the supervisor is bringing the service back.
+                ErrorCode::Unavailable
+                    if message.contains("exited while handling the request")
+                        || message.contains("is restarting") =>
+                {
+                    format!(
+                        "{name} could not finish: {message}. The supervisor is restarting the service; the call may be retried."
+                    )
+                }
+                ErrorCode::Unavailable => format!("{name} could not finish: {message}."),
                 _ => message,
             }),
             Err(e) => Err(e.to_string()),
