@@ -379,3 +379,32 @@ fn a_closed_stdout_ends_oictl_quietly() {
         );
     }
 }
+
+#[test]
+fn autostart_with_a_bad_config_says_why_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[bus]\nheartbeat_interval_ms = \"fast\"\n",
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new(OICTL)
+        .arg("--home")
+        .arg(home.path())
+        .args(["status"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("openintentd exited at once (exit status: 78)"),
+        "{err}"
+    );
+    assert!(err.contains("config.toml:2:"), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "{:?}: {err}",
+        t0.elapsed()
+    );
+}

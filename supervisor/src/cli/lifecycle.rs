@@ -41,13 +41,36 @@ pub(super) async fn connect(
         Err(e @ BusError::NoDaemon { .. }) => bail!("{e} (autostart is off)"),
         Err(e) => return Err(e.into()),
     }
-    let pid = start_daemon(paths, home)?;
-    eprintln!("oictl: openintentd was not running; started it in the background (pid {pid})");
+    let (mut child, log_from) = start_daemon(paths, home)?;
+    eprintln!(
+        "oictl: openintentd was not running; started it in the background (pid {})",
+        child.id()
+    );
     let t0 = Instant::now();
     loop {
         match BusClient::connect(&socket, None, DEFAULT_MAX_FRAME_BYTES).await {
             Ok((c, _)) => return Ok(c),
             Err(BusError::NoDaemon { .. }) if t0.elapsed() < Duration::from_secs(10) => {
+                // A daemon that gave up (a bad config: exit 78) says why at
+                // once, instead of a socket that never opens.
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = paths.runtime_dir.join("openintentd.log");
+                    let said = std::fs::read(&log)
+                        .map(|b| String::from_utf8_lossy(&b[log_from.min(b.len())..]).into_owned())
+                        .unwrap_or_default();
+                    let last = said
+                        .lines()
+                        .rev()
+                        .find(|l| l.starts_with("openintentd: "))
+                        .or_else(|| said.lines().last())
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    bail!(
+                        "openintentd exited at once ({status}): {last}\n(its log: {})",
+                        log.display()
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => {
@@ -70,8 +93,12 @@ pub(super) fn openintentd_exe() -> PathBuf {
 }
 
 /// Starts openintentd detached from this terminal (its own session), with
-/// its output in `<runtime>/openintentd.log`.
-pub(super) fn start_daemon(paths: &Paths, home: Option<&Path>) -> anyhow::Result<u32> {
+/// its output in `<runtime>/openintentd.log`; returns it and where in the
+/// log its output starts.
+pub(super) fn start_daemon(
+    paths: &Paths,
+    home: Option<&Path>,
+) -> anyhow::Result<(std::process::Child, usize)> {
     use std::os::unix::process::CommandExt;
     paths.prepare()?;
     let log_path = paths.runtime_dir.join("openintentd.log");
@@ -80,6 +107,7 @@ pub(super) fn start_daemon(paths: &Paths, home: Option<&Path>) -> anyhow::Result
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
+    let log_from = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
     let mut cmd = std::process::Command::new(openintentd_exe());
     if let Some(h) = home {
         cmd.arg("--home").arg(h);
@@ -95,7 +123,7 @@ pub(super) fn start_daemon(paths: &Paths, home: Option<&Path>) -> anyhow::Result
         });
     }
     let child = cmd.spawn().context("starting openintentd")?;
-    Ok(child.id())
+    Ok((child, log_from))
 }
 
 pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Result<ExitCode> {
