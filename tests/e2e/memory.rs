@@ -494,3 +494,33 @@ fn memory_answers_at_once_on_a_big_database_and_indexes_in_the_background() {
         "built once, then loaded"
     );
 }
+
+#[test]
+fn a_provider_that_cannot_work_is_asked_ever_less_often() {
+    // The shipped embeddings (OpenAI) with no key: the router can only say
+    // so. The backfill used to ask every 2 s, forever (an audit row and
+    // log lines each time); now its pauses double up to 5 minutes.
+    let cfg = config_enabling(
+        &["memory", "llm-router"],
+        "",
+        "[embeddings]\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\nmodel = \"text-embedding-3-small\"\napi_key_env = \"OI_E2E_NO_SUCH_KEY\"\n",
+    );
+    let d = Daemon::start(&cfg);
+    d.ready_pid("memory");
+    d.ready_pid("llm-router");
+    assert!(
+        d.oictl(&["memory", "save", "a fact the provider never embeds"])
+            .status
+            .success()
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let rows =
+        String::from_utf8_lossy(&d.oictl(&["audit", "--json", "-n", "500"]).stdout).into_owned();
+    let asked = rows.matches("provider:embeddings").count();
+    // Every 2 s would be 10 or more; doubling from 2 s is 0, 2, 6, 14 s,
+    // plus the save's own request.
+    assert!(
+        (2..=6).contains(&asked),
+        "{asked} embedding requests in 20 s: {rows}"
+    );
+}

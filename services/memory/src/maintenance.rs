@@ -14,8 +14,30 @@ use crate::{Settings, blocking};
 
 /// Facts embedded per backfill request.
 pub const BACKFILL_BATCH: usize = 64;
-/// Pause of the backfill when there is nothing to do or the provider failed.
+/// Pause of the backfill when there is nothing to do, and after a first
+/// failure of the provider.
 pub const BACKFILL_IDLE: Duration = Duration::from_secs(2);
+/// Longest pause after failures in a row (each doubles it): a provider
+/// that cannot work (no key) is asked a few times an hour, not every 2 s.
+pub const BACKFILL_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The pause after `failures` failures in a row.
+pub fn backfill_backoff(failures: u32) -> Duration {
+    BACKFILL_IDLE
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(BACKFILL_MAX_BACKOFF)
+}
+
+/// Waits `pause`, cut short when the provider's configuration changes
+/// (a key set, a model changed).
+async fn wait_or_reconfigured(provider: &ProviderEmbeddings, pause: Duration) {
+    let generation = provider.generation();
+    let until = Instant::now() + pause;
+    while Instant::now() < until && provider.generation() == generation {
+        tokio::time::sleep(BACKFILL_IDLE.min(until.saturating_duration_since(Instant::now())))
+            .await;
+    }
+}
 
 /// How often the indexer looks for a vector index that is due.
 pub const INDEX_CHECK: Duration = Duration::from_millis(500);
@@ -79,7 +101,14 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
     let mut confirmed: Option<u64> = None;
     // Where the current pass is: ids up to here have been asked for.
     let mut cursor: i64 = 0;
+    // The provider's failures in a row, for the backoff.
+    let mut failures: u32 = 0;
+    let mut last_generation = provider.generation();
     loop {
+        if provider.generation() != last_generation {
+            last_generation = provider.generation();
+            failures = 0;
+        }
         if !provider.enabled() {
             tokio::time::sleep(BACKFILL_IDLE).await;
             continue;
@@ -119,6 +148,7 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
                     }
                 }
                 Ok(_) => {
+                    failures = 0;
                     confirmed = Some(generation);
                     match blocking(&store, |s| s.drop_other_spaces()).await {
                         Ok(0) => {}
@@ -126,13 +156,17 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
                         Err(e) => warn!("backfill: {e}"),
                     }
                 }
-                Err(_) => tokio::time::sleep(BACKFILL_IDLE).await,
+                Err(_) => {
+                    failures += 1;
+                    wait_or_reconfigured(&provider, backfill_backoff(failures)).await;
+                }
             }
             continue;
         }
         let (ids, texts): (Vec<i64>, Vec<String>) = missing.into_iter().unzip();
         match provider.embed(texts).await {
             Ok(r) => {
+                failures = 0;
                 cursor = ids.last().copied().unwrap_or(cursor);
                 let rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(r.vectors).collect();
                 let space = r.space;
@@ -144,7 +178,22 @@ pub async fn backfill(store: Arc<Store>, provider: Arc<ProviderEmbeddings>) {
                     }
                 }
             }
-            Err(_) => tokio::time::sleep(BACKFILL_IDLE).await,
+            Err(_) => {
+                failures += 1;
+                wait_or_reconfigured(&provider, backfill_backoff(failures)).await;
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_doubling_to_a_cap() {
+        let secs: Vec<u64> = (1..=10).map(|n| backfill_backoff(n).as_secs()).collect();
+        assert_eq!(secs, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backfill_backoff(u32::MAX), BACKFILL_MAX_BACKOFF);
     }
 }
