@@ -529,11 +529,16 @@ fn intent_router_patterns_answer_without_any_model_request() {
     );
     let (j, _) = ask_json(&d, "remember that the spare key is under the mat");
     assert_eq!(j["tool_calls"][0]["name"], "memory_save");
+    // Sentences, not raw JSON or scores.
+    let answer = j["answer"].as_str().unwrap();
+    assert!(answer.starts_with("Remembered (fact "), "{j}");
     let (j, _) = ask_json(&d, "recall spare key");
+    let answer = j["answer"].as_str().unwrap();
     assert!(
-        j["answer"].as_str().unwrap().contains("under the mat"),
+        answer.starts_with("From memory:\n- ") && answer.contains("under the mat"),
         "{j}"
     );
+    assert!(!answer.contains("score") && !answer.contains('{'), "{j}");
     assert_eq!(fake.request_count(), 0, "the model was asked");
 
     // A file that is not there: a clear error, non-zero exit.

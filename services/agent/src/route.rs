@@ -188,6 +188,37 @@ pub fn render(tool: &str, text: &str) -> String {
             }
             out
         }
+        "memory_save" => match v["id"].as_i64() {
+            Some(id) => format!("Remembered (fact {id})."),
+            None => text.to_string(),
+        },
+        "memory_search" | "memory_list" => {
+            let key = if tool == "memory_search" {
+                "results"
+            } else {
+                "memories"
+            };
+            let items: Vec<&str> = v[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["text"].as_str())
+                .collect();
+            if items.is_empty() {
+                return if tool == "memory_search" {
+                    "Nothing in memory matches.".into()
+                } else {
+                    "Nothing is saved in memory yet.".into()
+                };
+            }
+            let head = if tool == "memory_search" {
+                "From memory:"
+            } else {
+                "Saved in memory:"
+            };
+            let lines: Vec<String> = items.iter().map(|t| format!("- {t}")).collect();
+            format!("{head}\n{}", lines.join("\n"))
+        }
         "web_search" => {
             let mut out = String::new();
             for (i, r) in v["results"].as_array().into_iter().flatten().enumerate() {
@@ -234,6 +265,25 @@ mod tests {
             ),
             "1. T\n   https://u"
         );
-        assert_eq!(render("memory_save", r#"{"id":3}"#), "{\n  \"id\": 3\n}");
+        // Memory answers in sentences, never raw JSON or scores.
+        assert_eq!(render("memory_save", r#"{"id":3}"#), "Remembered (fact 3).");
+        assert_eq!(
+            render(
+                "memory_search",
+                r#"{"results":[{"id":1,"text":"The user likes dark roast","score":0.03}],"via":"local"}"#
+            ),
+            "From memory:\n- The user likes dark roast"
+        );
+        assert_eq!(
+            render("memory_search", r#"{"results":[],"via":"local"}"#),
+            "Nothing in memory matches."
+        );
+        assert_eq!(
+            render(
+                "memory_list",
+                r#"{"memories":[{"id":1,"text":"a"},{"id":2,"text":"b"}]}"#
+            ),
+            "Saved in memory:\n- a\n- b"
+        );
     }
 }
