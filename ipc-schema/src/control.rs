@@ -21,6 +21,8 @@ pub mod methods {
     pub const START: &str = "supervisor.start";
     /// [`super::LogsRequest`] -> [`super::LogLines`] (streamed when `follow`)
     pub const LOGS: &str = "supervisor.logs";
+    /// empty -> empty: stops every service in order, then openintentd.
+    pub const SHUTDOWN: &str = "supervisor.shutdown";
 }
 
 /// One connected service as the broker's registry sees it.

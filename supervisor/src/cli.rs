@@ -105,7 +105,9 @@ enum Cmd {
     Stop { service: String },
     /// Start a stopped or failed service.
     Start { service: String },
-    /// Show a service's captured output.
+    /// Stop every service in order, then openintentd itself.
+    Shutdown,
+    /// Show a service's captured output (`openintentd` for the daemon's own log).
     Logs {
         service: String,
         /// Keep printing new lines as they arrive.
@@ -239,6 +241,43 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `oictl logs openintentd`: the daemon's own log, when oictl started it in
+/// the background (`<runtime>/openintentd.log`); under systemd or launchd
+/// it goes to their logs, which this says.
+async fn daemon_log(paths: &Paths, lines: u32, follow: bool) -> anyhow::Result<ExitCode> {
+    let file = paths.runtime_dir.join("openintentd.log");
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        bail!(
+            "{} does not exist: openintentd was not started by oictl, so its log is its standard error (under systemd: `journalctl -u openintentd`, or `journalctl --user-unit openintentd` for a user unit; under launchd: the file its plist names as StandardErrorPath)",
+            file.display()
+        );
+    };
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = std::io::stdout().lock();
+    for l in &all[all.len().saturating_sub(lines as usize)..] {
+        writeln!(out, "{l}")?;
+    }
+    drop(out);
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut seen = text.len() as u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        if (bytes.len() as u64) < seen {
+            seen = 0;
+        }
+        let new = &bytes[seen as usize..];
+        if !new.is_empty() {
+            std::io::stdout().lock().write_all(new)?;
+            seen = bytes.len() as u64;
+        }
+    }
+}
+
 /// One word that is not a command is a typo, not an intent: sent to the
 /// model it would cost tokens and, with tools, could act. Several words,
 /// or `oictl ask`, are an intent.
@@ -316,9 +355,51 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Stop { service } => {
             control(&connect().await?, methods::STOP, &service, "stopping").await
         }
+        Cmd::Shutdown => {
+            let client = match BusClient::connect(
+                &paths.bus_socket(),
+                None,
+                DEFAULT_MAX_FRAME_BYTES,
+            )
+            .await
+            {
+                Ok((c, _)) => c,
+                Err(BusError::NoDaemon { .. }) => {
+                    eprintln!("oictl: openintentd is not running");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            client
+                .request(
+                    KERNEL_DESTINATION,
+                    methods::SHUTDOWN,
+                    b"",
+                    CallOptions::deadline(Duration::from_secs(10)),
+                )
+                .await?;
+            // Wait for the daemon to be gone (its socket closes last).
+            let t0 = Instant::now();
+            while BusClient::connect(&paths.bus_socket(), None, DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .is_ok()
+            {
+                if t0.elapsed() > Duration::from_secs(60) {
+                    bail!("openintentd was asked to shut down but is still running after 60 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            eprintln!("oictl: openintentd stopped");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Start { service } => {
             control(&connect().await?, methods::START, &service, "starting").await
         }
+        Cmd::Logs {
+            service,
+            follow,
+            lines,
+        } if service == "openintentd" => daemon_log(&paths, lines, follow).await,
         Cmd::Logs {
             service,
             follow,

@@ -41,7 +41,7 @@ where
 }
 
 impl KernelHandler for Control {
-    fn handle(&self, _caller: Caller, method: String, payload: Vec<u8>) -> KernelFuture {
+    fn handle(&self, caller: Caller, method: String, payload: Vec<u8>) -> KernelFuture {
         let commands = self.commands.clone();
         Box::pin(async move {
             let name_arg = || -> Result<String, Fail> {
@@ -49,7 +49,27 @@ impl KernelHandler for Control {
                     .map(|n| n.name)
                     .map_err(|e| (ErrorCode::BadRequest, format!("{method}: {e}")))
             };
+            // Changing what runs is the user's: no service (and so no
+            // agent) restarts, stops, starts or shuts anything down.
+            let changes = matches!(
+                method.as_str(),
+                methods::RESTART | methods::STOP | methods::START | methods::SHUTDOWN
+            );
+            if let (true, Some(service)) = (changes, &caller.service) {
+                return Err((
+                    ErrorCode::Denied,
+                    format!(
+                        "{method}: only the user's own client may do this, not service '{service}'"
+                    ),
+                ));
+            }
             match method.as_str() {
+                methods::SHUTDOWN => {
+                    let (tx, rx) = oneshot::channel();
+                    commands.send(Command::Shutdown(tx)).map_err(|_| gone())?;
+                    rx.await.map_err(|_| gone())?;
+                    Ok(KernelReply::Once(Vec::new()))
+                }
                 methods::STATUS => {
                     let (tx, rx) = oneshot::channel();
                     commands.send(Command::Status(tx)).map_err(|_| gone())?;
@@ -121,5 +141,57 @@ impl KernelHandler for Control {
                 )),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(service: Option<&str>) -> Caller {
+        Caller {
+            conn_id: 1,
+            service: service.map(String::from),
+            pid: 1,
+            uid: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_user_changes_what_runs() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let control = Control::new(tx);
+        for method in [
+            methods::SHUTDOWN,
+            methods::STOP,
+            methods::RESTART,
+            methods::START,
+        ] {
+            let e = match control
+                .handle(caller(Some("agent")), method.to_string(), Vec::new())
+                .await
+            {
+                Err(e) => e,
+                Ok(_) => panic!("{method} from a service was accepted"),
+            };
+            assert_eq!(e.0, ErrorCode::Denied, "{method}");
+            assert!(e.1.contains("not service 'agent'"), "{}", e.1);
+        }
+        assert!(rx.try_recv().is_err(), "nothing reached the supervisor");
+        // The user's shutdown reaches it.
+        let h = tokio::spawn({
+            let control = control.clone();
+            async move {
+                control
+                    .handle(caller(None), methods::SHUTDOWN.into(), Vec::new())
+                    .await
+                    .is_ok()
+            }
+        });
+        match rx.recv().await {
+            Some(Command::Shutdown(ack)) => ack.send(()).unwrap(),
+            _ => panic!("no shutdown command"),
+        }
+        assert!(h.await.unwrap());
     }
 }

@@ -31,6 +31,8 @@ pub enum Command {
     Stop(String, oneshot::Sender<Result<(), String>>),
     Start(String, oneshot::Sender<Result<(), String>>),
     Logs(String, oneshot::Sender<Result<LogBuffer, String>>),
+    /// `oictl shutdown`: the orderly stop SIGTERM starts.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// Why the loop ended; becomes the exit status of openintentd.
@@ -841,6 +843,10 @@ impl Supervisor {
         match cmd {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Command::Shutdown(reply) => {
+                self.begin_shutdown("oictl shutdown");
+                let _ = reply.send(());
             }
             Command::Logs(name, reply) => {
                 let _ = reply.send(known(self, &name).map(|_| self.children[&name].logs.clone()));

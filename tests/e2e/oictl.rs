@@ -408,3 +408,57 @@ fn autostart_with_a_bad_config_says_why_at_once() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn oictl_shutdown_stops_every_service_then_the_daemon() {
+    let mut d = Daemon::start(&config(
+        &[chaos("alpha", "core", ""), chaos("beta", "adapters", "")].concat(),
+    ));
+    let pids = [d.ready_pid("alpha"), d.ready_pid("beta")];
+    let o = d.oictl(&["shutdown"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("openintentd stopped"), "{}", out(&o));
+    let st = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(exit_code(st), Some(0));
+    for p in pids {
+        assert!(!alive(p), "service {p} outlived the shutdown");
+    }
+    assert!(d.log_text().contains("orderly shutdown") && d.log_text().contains("oictl shutdown"));
+    // Said again, with nothing running: quietly nothing to do.
+    let o = d.oictl(&["shutdown"]);
+    assert!(
+        o.status.success() && out(&o).contains("not running"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn oictl_logs_openintentd_shows_the_daemons_own_log() {
+    // Started by hand (as systemd would), the log is not oictl's to show.
+    let d = Daemon::start(&config(""));
+    let o = d.oictl(&["logs", "openintentd"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("journalctl -u openintentd"), "{}", out(&o));
+    drop(d);
+    // Autostarted by oictl, it is in the runtime directory.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), config("")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(OICTL)
+            .arg("--home")
+            .arg(home.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["status"]).status.success());
+    let o = run(&["logs", "openintentd", "-n", "50"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bus broker listening"),
+        "{}",
+        out(&o)
+    );
+    assert!(run(&["shutdown"]).status.success());
+}
