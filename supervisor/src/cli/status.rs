@@ -1,6 +1,7 @@
 //! `oictl status`: the supervisor's report, as a table or JSON.
 
 use super::*;
+use oi_ipc_schema::control::ChildState;
 
 /// The supervisor's status report.
 pub(super) async fn supervisor_status(client: &BusClient) -> anyhow::Result<StatusReport> {
@@ -57,7 +58,14 @@ pub fn status_table(r: &StatusReport) -> String {
         "HEARTBEAT".into(),
         "RSS".into(),
     ]];
+    // What a WAITING service waits for goes on a line of its own, not in
+    // the LAST EXIT column (it is long).
+    let mut notes: Vec<Option<String>> = vec![None];
     for s in &r.services {
+        let waiting = s.state == ChildState::Waiting;
+        // Not started yet (its turn has not come): not "EXITED".
+        let pending = s.state == ChildState::Exited && s.pid.is_none() && s.last_exit.is_none();
+        notes.push(waiting.then(|| s.last_exit.clone()).flatten());
         let state = match s.backoff_remaining_ms {
             Some(ms) => format!(
                 "{} ({}.{}s)",
@@ -65,6 +73,7 @@ pub fn status_table(r: &StatusReport) -> String {
                 ms / 1000,
                 (ms % 1000) / 100
             ),
+            None if pending => "PENDING".to_string(),
             None => s.state.as_str().to_string(),
         };
         rows.push([
@@ -75,7 +84,10 @@ pub fn status_table(r: &StatusReport) -> String {
                 .map(human_duration)
                 .unwrap_or_else(|| "-".into()),
             format!("{}/{}", s.restarts_window, s.restarts_total),
-            s.last_exit.clone().unwrap_or_else(|| "-".into()),
+            s.last_exit
+                .clone()
+                .filter(|_| !waiting)
+                .unwrap_or_else(|| "-".into()),
             s.heartbeat_age_ms
                 .map(|ms| format!("{ms}ms"))
                 .unwrap_or_else(|| "-".into()),
@@ -103,7 +115,7 @@ pub fn status_table(r: &StatusReport) -> String {
         out.push_str("no services configured\n");
         return out;
     }
-    for row in rows {
+    for (row, note) in rows.iter().zip(notes) {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -111,6 +123,84 @@ pub fn status_table(r: &StatusReport) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+        if let Some(n) = note {
+            out.push_str(&format!("  └ {n}\n"));
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oi_ipc_schema::control::ServiceStatus;
+
+    fn service(
+        name: &str,
+        state: ChildState,
+        pid: Option<u32>,
+        last_exit: Option<&str>,
+    ) -> ServiceStatus {
+        ServiceStatus {
+            name: name.into(),
+            state,
+            pid,
+            uptime_ms: pid.map(|_| 5_000),
+            restarts_window: 0,
+            restarts_total: 0,
+            last_exit: last_exit.map(String::from),
+            heartbeat_age_ms: None,
+            rss_kb: None,
+            backoff_remaining_ms: None,
+        }
+    }
+
+    #[test]
+    fn waiting_reasons_get_a_line_and_unstarted_services_read_pending() {
+        let why = "waiting for the environment variable TELEGRAM_BOT_TOKEN or the vault secret telegram-bot-token (`oictl vault set telegram-bot-token`)";
+        let r = StatusReport {
+            supervisor_pid: 7,
+            uptime_ms: 5_000,
+            config_path: "/c.toml".into(),
+            config_generation: 1,
+            config_error: None,
+            services: vec![
+                service("vault", ChildState::Ready, Some(11), None),
+                service("telegram", ChildState::Waiting, None, Some(why)),
+                service("agent", ChildState::Exited, None, None),
+                service("shell", ChildState::Exited, None, Some("stopped by oictl")),
+            ],
+        };
+        let t = status_table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("telegram"))
+            .unwrap();
+        assert!(
+            lines[at].contains("WAITING") && !lines[at].contains("TELEGRAM_BOT_TOKEN"),
+            "{t}"
+        );
+        assert_eq!(lines[at + 1], format!("  └ {why}"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("agent") && l.contains("PENDING")),
+            "{t}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("shell") && l.contains("EXITED")),
+            "{t}"
+        );
+        // The rows stay narrow: the long reason is not in a column.
+        assert!(
+            lines
+                .iter()
+                .filter(|l| !l.starts_with("  └"))
+                .all(|l| l.chars().count() < 100),
+            "{t}"
+        );
+    }
 }
