@@ -462,3 +462,19 @@ fn oictl_logs_openintentd_shows_the_daemons_own_log() {
     );
     assert!(run(&["shutdown"]).status.success());
 }
+
+#[test]
+fn doctor_counts_a_bot_waiting_for_its_token_as_normal() {
+    // A fresh install: the Telegram gateway waits for a token nobody gave.
+    let d = Daemon::start(&config_enabling(&["telegram"], "", ""));
+    wait_for(Duration::from_secs(10), "telegram WAITING", || {
+        (d.state("telegram") == "WAITING").then_some(())
+    });
+    let o = d.oictl(&["doctor"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("ok      service telegram: WAITING, waiting for"),
+        "{text}"
+    );
+}

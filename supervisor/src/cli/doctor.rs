@@ -82,6 +82,11 @@ pub(super) async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
                     s.name, s.restarts_window, s.restarts_total
                 ),
             ),
+            // Waiting for a token it was never given is how a fresh install
+            // is (the Telegram bot before its token): not a problem.
+            oi_ipc_schema::control::ChildState::Waiting => {
+                report(true, format!("service {}: WAITING, {last}", s.name))
+            }
             _ => report(
                 false,
                 format!(
