@@ -290,6 +290,9 @@ pub struct CascadeConfig {
     pub max_attempts: u32,
     /// Whether a content-policy refusal fails over to the next deployment.
     pub failover_on_content_policy: bool,
+    /// Longest a request waits for a cooling deployment to come back; a
+    /// longer cooldown is answered at once with when it ends.
+    pub max_cooldown_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

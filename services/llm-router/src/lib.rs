@@ -44,6 +44,7 @@ pub fn settings(config: &Config) -> Settings {
         first_token_timeout: Duration::from_secs(c.first_token_timeout_secs),
         idle_timeout: Duration::from_secs(c.idle_timeout_secs),
         failover_on_content_policy: c.failover_on_content_policy,
+        max_cooldown_wait: Duration::from_secs(c.max_cooldown_wait_secs),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Settings {
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
     pub failover_on_content_policy: bool,
+    /// Longest wait for a cooling deployment (`[cascade]
+    /// max_cooldown_wait_secs`).
+    pub max_cooldown_wait: Duration,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -219,7 +222,7 @@ impl Router {
                     None => (self.health.now() + Duration::from_millis(50), ""),
                 };
                 let wait = until.saturating_duration_since(self.health.now());
-                if wait < remaining {
+                if wait < remaining && wait <= self.settings.max_cooldown_wait {
                     tokio::time::sleep(wait).await;
                     continue;
                 }

@@ -712,6 +712,29 @@ async fn all_cooling_names_the_earliest_time_or_waits_when_it_fits() {
 }
 
 #[tokio::test]
+async fn a_cooldown_longer_than_the_wait_cap_is_answered_at_once() {
+    // The deadline (20 s) would fit the 3 s cooldown, but the cap is 1 s:
+    // the caller hears when the provider is back, instead of silence.
+    let e = env_with(
+        &[dep("only", "openai")],
+        "cooldown_secs = 3\nmax_cooldown_secs = 3\nmax_cooldown_wait_secs = 1\nfirst_token_timeout_secs = 2\nidle_timeout_secs = 2\n",
+        Some(Arc::new(SystemClock)),
+    )
+    .await;
+    e.fakes[0].push([Reply::status(503, &[], "down"), openai::text("not asked")]);
+    let t0 = Instant::now();
+    let err = e.chat(&ask("x")).await.unwrap_err();
+    assert!(matches!(err, RouterError::AllCooling { .. }), "{err}");
+    assert!(err.to_string().contains("available again at"), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(e.fakes[0].request_count(), 1);
+}
+
+#[tokio::test]
 async fn a_cancelled_request_does_not_cool_the_provider_down() {
     let e = env(&[dep("p", "openai"), dep("s", "openai")]).await;
     e.fakes[0].push([Reply::Stall]);
