@@ -24,6 +24,10 @@ pub mod methods {
     /// `[embeddings]` provider's vectors (never failed over to another
     /// model: vectors of two models cannot be compared).
     pub const EMBED: &str = "llm.embed";
+    /// [`super::ModelChoice`] (chat ignored; an empty alias for all) ->
+    /// [`super::ModelChoice`] whose alias is how many were cooling: ends
+    /// cooldowns now (`oictl models reset`).
+    pub const MODELS_RESET: &str = "llm.models.reset";
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

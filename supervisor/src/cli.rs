@@ -210,6 +210,9 @@ enum ModelsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// End cooldowns now (of one alias, or of all): after fixing a key or
+    /// starting a local server, try again at once.
+    Reset { alias: Option<String> },
 }
 
 pub fn main() -> ExitCode {
@@ -447,6 +450,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Vault { action } => vault_cmd(&connect().await?, action).await,
         Cmd::Doctor => doctor(&paths).await,
         Cmd::Memory { action } => crate::cli_memory::memory(&connect().await?, action).await,
+        Cmd::Models {
+            action: Some(ModelsCmd::Reset { alias }),
+            ..
+        } => crate::cli_models::reset(&connect().await?, alias).await,
         Cmd::Models { action, json } => {
             let json = json || matches!(action, Some(ModelsCmd::Status { json: true }));
             crate::cli_models::models(&connect().await?, json).await

@@ -218,3 +218,17 @@ pub async fn llm(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `oictl models reset [ALIAS]`: ends cooldowns now.
+pub async fn reset(client: &BusClient, alias: Option<String>) -> anyhow::Result<ExitCode> {
+    let choice = oi_ipc_schema::llm::ModelChoice {
+        chat: String::new(),
+        alias: alias.clone().unwrap_or_default(),
+    };
+    let payload = oi_ipc_schema::encode_payload(&choice)?;
+    let r: oi_ipc_schema::llm::ModelChoice =
+        call(client, oi_ipc_schema::llm::methods::MODELS_RESET, &payload).await?;
+    let what = alias.map_or("every model".to_string(), |a| format!("'{a}'"));
+    println!("cooldowns of {what} ended ({} were cooling)", r.alias);
+    Ok(ExitCode::SUCCESS)
+}

@@ -93,6 +93,31 @@ fn failover_models_and_overrides_through_oictl() {
         "{table}"
     );
 
+    // oictl models reset: the cooldown ends now, and the primary serves.
+    let o = d.oictl(&["models", "reset", "primary"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("cooldowns of 'primary' ended (1 were cooling)"),
+        "{}",
+        out(&o)
+    );
+    let m2 = json_of(&d.oictl(&["models", "status", "--json"]));
+    let p2 = m2["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["alias"] == "primary")
+        .cloned()
+        .unwrap();
+    assert_eq!(p2["available"], true, "{p2}");
+    assert!(p2["cooling_until_ms"].is_null(), "{p2}");
+    let o = d.oictl(&["models", "reset", "nope"]);
+    assert!(
+        !o.status.success() && out(&o).contains("'nope' is not a configured model alias"),
+        "{}",
+        out(&o)
+    );
+
     // A per-chat override persists across a restart of the service.
     let o = d.oictl(&["model", "backup", "--chat", "telegram:42"]);
     assert!(o.status.success(), "{}", out(&o));

@@ -169,6 +169,30 @@ impl Health {
         f(&mut guard)
     }
 
+    /// Ends the cooldowns of `deployment` (all when `None`) and of every
+    /// credential, as `oictl models reset` asks; counters stay. Returns how
+    /// many deployments were cooling.
+    pub fn reset(&self, deployment: Option<&str>) -> usize {
+        let now = self.clock.now();
+        self.with(|s| {
+            let mut ended = 0;
+            for (name, d) in s.deployments.iter_mut() {
+                if deployment.is_some_and(|want| want != name) {
+                    continue;
+                }
+                if d.cooling_until.is_some_and(|t| t > now) {
+                    ended += 1;
+                }
+                d.cooling_until = None;
+                d.strikes = 0;
+            }
+            if deployment.is_none() {
+                s.credentials.clear();
+            }
+            ended
+        })
+    }
+
     /// Claims `deployment` (with credential `cred`) if it is usable now.
     pub fn try_claim(&self, deployment: &str, cred: &str) -> Result<Claim, Unusable> {
         let now = self.clock.now();
@@ -333,6 +357,26 @@ mod tests {
         assert!(!c.is_probe());
         drop(c);
         assert!(h.try_claim("a", "k").is_ok());
+    }
+
+    #[test]
+    fn a_reset_ends_cooldowns_now() {
+        let (_clock, h) = health();
+        for (d, cred) in [("a", "k"), ("b", "k2")] {
+            let c = h.try_claim(d, cred).unwrap();
+            h.failure(c, cred, Class::Server, None, "500", false);
+        }
+        let c = h.try_claim("c", "k3").unwrap();
+        h.failure(c, "k3", Class::Auth, None, "401", false);
+        assert!(h.try_claim("a", "k").is_err() && h.try_claim("b", "k2").is_err());
+        // One alias: only it.
+        assert_eq!(h.reset(Some("a")), 1);
+        assert!(h.try_claim("a", "k").is_ok());
+        assert!(h.try_claim("b", "k2").is_err());
+        // All: the rest, credentials included.
+        assert_eq!(h.reset(None), 2);
+        assert!(h.try_claim("b", "k2").is_ok() && h.try_claim("c", "k3").is_ok());
+        assert_eq!(h.reset(None), 0, "nothing was cooling");
     }
 
     #[test]

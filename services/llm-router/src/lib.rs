@@ -412,6 +412,24 @@ impl Service for LlmRouter {
                 audit_embeddings(&self.client, req.intent(), r.texts.len(), t0, &result);
                 archived_reply(&result.map_err(router_error)?)
             }
+            methods::MODELS_RESET => {
+                let choice: ModelChoice = decode_request(&req)?;
+                let alias = (!choice.alias.is_empty()).then_some(choice.alias);
+                if let Some(a) = &alias
+                    && !self.router().deployments().iter().any(|d| &d.alias == a)
+                {
+                    return Err(router_error(RouterError::UnknownAlias(a.clone())));
+                }
+                let ended = self.health.reset(alias.as_deref());
+                info!(
+                    alias = alias.as_deref().unwrap_or("*"),
+                    ended, "cooldowns reset by the user"
+                );
+                archived_reply(&ModelChoice {
+                    chat: String::new(),
+                    alias: ended.to_string(),
+                })
+            }
             methods::MODEL_SET => {
                 let choice: ModelChoice = decode_request(&req)?;
                 if choice.chat.is_empty() {
