@@ -297,22 +297,48 @@ fn account(
     };
     p.result.prompt_tokens += prompt_t;
     p.result.completion_tokens += completion_t;
-    if r.fallbacks > 0 {
-        let failed: Vec<String> = r
-            .attempts
-            .iter()
-            .filter(|a| a.class != "ok")
-            .map(|a| format!("{} ({})", a.deployment, a.class))
-            .collect();
-        let _ = events.send(AgentEvent::Notice(format!(
-            "{} did not answer; {} answered instead",
-            failed.join(", "),
-            r.deployment
-        )));
+    if r.fallbacks > 0
+        && let Some(notice) = fallback_notice(&r.attempts, &r.deployment)
+    {
+        let _ = events.send(AgentEvent::Notice(notice));
     }
     p.result.fallbacks += r.fallbacks;
     p.result.provider = r.deployment.clone();
     p.result.model = r.model.clone();
+}
+
+/// The failover notice: the deployments that failed, each once, and the
+/// one that answered, never named on both sides (a deployment that failed
+/// and then answered answered "on a retry").
+pub fn fallback_notice(attempts: &[oi_ipc_schema::llm::Attempt], answered: &str) -> Option<String> {
+    let mut others: Vec<String> = Vec::new();
+    let mut own: Vec<&str> = Vec::new();
+    for a in attempts.iter().filter(|a| a.class != "ok") {
+        if a.deployment == answered {
+            own.push(&a.class);
+        } else if !others
+            .iter()
+            .any(|o| o.starts_with(&format!("{} (", a.deployment)))
+        {
+            others.push(format!("{} ({})", a.deployment, a.class));
+        }
+    }
+    match (others.is_empty(), own.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(format!(
+            "{} did not answer; {answered} answered instead",
+            others.join(", ")
+        )),
+        (false, false) => Some(format!(
+            "{} did not answer; {answered} answered on a retry (after {})",
+            others.join(", "),
+            own.join(", ")
+        )),
+        (true, false) => Some(format!(
+            "{answered} answered on a retry (after {})",
+            own.join(", ")
+        )),
+    }
 }
 
 /// Runs one tool call and reports it; never fails: problems become the
@@ -385,6 +411,59 @@ pub fn timeout_message(name: &str, limit: Duration) -> String {
     format!(
         "{name} did not finish within {shown} s and was stopped ([agent] tool_timeout_secs, or the intent's time was up). Try a smaller task, or another way."
     )
+}
+
+#[cfg(test)]
+mod notice_tests {
+    use super::*;
+    use oi_ipc_schema::llm::Attempt;
+
+    fn a(deployment: &str, class: &str) -> Attempt {
+        Attempt {
+            deployment: deployment.into(),
+            class: class.into(),
+            status: 0,
+            latency_ms: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cooldown_ms: 0,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_notice_never_names_one_deployment_on_both_sides() {
+        // The case from the first hour: the primary stalled, ollama was
+        // down, and the primary answered on its retry.
+        let n = fallback_notice(
+            &[
+                a("provider", "stalled"),
+                a("ollama", "connect_failed"),
+                a("provider", "ok"),
+            ],
+            "provider",
+        );
+        assert_eq!(
+            n.as_deref(),
+            Some(
+                "ollama (connect_failed) did not answer; provider answered on a retry (after stalled)"
+            )
+        );
+        let n = fallback_notice(
+            &[a("p", "rate_limited"), a("p", "rate_limited"), a("s", "ok")],
+            "s",
+        );
+        assert_eq!(
+            n.as_deref(),
+            Some("p (rate_limited) did not answer; s answered instead")
+        );
+        let n = fallback_notice(&[a("p", "server_error"), a("p", "ok")], "p");
+        assert_eq!(
+            n.as_deref(),
+            Some("p answered on a retry (after server_error)")
+        );
+        assert_eq!(fallback_notice(&[a("p", "ok")], "p"), None);
+    }
 }
 
 #[cfg(test)]
