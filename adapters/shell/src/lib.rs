@@ -109,8 +109,16 @@ fn pid_namespace_for(ns: &Result<(Via, Vec<PathBuf>), String>) -> Result<(), Str
         Ok((via, _)) => *via,
         Err(_) => oi_sandbox::namespace::probe().unwrap_or(Via::MountNs),
     };
-    let mut p = oi_sandbox::namespace::Prepared::new(&[], via).map_err(|e| e.to_string())?;
-    oi_sandbox::pidns::probe(move || p.apply())
+    #[cfg(target_os = "linux")]
+    {
+        let mut p = oi_sandbox::namespace::Prepared::new(&[], via).map_err(|e| e.to_string())?;
+        oi_sandbox::pidns::probe(move || p.apply())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = via;
+        Err("PID namespaces exist only on Linux".into())
+    }
 }
 
 fn namespace_for(hide: Vec<PathBuf>) -> Result<(Via, Vec<PathBuf>), String> {
