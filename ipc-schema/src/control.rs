@@ -17,7 +17,8 @@ pub mod methods {
     pub const RESTART: &str = "supervisor.restart";
     /// [`super::ServiceName`] -> empty
     pub const STOP: &str = "supervisor.stop";
-    /// [`super::ServiceName`] -> empty
+    /// [`super::ServiceName`] -> empty, or (UTF-8 text) why it will not
+    /// run yet (WAITING for what its `requires` name)
     pub const START: &str = "supervisor.start";
     /// [`super::LogsRequest`] -> [`super::LogLines`] (streamed when `follow`)
     pub const LOGS: &str = "supervisor.logs";

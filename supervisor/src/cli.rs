@@ -566,7 +566,7 @@ async fn control(
     let payload = encode_payload(&ServiceName {
         name: service.to_string(),
     })?;
-    client
+    let note = client
         .request(
             KERNEL_DESTINATION,
             method,
@@ -574,6 +574,13 @@ async fn control(
             CallOptions::deadline(Duration::from_secs(10)),
         )
         .await?;
-    eprintln!("oictl: {verb} {service}");
+    if note.is_empty() {
+        eprintln!("oictl: {verb} {service}");
+    } else {
+        eprintln!(
+            "oictl: {service} stays WAITING, {}; it starts by itself once that is there",
+            String::from_utf8_lossy(&note)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -75,13 +75,24 @@ impl KernelHandler for Control {
                     commands.send(Command::Status(tx)).map_err(|_| gone())?;
                     encode(&rx.await.map_err(|_| gone())?)
                 }
-                methods::RESTART | methods::STOP | methods::START => {
+                methods::START => {
+                    let (tx, rx) = oneshot::channel();
+                    commands
+                        .send(Command::Start(name_arg()?, tx))
+                        .map_err(|_| gone())?;
+                    let note = rx
+                        .await
+                        .map_err(|_| gone())?
+                        .map_err(|e| (ErrorCode::BadRequest, e))?;
+                    // Why it will not run yet, as UTF-8 text; empty when it will.
+                    Ok(KernelReply::Once(note.unwrap_or_default().into_bytes()))
+                }
+                methods::RESTART | methods::STOP => {
                     let name = name_arg()?;
                     let (tx, rx) = oneshot::channel();
                     let cmd = match method.as_str() {
                         methods::RESTART => Command::Restart(name, tx),
-                        methods::STOP => Command::Stop(name, tx),
-                        _ => Command::Start(name, tx),
+                        _ => Command::Stop(name, tx),
                     };
                     commands.send(cmd).map_err(|_| gone())?;
                     rx.await

@@ -32,7 +32,8 @@ pub enum Command {
     Status(oneshot::Sender<StatusReport>),
     Restart(String, oneshot::Sender<Result<(), String>>),
     Stop(String, oneshot::Sender<Result<(), String>>),
-    Start(String, oneshot::Sender<Result<(), String>>),
+    /// The answer is why it will not run yet, if it will not.
+    Start(String, oneshot::Sender<Result<Option<String>, String>>),
     Logs(String, oneshot::Sender<Result<LogBuffer, String>>),
     /// `oictl shutdown`: the orderly stop SIGTERM starts.
     Shutdown(oneshot::Sender<()>),

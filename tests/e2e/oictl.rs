@@ -477,4 +477,15 @@ fn doctor_counts_a_bot_waiting_for_its_token_as_normal() {
         text.contains("ok      service telegram: WAITING, waiting for"),
         "{text}"
     );
+    // Starting it by hand says why it still waits, instead of "starting".
+    let o = d.oictl(&["start", "telegram"]);
+    let said = out(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "telegram stays WAITING, waiting for the environment variable TELEGRAM_BOT_TOKEN"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("starting telegram"), "{said}");
 }

@@ -42,7 +42,13 @@ impl Supervisor {
                 let _ = reply.send(r);
             }
             Command::Start(name, reply) => {
-                let r = known(self, &name).map(|_| self.want_running(&name));
+                let r = known(self, &name).map(|_| {
+                    self.want_running(&name);
+                    // A service whose `requires` are all missing stays
+                    // WAITING: say so, and what for.
+                    let c = &self.children[&name];
+                    requirements::missing(&c.spec, self.secret_names.as_ref())
+                });
                 let _ = reply.send(r);
             }
             Command::Restart(name, reply) => {
