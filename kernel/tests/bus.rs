@@ -727,24 +727,83 @@ async fn harness_exits_on_bus_eof() {
     .unwrap();
 }
 
-#[test]
-fn response_payload_is_forwarded_unchanged() {
-    // The broker rewrites only the correlation id: a frame's payload bytes
-    // are identical on both sides. (Exercised end to end above; here the
-    // header rewrite itself.)
-    let mut f = Frame::new(
-        7,
-        &Response {
-            payload: vec![1, 2, 3],
-        },
-    )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_bytes_cross_the_broker_unchanged() {
+    // The broker rewrites only the correlation id: the payload bytes of a
+    // request and of its response are identical on both sides of it.
+    tokio::time::timeout(LIMIT, async {
+        let mut f = fixture().await;
+        let me = std::process::id();
+        f.broker.expect_service("raw", me);
+        let (mut svc, welcome) = raw_hello(&f.socket, Some("raw"), me).await;
+        assert_eq!(welcome.kind, Kind::Welcome);
+        let ready = Frame::new(
+            0,
+            &Ready {
+                detail: String::new(),
+            },
+        )
+        .unwrap();
+        write_frame(&mut svc, &ready).await.unwrap();
+        wait_ready(&mut f.events, "raw").await;
+        let (mut cl, welcome) = raw_hello(&f.socket, None, me).await;
+        assert_eq!(welcome.kind, Kind::Welcome);
+        let sent = Frame::new(
+            41,
+            &Request {
+                destination: "raw".into(),
+                caller: String::new(),
+                method: "m".into(),
+                deadline_ms: 0,
+                wait_for_service: false,
+                stream: false,
+                intent: String::new(),
+                payload: vec![9, 8, 7, 6],
+            },
+        )
+        .unwrap();
+        write_frame(&mut cl, &sent).await.unwrap();
+        let got = loop {
+            let f = read_frame(&mut svc, DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap()
+                .unwrap();
+            if f.kind == Kind::Request {
+                break f;
+            }
+        };
+        assert_eq!(
+            got.payload.to_vec(),
+            sent.payload.to_vec(),
+            "the request's bytes changed"
+        );
+        assert_ne!(got.corr(), 41, "the broker uses its own correlation id");
+        let answer = Frame::new(
+            got.corr(),
+            &Response {
+                payload: vec![1, 2, 3, 255],
+            },
+        )
+        .unwrap();
+        write_frame(&mut svc, &answer).await.unwrap();
+        let back = loop {
+            let f = read_frame(&mut cl, DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap()
+                .unwrap();
+            if f.kind == Kind::Response {
+                break f;
+            }
+        };
+        assert_eq!(back.corr(), 41, "the caller's correlation id is restored");
+        assert_eq!(
+            back.payload.to_vec(),
+            answer.payload.to_vec(),
+            "the response's bytes changed"
+        );
+    })
+    .await
     .unwrap();
-    let before = f.payload.to_vec();
-    f.header.corr = 99;
-    let wire = f.to_bytes();
-    let back = Frame::parse(&wire, DEFAULT_MAX_FRAME_BYTES).unwrap();
-    assert_eq!(back.corr(), 99);
-    assert_eq!(back.payload.to_vec(), before);
 }
 
 /// A real process that prints its pid, reads its Hello (hex) from stdin,
