@@ -700,6 +700,10 @@ fn the_bot_waits_for_a_token_and_starts_when_it_is_stored() {
         d.log_text().contains("Telegram refused the bot token"),
         "{s}"
     );
+    // Ended by the exit status that means a configuration error, not
+    // merely marked FATAL.
+    assert_eq!(s["last_exit"], "exit 78 (configuration error)", "{s}");
+    assert_eq!(s["restarts_total"], 0, "{s}");
     assert!(
         !d.log_text().contains("999:wrong"),
         "the token leaked into the log"
