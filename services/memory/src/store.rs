@@ -737,6 +737,9 @@ mod tests {
         // Every late fact is in the index and no deleted one is, so the
         // changes made during the build were replayed onto it.
         let v = read(&s.vectors);
+        // Some of those changes did land during the build (the test would
+        // prove nothing if all came before its snapshot or after it).
+        assert!(v.replayed > 0, "no change landed during the build");
         let index = v.ann.as_ref().unwrap();
         assert_eq!(index.size(), v.all.len());
         for id in &added {

@@ -50,6 +50,8 @@ pub(super) struct Vectors {
     unsaved: AtomicU64,
     /// The index came from its file rather than a build.
     pub(super) loaded: bool,
+    /// Changes made during the last build and replayed onto its index.
+    pub(super) replayed: usize,
 }
 
 enum Change {
@@ -68,6 +70,7 @@ impl Vectors {
             file,
             unsaved: AtomicU64::new(0),
             loaded: false,
+            replayed: 0,
         }
     }
 
@@ -235,6 +238,7 @@ pub(super) fn build_index(lock: &RwLock<Vectors>) -> bool {
         ),
     }
     v.loaded = repairs.is_some();
+    v.replayed = log.len();
     let changed = repairs.is_none_or(|r| r.any()) || !log.is_empty();
     v.unsaved.store(u64::from(changed), Ordering::Relaxed);
     v.ann = Some(index);
