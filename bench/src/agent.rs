@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use oi_agent::react::{self, Input, Limits};
 use oi_agent::scripted::{FnTools, ScriptedLlm, answering, calling};
-use oi_ipc_schema::agent::{AgentEvent, IntentRequest, methods};
-use oi_ipc_schema::{DEFAULT_MAX_FRAME_BYTES, Kind, decode_payload, encode_payload};
-use oi_kernel::client::{BusClient, CallOptions, StreamItem};
+use oi_client::intent::{Intent, Step};
+use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
+use oi_ipc_schema::agent::IntentRequest;
+use oi_ipc_schema::control::{self, BusStats};
+use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::config::Config;
 use oi_kernel::intent::IntentRouter;
 use oi_llm_router::fake::{FakeProvider, openai};
@@ -176,25 +178,52 @@ pub(crate) async fn one_intent(
         history: false,
     };
     let t0 = Instant::now();
-    let mut s = client.stream(
-        "agent",
-        methods::RUN,
-        &encode_payload(&req)?,
-        CallOptions::deadline(Duration::from_secs(60)),
-    )?;
-    while let Some(item) = s.next().await {
-        match item {
-            StreamItem::Chunk(c) => {
-                if let AgentEvent::Done(_) = decode_payload::<AgentEvent>(&c, Kind::StreamChunk, 0)?
-                {
-                    return Ok(t0.elapsed());
-                }
-            }
-            StreamItem::End(_) => break,
-            StreamItem::Error(e) => bail!("intent failed: {e}"),
+    let mut intent = Intent::start(client, &req, Duration::from_secs(60))?;
+    while let Some(step) = intent.next().await {
+        match step {
+            Step::Done(_) => return Ok(t0.elapsed()),
+            Step::Failed(why) => bail!("intent failed: {why}"),
+            _ => {}
         }
     }
     bail!("the intent ended without Done")
+}
+
+/// The requests the broker routed for one intent of one turn with no
+/// tools, in a new chat: counted by the broker (`bus.stats`) before and
+/// after, with nothing else running. The agent writes memory after
+/// `Done`, so the count waits for the broker to go quiet.
+async fn round_trips(client: &BusClient) -> anyhow::Result<u64> {
+    async fn stats(client: &BusClient) -> anyhow::Result<BusStats> {
+        let opts = CallOptions::deadline(Duration::from_secs(5));
+        Ok(client.call(control::BUS_STATS, &(), opts).await?)
+    }
+    let before = stats(client).await?;
+    one_intent(client, "bench:trips".into(), "say hello").await?;
+    let mut after = stats(client).await?;
+    let t0 = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = stats(client).await?;
+        if now.requests == after.requests || t0.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        after = now;
+    }
+    let by: Vec<String> = after
+        .by_method
+        .iter()
+        .filter_map(|(m, n)| {
+            let was = before
+                .by_method
+                .iter()
+                .find(|(b, _)| b == m)
+                .map_or(0, |(_, c)| *c);
+            (*n > was).then(|| format!("{m} x{}", n - was))
+        })
+        .collect();
+    eprintln!("oi-bench: one turn's requests: {}", by.join(", "));
+    Ok(after.requests - before.requests)
 }
 
 fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
@@ -221,6 +250,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
             single.push(one_intent(&client, format!("bench:{i}"), "say hello").await?);
         }
         let single = Samples::new(single);
+        let trips = round_trips(&client).await?;
         let rounds = if quick { 3 } else { 10 };
         let mut rates = Vec::new();
         let mut latencies = Vec::new();
@@ -242,6 +272,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
         rates.sort_by(f64::total_cmp);
         let lat = Samples::new(latencies);
         figure("single_intent_p50_ms", single.ms(50.0));
+        figure("one_turn_bus_round_trips", trips);
         figure(
             "concurrent_100_intents_per_s",
             format!("{:.0}", rates[rates.len() / 2]),

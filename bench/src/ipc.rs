@@ -141,7 +141,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         &Request {
             destination: oi_ipc_schema::KERNEL_DESTINATION.into(),
             caller: String::new(),
-            method: "registry.tools".into(),
+            method: oi_ipc_schema::control::methods::REGISTRY_TOOLS.into(),
             deadline_ms: 0,
             wait_for_service: false,
             stream: false,
@@ -213,7 +213,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
                 client
                     .request(
                         oi_ipc_schema::KERNEL_DESTINATION,
-                        "registry.tools",
+                        oi_ipc_schema::control::methods::REGISTRY_TOOLS,
                         b"",
                         CallOptions::default(),
                     )

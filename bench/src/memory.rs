@@ -317,8 +317,8 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         // The service answers at once; its index is built in the background.
         let t0 = Instant::now();
         loop {
-            let st = c.request("memory", "memory.stats", b"{}", opts()).await?;
-            let st: serde_json::Value = serde_json::from_slice(&st)?;
+            let oi_ipc_schema::Json(st) = c.call(oi_ipc_schema::memory::STATS, &(), opts()).await?;
+            let st: serde_json::Value = serde_json::from_str(&st)?;
             if st["local_indexed"] == true {
                 break;
             }
@@ -341,7 +341,13 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             let mut s = Vec::with_capacity(n);
             for i in 0..warm + n {
                 let t0 = Instant::now();
-                c.request("memory", method, args.as_bytes(), opts()).await?;
+                c.request(
+                    oi_ipc_schema::memory::SERVICE,
+                    method,
+                    args.as_bytes(),
+                    opts(),
+                )
+                .await?;
                 if i >= warm {
                     s.push(t0.elapsed());
                 }
@@ -354,8 +360,13 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         for (i, q) in texts.iter().cycle().take(320).enumerate() {
             let args = serde_json::json!({"query": q, "limit": 10, "mode": "vector"}).to_string();
             let t0 = Instant::now();
-            c.request("memory", "memory_search", args.as_bytes(), opts())
-                .await?;
+            c.request(
+                oi_ipc_schema::memory::SERVICE,
+                "memory_search",
+                args.as_bytes(),
+                opts(),
+            )
+            .await?;
             if i >= 20 {
                 s.push(t0.elapsed());
             }

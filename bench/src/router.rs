@@ -92,8 +92,8 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         for _ in 0..200 {
             direct(ok_url.clone()).await?;
             direct(limited_url.clone()).await?;
-            client.request("llm-router", methods::CHAT, &straight, opts()).await?;
-            client.request("llm-router", methods::CHAT, &cascade, opts()).await?;
+            client.request(oi_ipc_schema::llm::SERVICE, methods::CHAT, &straight, opts()).await?;
+            client.request(oi_ipc_schema::llm::SERVICE, methods::CHAT, &cascade, opts()).await?;
         }
         let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let batch = 50;
@@ -106,12 +106,12 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             }
             for _ in 0..batch {
                 let t = Instant::now();
-                client.request("llm-router", methods::CHAT, &straight, opts()).await?;
+                client.request(oi_ipc_schema::llm::SERVICE, methods::CHAT, &straight, opts()).await?;
                 c.push(t.elapsed());
             }
             for _ in 0..batch {
                 let t = Instant::now();
-                client.request("llm-router", methods::CHAT, &cascade, opts()).await?;
+                client.request(oi_ipc_schema::llm::SERVICE, methods::CHAT, &cascade, opts()).await?;
                 d.push(t.elapsed());
             }
         }

@@ -174,8 +174,13 @@ pub fn vault(quick: bool) -> anyhow::Result<()> {
             value: vec![b'k'; 51],
             hosts: None,
         })?;
-        c.request("vault", vm::SET, &set, CallOptions::default())
-            .await?;
+        c.request(
+            oi_ipc_schema::vault::SERVICE,
+            vm::SET,
+            &set,
+            CallOptions::default(),
+        )
+        .await?;
         let get = oi_ipc_schema::encode_payload(&SecretName {
             name: "openai-api-key".into(),
         })?;
@@ -183,8 +188,13 @@ pub fn vault(quick: bool) -> anyhow::Result<()> {
         let mut v = Vec::with_capacity(n);
         for i in 0..n + 200 {
             let t0 = Instant::now();
-            c.request("vault", vm::GET, &get, CallOptions::default())
-                .await?;
+            c.request(
+                oi_ipc_schema::vault::SERVICE,
+                vm::GET,
+                &get,
+                CallOptions::default(),
+            )
+            .await?;
             if i >= 200 {
                 v.push(t0.elapsed());
             }

@@ -4,6 +4,8 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::contract::{Call, Stream};
+
 pub mod methods {
     /// [`super::IntentRequest`] -> a stream of [`super::AgentEvent`]; the
     /// last event is always `Done`, or the stream ends with an error.
@@ -14,6 +16,12 @@ pub mod methods {
     /// `/reset`, `/help`) shared by `oictl chat` and the gateways.
     pub const COMMAND: &str = "agent.command";
 }
+
+/// The agent's destination.
+pub const SERVICE: &str = "agent";
+
+pub const RUN: Stream<IntentRequest, AgentEvent> = Stream::new(SERVICE, methods::RUN);
+pub const COMMAND: Call<CommandRequest, CommandReply> = Call::new(SERVICE, methods::COMMAND);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct IntentRequest {

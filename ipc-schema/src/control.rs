@@ -3,6 +3,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::contract::{Call, Stream, Text};
 use crate::messages::ToolSpec;
 
 /// Method names the kernel answers.
@@ -11,6 +12,12 @@ pub mod methods {
     pub const REGISTRY_SERVICES: &str = "registry.services";
     /// -> [`super::ToolList`]
     pub const REGISTRY_TOOLS: &str = "registry.tools";
+    /// -> a stream of [`super::ToolList`]: the tools now, then again each
+    /// time a service registers tools or goes away. The agent watches it
+    /// instead of asking for the tools on every turn.
+    pub const REGISTRY_WATCH: &str = "registry.watch";
+    /// -> [`super::BusStats`]: what the broker has routed since it started.
+    pub const BUS_STATS: &str = "bus.stats";
     /// -> [`super::StatusReport`]
     pub const STATUS: &str = "supervisor.status";
     /// [`super::ServiceName`] -> empty
@@ -24,6 +31,32 @@ pub mod methods {
     pub const LOGS: &str = "supervisor.logs";
     /// empty -> empty: stops every service in order, then openintentd.
     pub const SHUTDOWN: &str = "supervisor.shutdown";
+}
+
+/// The kernel's destination (registry, supervisor control, audit log).
+pub const SERVICE: &str = crate::KERNEL_DESTINATION;
+
+pub const REGISTRY_SERVICES: Call<(), RegistrySnapshot> =
+    Call::new(SERVICE, methods::REGISTRY_SERVICES);
+pub const REGISTRY_TOOLS: Call<(), ToolList> = Call::new(SERVICE, methods::REGISTRY_TOOLS);
+pub const REGISTRY_WATCH: Stream<(), ToolList> = Stream::new(SERVICE, methods::REGISTRY_WATCH);
+pub const BUS_STATS: Call<(), BusStats> = Call::new(SERVICE, methods::BUS_STATS);
+pub const STATUS: Call<(), StatusReport> = Call::new(SERVICE, methods::STATUS);
+pub const RESTART: Call<ServiceName, ()> = Call::new(SERVICE, methods::RESTART);
+pub const STOP: Call<ServiceName, ()> = Call::new(SERVICE, methods::STOP);
+pub const START: Call<ServiceName, Text> = Call::new(SERVICE, methods::START);
+pub const LOGS: Call<LogsRequest, LogLines> = Call::new(SERVICE, methods::LOGS);
+pub const LOGS_FOLLOW: Stream<LogsRequest, LogLines> = Stream::new(SERVICE, methods::LOGS);
+pub const SHUTDOWN: Call<(), ()> = Call::new(SERVICE, methods::SHUTDOWN);
+
+/// Requests the broker has routed since it started, in all and per
+/// method, counted when each request arrives (kernel methods included,
+/// `bus.stats` itself excluded).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct BusStats {
+    pub requests: u64,
+    /// `(method, count)`, by method name.
+    pub by_method: Vec<(String, u64)>,
 }
 
 /// One connected service as the broker's registry sees it.
@@ -142,6 +175,12 @@ pub mod audit {
         /// empty -> [`super::AuditVerify`]
         pub const VERIFY: &str = "audit.verify";
     }
+
+    use crate::contract::Call;
+
+    pub const APPEND: Call<AuditRecord, ()> = Call::new(super::SERVICE, methods::APPEND);
+    pub const LIST: Call<AuditQuery, AuditRows> = Call::new(super::SERVICE, methods::LIST);
+    pub const VERIFY: Call<(), AuditVerify> = Call::new(super::SERVICE, methods::VERIFY);
 
     /// One external action, as a service reports it.
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -10,14 +10,17 @@
 //! come from LLMs); everything the kernel itself reads is archived.
 
 pub mod agent;
+pub mod contract;
 pub mod control;
 pub mod frame;
 pub mod llm;
 pub mod memory;
 pub mod messages;
+pub mod shell;
 pub mod telegram;
 pub mod vault;
 
+pub use contract::{Body, Call, Json, Stream, Text};
 pub use frame::{
     DEFAULT_MAX_FRAME_BYTES, Decode, Encode, Frame, FrameError, FrameHeader, HEADER_LEN, Kind,
     Message, PROTOCOL_VERSION, Payload, access, decode, decode_payload, encode_frame,
@@ -31,3 +34,6 @@ pub const KERNEL_DESTINATION: &str = "kernel";
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod contract_tests;

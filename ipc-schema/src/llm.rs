@@ -8,6 +8,8 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::contract::{Call, Stream};
+
 pub mod methods {
     /// [`super::ChatRequest`] -> [`super::ChatResponse`]
     pub const CHAT: &str = "llm.chat";
@@ -29,6 +31,18 @@ pub mod methods {
     /// cooldowns now (`oictl models reset`).
     pub const MODELS_RESET: &str = "llm.models.reset";
 }
+
+/// The LLM router's destination.
+pub const SERVICE: &str = "llm-router";
+
+pub const CHAT: Call<ChatRequest, ChatResponse> = Call::new(SERVICE, methods::CHAT);
+pub const CHAT_STREAM: Stream<ChatRequest, StreamEvent> =
+    Stream::new(SERVICE, methods::CHAT_STREAM);
+pub const MODELS: Call<(), ModelsStatus> = Call::new(SERVICE, methods::MODELS);
+pub const MODEL_SET: Call<ModelChoice, ()> = Call::new(SERVICE, methods::MODEL_SET);
+pub const MODEL_GET: Call<ModelChoice, ModelChoice> = Call::new(SERVICE, methods::MODEL_GET);
+pub const EMBED: Call<EmbedRequest, EmbedResponse> = Call::new(SERVICE, methods::EMBED);
+pub const MODELS_RESET: Call<ModelChoice, ModelChoice> = Call::new(SERVICE, methods::MODELS_RESET);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct EmbedRequest {
@@ -190,6 +204,10 @@ pub struct ChatResponse {
     /// The alias of the deployment that answered, and its model.
     pub deployment: String,
     pub model: String,
+    /// The context window of the deployment that answered (0 when its
+    /// config does not say), so a caller sizes its next request without
+    /// asking beforehand.
+    pub context_window: u32,
     /// Deployments that failed before this one answered.
     pub fallbacks: u32,
     pub attempts: Vec<Attempt>,

@@ -5,6 +5,8 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::contract::{Call, Json};
+
 pub mod methods {
     /// [`super::HistoryAppend`] -> empty
     pub const HISTORY_APPEND: &str = "history.append";
@@ -37,6 +39,40 @@ pub mod methods {
     /// JSON `{"gateway": "...", "user_id": "..."}` -> JSON
     /// `{"forgotten": bool}`. Only oictl may call it.
     pub const ACCOUNT_FORGET: &str = "account.forget";
+    /// [`super::Turn`] -> [`super::EpisodeId`]: what one intent leaves
+    /// behind (the exchange for the chat's history, the episode, the model
+    /// that answered), written in one transaction.
+    pub const TURN: &str = "memory.turn";
+}
+
+/// The memory service's destination.
+pub const SERVICE: &str = "memory";
+
+pub const HISTORY_APPEND: Call<HistoryAppend, ()> = Call::new(SERVICE, methods::HISTORY_APPEND);
+pub const HISTORY_WINDOW: Call<ChatId, History> = Call::new(SERVICE, methods::HISTORY_WINDOW);
+pub const HISTORY_CLEAR: Call<ChatId, ()> = Call::new(SERVICE, methods::HISTORY_CLEAR);
+pub const EPISODE_RECORD: Call<Episode, EpisodeId> = Call::new(SERVICE, methods::EPISODE_RECORD);
+pub const EPISODE_SEARCH: Call<EpisodeQuery, Episodes> =
+    Call::new(SERVICE, methods::EPISODE_SEARCH);
+pub const SETTINGS_GET: Call<ChatId, ChatSettings> = Call::new(SERVICE, methods::SETTINGS_GET);
+pub const SETTINGS_SET: Call<SettingSet, ()> = Call::new(SERVICE, methods::SETTINGS_SET);
+pub const CHECK: Call<(), IntegrityReport> = Call::new(SERVICE, methods::CHECK);
+pub const STATS: Call<(), Json> = Call::new(SERVICE, methods::STATS);
+pub const ACCOUNT_SEEN: Call<AccountSeen, ()> = Call::new(SERVICE, methods::ACCOUNT_SEEN);
+pub const ACCOUNT_LIST: Call<Json, Json> = Call::new(SERVICE, methods::ACCOUNT_LIST);
+pub const ACCOUNT_FORGET: Call<Json, Json> = Call::new(SERVICE, methods::ACCOUNT_FORGET);
+pub const TURN: Call<Turn, EpisodeId> = Call::new(SERVICE, methods::TURN);
+
+/// What one finished intent leaves behind, written in one transaction.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    /// Appended to the chat's history as a user and an assistant message,
+    /// when set.
+    pub exchange: Option<(String, String)>,
+    pub episode: Episode,
+    /// The value of the chat's `last_answer` setting (which model
+    /// answered), when set.
+    pub last_answer: Option<String>,
 }
 
 /// A chat gateway saw a message from one of its users (in an allowed

@@ -3,6 +3,8 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::contract::Call;
+
 pub mod methods {
     /// empty -> [`super::PairCode`]: a one-time code that, sent to the bot
     /// as `/pair <code>`, lets that chat in.
@@ -12,6 +14,13 @@ pub mod methods {
     /// [`super::ChatRef`] -> empty: a paired chat no longer gets answers.
     pub const UNPAIR: &str = "telegram.unpair";
 }
+
+/// The Telegram gateway's destination.
+pub const SERVICE: &str = "telegram";
+
+pub const PAIR: Call<(), PairCode> = Call::new(SERVICE, methods::PAIR);
+pub const CHATS: Call<(), ChatList> = Call::new(SERVICE, methods::CHATS);
+pub const UNPAIR: Call<ChatRef, ()> = Call::new(SERVICE, methods::UNPAIR);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PairCode {

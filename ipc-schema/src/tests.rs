@@ -149,7 +149,7 @@ proptest! {
         prop_assert_eq!(crate::decode_payload::<ChatRequest>(&bytes, Kind::Request, 1).unwrap(), req);
         let resp = ChatResponse {
             message: assistant, finish_reason: "tool_calls".into(), usage: Usage { prompt_tokens: n, completion_tokens: n / 2 },
-            deployment: texts[5].clone(), model: texts[4].clone(), fallbacks: n % 5,
+            deployment: texts[5].clone(), model: texts[4].clone(), context_window: n, fallbacks: n % 5,
             attempts: vec![Attempt { deployment: texts[5].clone(), class: "rate_limited".into(), status: 429, latency_ms: n, prompt_tokens: 0, completion_tokens: 0, cooldown_ms: 120_000, message: texts[3].clone() }],
         };
         for ev in [StreamEvent::Text(texts[0].clone()), StreamEvent::ToolCall(call), StreamEvent::Done(resp)] {

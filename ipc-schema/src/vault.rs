@@ -5,6 +5,8 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::contract::Call;
+
 /// Method names the vault answers.
 pub mod methods {
     /// [`super::SecretName`] -> [`super::SecretValue`]
@@ -20,6 +22,16 @@ pub mod methods {
     /// empty -> [`super::VaultStatus`]
     pub const STATUS: &str = "vault.status";
 }
+
+/// The vault's destination.
+pub const SERVICE: &str = "vault";
+
+pub const GET: Call<SecretName, SecretValue> = Call::new(SERVICE, methods::GET);
+pub const SET: Call<SetSecret, SecretMeta> = Call::new(SERVICE, methods::SET);
+pub const LIST: Call<(), SecretList> = Call::new(SERVICE, methods::LIST);
+pub const REMOVE: Call<SecretName, ()> = Call::new(SERVICE, methods::REMOVE);
+pub const ROTATE: Call<(), VaultStatus> = Call::new(SERVICE, methods::ROTATE);
+pub const STATUS: Call<(), VaultStatus> = Call::new(SERVICE, methods::STATUS);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SecretName {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use oi_ipc_schema::frame::{Frame, Kind};
+use oi_ipc_schema::{Body, Call};
 use oi_ipc_schema::{
     Cancel, ConfigChanged, ErrorCode, ErrorReply, Hello, PROTOCOL_VERSION, Ready, RegisterTools,
     Request, Response, Shutdown, StreamChunk, StreamEnd, ToolSpec, Welcome,
@@ -18,6 +19,7 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
+use zeroize::Zeroizing;
 
 use crate::framing::{FramingError, read_frame};
 use crate::sink::FrameSink;
@@ -358,28 +360,46 @@ impl BusClient {
         }
     }
 
-    /// Calls `method` with an archived `payload` and decodes the archived
-    /// reply.
-    pub async fn call<Req, Resp>(
+    /// Calls a method of the typed contract and decodes its reply.
+    pub async fn call<Req: Body, Resp: Body>(
         &self,
-        destination: &str,
-        method: &str,
+        method: Call<Req, Resp>,
         payload: &Req,
         opts: CallOptions,
-    ) -> Result<Resp, BusError>
-    where
-        Req: oi_ipc_schema::Encode,
-        Resp: oi_ipc_schema::Decode,
-    {
-        let bytes = oi_ipc_schema::encode_payload(payload)?;
-        let reply = self.request(destination, method, &bytes, opts).await?;
-        oi_ipc_schema::decode_payload(&reply, Kind::Response, 0)
-            .map_err(|e| BusError::Protocol(format!("{destination} {method} reply: {e}")))
+    ) -> Result<Resp, BusError> {
+        // Both buffers are wiped when dropped: some carry secrets
+        // (`vault.get`, `vault.set`).
+        let bytes = Zeroizing::new(method.encode_request(payload)?);
+        let reply = Zeroizing::new(
+            self.request(method.service, method.method, &bytes, opts)
+                .await?,
+        );
+        method
+            .decode_reply(&reply)
+            .map_err(|e| BusError::Protocol(format!("{method:?} reply: {e}")))
     }
 
-    /// Calls `method` of `destination` and returns its stream of chunks.
+    /// Opens a streamed method of the typed contract. Dropping the
+    /// [`EventStream`] cancels the request.
+    pub fn stream<Req: Body, Event: Body>(
+        &self,
+        method: oi_ipc_schema::Stream<Req, Event>,
+        payload: &Req,
+        opts: CallOptions,
+    ) -> Result<EventStream<Event>, BusError> {
+        let bytes = method.encode_request(payload)?;
+        let inner = self.request_stream(method.service, method.method, &bytes, opts)?;
+        Ok(EventStream {
+            inner,
+            decode: |b: &[u8]| Event::decode_body(b, Kind::StreamChunk, 0),
+            what: method.method,
+        })
+    }
+
+    /// Calls `method` of `destination` and returns its stream of chunks,
+    /// as bytes (for names not in the contract, such as tools).
     /// Dropping the [`ReplyStream`] cancels the request.
-    pub fn stream(
+    pub fn request_stream(
         &self,
         destination: &str,
         method: &str,
@@ -475,6 +495,27 @@ impl ReplyStream {
             self.done = true;
         }
         Some(item)
+    }
+}
+
+/// The typed events of a streamed method, in order.
+pub struct EventStream<Event> {
+    inner: ReplyStream,
+    decode: fn(&[u8]) -> Result<Event, oi_ipc_schema::FrameError>,
+    what: &'static str,
+}
+
+impl<Event> EventStream<Event> {
+    /// The next event; `Ok(None)` once the stream has ended. An error
+    /// reply, a lost connection or an undecodable chunk is an error.
+    pub async fn next(&mut self) -> Result<Option<Event>, BusError> {
+        match self.inner.next().await {
+            None | Some(StreamItem::End(_)) => Ok(None),
+            Some(StreamItem::Error(e)) => Err(e),
+            Some(StreamItem::Chunk(bytes)) => (self.decode)(&bytes)
+                .map(Some)
+                .map_err(|e| BusError::Protocol(format!("{} event: {e}", self.what))),
+        }
     }
 }
 

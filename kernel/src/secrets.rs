@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use oi_ipc_schema::vault::{SecretName, SecretValue, methods};
-use oi_ipc_schema::{Kind, decode_payload, encode_payload};
+use oi_ipc_schema::vault::{self, SecretName, SecretValue};
 use zeroize::Zeroizing;
 
 use crate::client::{BusClient, BusError, CallOptions};
@@ -36,18 +35,17 @@ pub async fn read_bound(
     name: &str,
     deadline: Duration,
 ) -> Result<(Zeroizing<String>, Vec<String>), SecretError> {
-    let payload = encode_payload(&SecretName { name: name.into() })
-        .map_err(|e| SecretError::Unreadable(e.to_string()))?;
-    let bytes = client
-        .request(
-            "vault",
-            methods::GET,
-            &payload,
+    let v: SecretValue = client
+        .call(
+            vault::GET,
+            &SecretName { name: name.into() },
             CallOptions::deadline(deadline),
         )
-        .await?;
-    let v: SecretValue = decode_payload(&bytes, Kind::Response, 0)
-        .map_err(|e| SecretError::Unreadable(e.to_string()))?;
+        .await
+        .map_err(|e| match e {
+            BusError::Protocol(e) => SecretError::Unreadable(e),
+            e => SecretError::from(e),
+        })?;
     let value = Zeroizing::new(v.value);
     let text = std::str::from_utf8(&value).map_err(|_| SecretError::NotText(name.into()))?;
     Ok((Zeroizing::new(text.trim().to_string()), v.hosts))

@@ -10,9 +10,8 @@
 
 use std::time::Duration;
 
-use oi_ipc_schema::control::{ToolList, methods};
-use oi_ipc_schema::frame::Kind;
-use oi_ipc_schema::{ErrorCode, KERNEL_DESTINATION, ToolSpec};
+use oi_ipc_schema::control::{self, ToolList};
+use oi_ipc_schema::{ErrorCode, ToolSpec};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -93,16 +92,13 @@ pub enum ToolCallError {
 
 /// The tools of every ready service, from the kernel's registry.
 pub async fn list(client: &BusClient, deadline: Duration) -> Result<ToolList, BusError> {
-    let bytes = client
-        .request(
-            KERNEL_DESTINATION,
-            methods::REGISTRY_TOOLS,
-            &[],
+    client
+        .call(
+            control::REGISTRY_TOOLS,
+            &(),
             CallOptions::deadline(deadline),
         )
-        .await?;
-    oi_ipc_schema::decode_payload::<ToolList>(&bytes, Kind::Response, 0)
-        .map_err(|e| BusError::Protocol(format!("registry.tools reply: {e}")))
+        .await
 }
 
 /// Calls a tool by name: finds the service that registered it, sends the

@@ -184,7 +184,7 @@ async fn request_response_and_stream_through_the_broker() {
         );
 
         let mut s = c
-            .stream("echo", "stream", &[5], CallOptions::default())
+            .request_stream("echo", "stream", &[5], CallOptions::default())
             .unwrap();
         let mut got = Vec::new();
         while let Some(item) = s.next().await {
@@ -289,6 +289,86 @@ async fn registry_lists_services_and_tools() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::BadRequest);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_list_is_pushed_on_change_and_requests_are_counted() {
+    tokio::time::timeout(LIMIT, async {
+        let mut f = fixture().await;
+        let c = client(&f.socket).await;
+        let forever = CallOptions::deadline(Duration::from_secs(3600));
+        let mut watch = c
+            .stream(oi_ipc_schema::control::REGISTRY_WATCH, &(), forever)
+            .unwrap();
+        // The list now: nothing is registered.
+        assert!(watch.next().await.unwrap().unwrap().tools.is_empty());
+        // A service comes up with a tool: pushed without being asked.
+        f.broker.expect_service("echo", std::process::id());
+        let (mut svc, _) = raw_hello(&f.socket, Some("echo"), std::process::id()).await;
+        let tools = oi_ipc_schema::RegisterTools {
+            tools: vec![ToolSpec {
+                name: "echo_tool".into(),
+                description: "Echoes".into(),
+                args_schema_json: "{}".into(),
+            }],
+        };
+        write_frame(&mut svc, &Frame::new(0, &tools).unwrap())
+            .await
+            .unwrap();
+        write_frame(&mut svc, &Frame::new(0, &Ready::default()).unwrap())
+            .await
+            .unwrap();
+        wait_ready(&mut f.events, "echo").await;
+        let mut names = Vec::new();
+        while names.is_empty() {
+            let l = watch.next().await.unwrap().unwrap();
+            names = l
+                .tools
+                .iter()
+                .map(|t| t.spec.name.clone())
+                .collect::<Vec<_>>();
+        }
+        assert_eq!(names, ["echo_tool"]);
+        // It goes away: pushed again, empty.
+        drop(svc);
+        loop {
+            if watch.next().await.unwrap().unwrap().tools.is_empty() {
+                break;
+            }
+        }
+
+        // The broker counts what it routes, per method; bus.stats itself
+        // is not counted.
+        let stats = oi_ipc_schema::control::BUS_STATS;
+        let before = c.call(stats, &(), CallOptions::default()).await.unwrap();
+        for _ in 0..3 {
+            c.call(
+                oi_ipc_schema::control::REGISTRY_TOOLS,
+                &(),
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let _ = c
+            .request("nobody", "some.method", b"", CallOptions::default())
+            .await;
+        let after = c.call(stats, &(), CallOptions::default()).await.unwrap();
+        assert_eq!(after.requests - before.requests, 4);
+        let count = |s: &oi_ipc_schema::control::BusStats, m: &str| {
+            s.by_method
+                .iter()
+                .find(|(n, _)| n == m)
+                .map_or(0, |(_, c)| *c)
+        };
+        let tools = methods::REGISTRY_TOOLS;
+        assert_eq!(count(&after, tools) - count(&before, tools), 3);
+        assert_eq!(count(&after, "some.method"), 1);
+        assert_eq!(count(&after, methods::BUS_STATS), 0);
+        assert_eq!(count(&after, methods::REGISTRY_WATCH), 1);
     })
     .await
     .unwrap();
@@ -419,7 +499,7 @@ async fn deadline_and_cancellation_reach_the_service() {
         }
         // Dropping a stream cancels it too.
         let s = c
-            .stream("echo", "hang", b"", CallOptions::default())
+            .request_stream("echo", "hang", b"", CallOptions::default())
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(s);

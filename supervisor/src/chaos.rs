@@ -40,22 +40,16 @@ impl Service for Chaos {
         match req.method() {
             "ping" => Ok(Reply::Once(std::process::id().to_string().into_bytes())),
             "vault-get" => {
-                use oi_ipc_schema::vault::{SecretName, SecretValue, methods};
+                use oi_ipc_schema::vault::{self, SecretName};
                 let name = String::from_utf8_lossy(req.payload()).into_owned();
-                let payload = oi_ipc_schema::encode_payload(&SecretName { name })
-                    .map_err(|e| ServiceError::internal(e.to_string()))?;
-                let bytes = self
+                let v = self
                     .client
-                    .request(
-                        "vault",
-                        methods::GET,
-                        &payload,
+                    .call(
+                        vault::GET,
+                        &SecretName { name },
                         oi_kernel::client::CallOptions::default(),
                     )
                     .await?;
-                let v: SecretValue =
-                    oi_ipc_schema::decode_payload(&bytes, oi_ipc_schema::Kind::Response, 0)
-                        .map_err(|e| ServiceError::internal(e.to_string()))?;
                 Ok(Reply::Once(v.value))
             }
             other => Err(ServiceError::bad_request(format!(

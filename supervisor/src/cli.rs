@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use oi_ipc_schema::control::{LogLines, LogsRequest, ServiceName, StatusReport, methods};
-use oi_ipc_schema::frame::Kind;
-use oi_ipc_schema::{DEFAULT_MAX_FRAME_BYTES, KERNEL_DESTINATION, decode_payload, encode_payload};
-use oi_kernel::client::{BusClient, BusError, CallOptions, StreamItem};
+use oi_ipc_schema::control::{self, LogsRequest, ServiceName, StatusReport};
+use oi_ipc_schema::{Call, DEFAULT_MAX_FRAME_BYTES, Text};
+use oi_kernel::client::{BusClient, BusError, CallOptions};
 use oi_kernel::paths::Paths;
 
 use crate::cli_agent::Output;
@@ -353,10 +352,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Restart { service } => {
-            control(&connect().await?, methods::RESTART, &service, "restarting").await
+            control(&connect().await?, control::RESTART, &service, "restarting").await
         }
         Cmd::Stop { service } => {
-            control(&connect().await?, methods::STOP, &service, "stopping").await
+            control(&connect().await?, control::STOP, &service, "stopping").await
         }
         Cmd::Shutdown => {
             let client = match BusClient::connect(
@@ -374,10 +373,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             };
             client
-                .request(
-                    KERNEL_DESTINATION,
-                    methods::SHUTDOWN,
-                    b"",
+                .call(
+                    control::SHUTDOWN,
+                    &(),
                     CallOptions::deadline(Duration::from_secs(10)),
                 )
                 .await?;
@@ -395,9 +393,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("oictl: openintentd stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start { service } => {
-            control(&connect().await?, methods::START, &service, "starting").await
-        }
+        Cmd::Start { service } => start(&connect().await?, &service).await,
         Cmd::Logs {
             service,
             follow,
@@ -409,11 +405,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             lines,
         } => {
             let client = connect().await?;
-            let req = encode_payload(&LogsRequest {
+            let req = LogsRequest {
                 name: service,
                 lines,
                 follow,
-            })?;
+            };
             let opts = CallOptions::deadline(Duration::from_secs(if follow {
                 u32::MAX as u64 / 1000
             } else {
@@ -421,28 +417,18 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }));
             let mut out = std::io::stdout().lock();
             if !follow {
-                let bytes = client
-                    .request(KERNEL_DESTINATION, methods::LOGS, &req, opts)
-                    .await?;
-                let l: LogLines = decode_payload(&bytes, Kind::Response, 0)?;
+                let l = client.call(control::LOGS, &req, opts).await?;
                 for line in l.lines {
                     writeln!(out, "{line}")?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut stream = client.stream(KERNEL_DESTINATION, methods::LOGS, &req, opts)?;
-            while let Some(item) = stream.next().await {
-                match item {
-                    StreamItem::Chunk(c) => {
-                        let l: LogLines = decode_payload(&c, Kind::StreamChunk, 0)?;
-                        for line in l.lines {
-                            writeln!(out, "{line}")?;
-                        }
-                        out.flush()?;
-                    }
-                    StreamItem::End(_) => break,
-                    StreamItem::Error(e) => return Err(e.into()),
+            let mut stream = client.stream(control::LOGS_FOLLOW, &req, opts)?;
+            while let Some(l) = stream.next().await? {
+                for line in l.lines {
+                    writeln!(out, "{line}")?;
                 }
+                out.flush()?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -543,44 +529,33 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) async fn typed_request<T>(
-    client: &BusClient,
-    destination: &str,
-    method: &str,
-    payload: &[u8],
-    opts: CallOptions,
-) -> anyhow::Result<T>
-where
-    T: oi_ipc_schema::Decode,
-{
-    let bytes = client.request(destination, method, payload, opts).await?;
-    Ok(decode_payload(&bytes, Kind::Response, 0)?)
-}
-
+/// `oictl restart` and `oictl stop`.
 async fn control(
     client: &BusClient,
-    method: &str,
+    method: Call<ServiceName, ()>,
     service: &str,
     verb: &str,
 ) -> anyhow::Result<ExitCode> {
-    let payload = encode_payload(&ServiceName {
+    let name = ServiceName {
         name: service.to_string(),
-    })?;
-    let note = client
-        .request(
-            KERNEL_DESTINATION,
-            method,
-            &payload,
-            CallOptions::deadline(Duration::from_secs(10)),
-        )
-        .await?;
+    };
+    let opts = CallOptions::deadline(Duration::from_secs(10));
+    client.call(method, &name, opts).await?;
+    eprintln!("oictl: {verb} {service}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `oictl start`: says why a service stays WAITING.
+async fn start(client: &BusClient, service: &str) -> anyhow::Result<ExitCode> {
+    let name = ServiceName {
+        name: service.to_string(),
+    };
+    let opts = CallOptions::deadline(Duration::from_secs(10));
+    let Text(note) = client.call(control::START, &name, opts).await?;
     if note.is_empty() {
-        eprintln!("oictl: {verb} {service}");
+        eprintln!("oictl: starting {service}");
     } else {
-        eprintln!(
-            "oictl: {service} stays WAITING, {}; it starts by itself once that is there",
-            String::from_utf8_lossy(&note)
-        );
+        eprintln!("oictl: {service} stays WAITING, {note}; it starts by itself once that is there");
     }
     Ok(ExitCode::SUCCESS)
 }

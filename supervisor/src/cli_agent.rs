@@ -6,20 +6,13 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use oi_agent::commands;
-use oi_agent::display::{short_args, summary_line, tool_line};
-use oi_ipc_schema::KERNEL_DESTINATION;
-use oi_ipc_schema::agent::{
-    AgentEvent, CommandReply, CommandRequest, IntentRequest, IntentResult, methods,
-};
-use oi_ipc_schema::control::audit::{AuditQuery, AuditRows, AuditVerify, methods as audit};
-use oi_ipc_schema::frame::Kind;
-use oi_ipc_schema::{decode_payload, encode_payload};
-use oi_kernel::client::{BusClient, BusError, CallOptions, ReplyStream, StreamItem};
+use oi_client::display::{short_args, summary_line, tool_line};
+use oi_client::intent::{Intent, NO_ANSWER, Step};
+use oi_client::{BusClient, CallOptions};
+use oi_ipc_schema::agent::{CommandReply, IntentRequest, IntentResult};
+use oi_ipc_schema::control::audit::{self, AuditQuery, AuditRows, AuditVerify};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
-
-pub const AGENT: &str = "agent";
 
 /// Exit status of an intent cancelled with Ctrl-C (128 + SIGINT).
 const EXIT_CANCELLED: u8 = 130;
@@ -64,70 +57,38 @@ pub fn result_json(r: &IntentResult, notices: &[String]) -> Value {
     })
 }
 
-fn start(
-    client: &BusClient,
-    req: &IntentRequest,
-    timeout: Duration,
-) -> anyhow::Result<ReplyStream> {
-    let payload = encode_payload(req)?;
-    Ok(client.stream(
-        AGENT,
-        methods::RUN,
-        &payload,
-        CallOptions::deadline(timeout).waiting(),
-    )?)
-}
-
-/// Follows an intent's events until it ends or Ctrl-C; prints progress.
-async fn follow(
-    mut stream: ReplyStream,
-    out: Output,
-    notices: &mut Vec<String>,
-) -> anyhow::Result<Ended> {
+/// Follows an intent's steps until it ends or Ctrl-C; prints progress.
+async fn follow(mut intent: Intent, out: Output) -> (Ended, Vec<String>) {
     let human = out != Output::Json;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let item = tokio::select! {
-            item = stream.next() => item,
+        let step = tokio::select! {
+            step = intent.next() => step,
             _ = &mut ctrl_c => {
-                // Dropping the stream cancels the intent and its tool calls.
-                drop(stream);
-                return Ok(Ended::Cancelled);
+                // Dropping the intent cancels it and its tool calls.
+                return (Ended::Cancelled, intent.notices().to_vec());
             }
         };
-        let Some(item) = item else {
-            return Ok(Ended::Failed(
-                "the agent ended the intent without an answer".into(),
-            ));
-        };
-        let bytes = match item {
-            StreamItem::Chunk(b) => b,
-            StreamItem::End(_) => {
-                return Ok(Ended::Failed(
-                    "the agent ended the intent without an answer".into(),
-                ));
-            }
-            StreamItem::Error(BusError::Remote { message, .. }) => {
-                return Ok(Ended::Failed(message));
-            }
-            StreamItem::Error(e) => return Ok(Ended::Failed(e.to_string())),
-        };
-        match decode_payload::<AgentEvent>(&bytes, Kind::StreamChunk, 0)? {
-            AgentEvent::Started { .. } | AgentEvent::ToolStarted { .. } => {}
-            AgentEvent::ToolFinished(c) => {
+        let ended = match step {
+            Some(Step::ToolFinished(c)) => {
                 if human {
                     eprintln!("{}", tool_line(&c));
                 }
+                continue;
             }
-            AgentEvent::Notice(n) => {
+            Some(Step::Notice(n)) => {
                 if human {
                     eprintln!("! {n}");
                 }
-                notices.push(n);
+                continue;
             }
-            AgentEvent::Done(r) => return Ok(Ended::Done(r)),
-        }
+            Some(Step::Started { .. } | Step::ToolStarted { .. }) => continue,
+            Some(Step::Done(r)) => Ended::Done(r),
+            Some(Step::Failed(why)) => Ended::Failed(why),
+            None => Ended::Failed(NO_ANSWER.into()),
+        };
+        return (ended, intent.notices().to_vec());
     }
 }
 
@@ -138,9 +99,7 @@ pub async fn ask(
     out: Output,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let stream = start(client, &req, timeout)?;
-    let mut notices = Vec::new();
-    let ended = follow(stream, out, &mut notices).await?;
+    let (ended, notices) = follow(Intent::start(client, &req, timeout)?, out).await;
     let mut stdout = std::io::stdout().lock();
     match ended {
         Ended::Done(r) => {
@@ -186,23 +145,8 @@ pub async fn ask(
 }
 
 async fn command(client: &BusClient, chat: &str, line: &str) -> anyhow::Result<CommandReply> {
-    Ok(client
-        .call(
-            AGENT,
-            methods::COMMAND,
-            &CommandRequest {
-                chat: chat.into(),
-                text: line.into(),
-            },
-            CallOptions::deadline(Duration::from_secs(30)).waiting(),
-        )
-        .await?)
-}
-
-async fn tokens_on(client: &BusClient, chat: &str) -> bool {
-    commands::setting(client, chat, commands::TOKENS_SETTING)
-        .await
-        .is_some_and(|v| v == "on")
+    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
+    Ok(oi_client::chat::command(client, chat, line, opts).await?)
 }
 
 /// An interactive session: each line is an intent with the chat's history,
@@ -245,7 +189,7 @@ pub async fn chat(
             alias: alias.clone().unwrap_or_default(),
             history: true,
         };
-        let tokens = tokens_on(client, chat).await;
+        let tokens = oi_client::chat::shows_tokens(client, chat).await;
         ask(client, req, Output::Chat { tokens }, timeout).await?;
     }
 }
@@ -265,9 +209,7 @@ pub async fn audit(
 ) -> anyhow::Result<ExitCode> {
     let quick = CallOptions::deadline(Duration::from_secs(30));
     if verify {
-        let v: AuditVerify = client
-            .call(KERNEL_DESTINATION, audit::VERIFY, &(), quick)
-            .await?;
+        let v: AuditVerify = client.call(audit::VERIFY, &(), quick).await?;
         if as_json {
             println!(
                 "{}",
@@ -293,9 +235,7 @@ pub async fn audit(
         intent: intent.unwrap_or_default(),
         limit,
     };
-    let rows: AuditRows = client
-        .call(KERNEL_DESTINATION, audit::LIST, &q, quick)
-        .await?;
+    let rows: AuditRows = client.call(audit::LIST, &q, quick).await?;
     if as_json {
         let v: Vec<Value> = rows
             .rows

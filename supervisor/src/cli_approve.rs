@@ -11,20 +11,15 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oi_adapter_shell::approvals::methods;
+use oi_ipc_schema::shell::{APPROVALS, CHALLENGE, GRANT, REFUSE};
+use oi_ipc_schema::{Call, Json};
 use oi_kernel::client::{BusClient, CallOptions};
 use serde_json::{Value, json};
 
-async fn call(client: &BusClient, method: &str, args: Value) -> anyhow::Result<Value> {
-    let bytes = client
-        .request(
-            "shell",
-            method,
-            args.to_string().as_bytes(),
-            CallOptions::deadline(Duration::from_secs(10)),
-        )
-        .await?;
-    Ok(serde_json::from_slice(&bytes)?)
+async fn call(client: &BusClient, method: Call<Json, Json>, args: Value) -> anyhow::Result<Value> {
+    let opts = CallOptions::deadline(Duration::from_secs(10));
+    let Json(reply) = client.call(method, &Json(args.to_string()), opts).await?;
+    Ok(serde_json::from_str(&reply)?)
 }
 
 /// Who is approving, for the audit log: the login name, uid and terminal.
@@ -63,7 +58,7 @@ pub async fn approve(
     refuse: bool,
 ) -> anyhow::Result<ExitCode> {
     let Some(id) = id else {
-        let list = call(client, methods::LIST, json!({})).await?;
+        let list = call(client, APPROVALS, json!({})).await?;
         let pending = list["pending"].as_array().cloned().unwrap_or_default();
         if pending.is_empty() {
             println!("no command waits for approval");
@@ -84,7 +79,7 @@ pub async fn approve(
         return Ok(ExitCode::SUCCESS);
     };
     if refuse {
-        let r = call(client, methods::REFUSE, json!({"id": id})).await?;
+        let r = call(client, REFUSE, json!({"id": id})).await?;
         println!(
             "refused: {}",
             r["refused"]["command"].as_str().unwrap_or("")
@@ -96,7 +91,7 @@ pub async fn approve(
             "approving needs a terminal: `oictl approve {id}` shows you the exact command and asks you to type a one-time code, so no script (and nothing a model runs) can approve; `oictl approve {id} --refuse` works anywhere"
         );
     }
-    let c = call(client, methods::CHALLENGE, json!({"id": id})).await?;
+    let c = call(client, CHALLENGE, json!({"id": id})).await?;
     let code = c["code"].as_str().unwrap_or("").to_string();
     println!("Approval {id} asks to run, once:");
     show(&c["approval"]);
@@ -105,13 +100,13 @@ pub async fn approve(
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     if line.trim() != code {
-        call(client, methods::REFUSE, json!({"id": id})).await?;
+        call(client, REFUSE, json!({"id": id})).await?;
         println!("refused; nothing ran");
         return Ok(ExitCode::from(1));
     }
     call(
         client,
-        methods::GRANT,
+        GRANT,
         json!({"id": id, "code": line.trim(), "who": who()}),
     )
     .await?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
-use oi_ipc_schema::memory::methods;
+use oi_ipc_schema::memory;
+use oi_ipc_schema::{Call, Json};
 use oi_kernel::client::{BusClient, CallOptions};
 use serde_json::Value;
 
@@ -76,7 +77,18 @@ async fn memory_tool(
     args: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
-    Ok(oi_kernel::tool::call_on(client, "memory", tool, &args.to_string(), opts).await?)
+    Ok(oi_kernel::tool::call_on(client, memory::SERVICE, tool, &args.to_string(), opts).await?)
+}
+
+/// Calls one of memory's own JSON methods.
+async fn memory_json(
+    client: &BusClient,
+    method: Call<Json, Json>,
+    args: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
+    let Json(reply) = client.call(method, &Json(args.to_string()), opts).await?;
+    Ok(serde_json::from_str(&reply)?)
 }
 
 pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<ExitCode> {
@@ -146,7 +158,9 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             }
         }
         MemoryCmd::Stats { json } => {
-            let r = memory_tool(client, methods::STATS, json!({})).await?;
+            let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
+            let Json(text) = client.call(memory::STATS, &(), opts).await?;
+            let r: serde_json::Value = serde_json::from_str(&text)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -183,9 +197,9 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             limit,
             json,
         } => {
-            let r = memory_tool(
+            let r = memory_json(
                 client,
-                methods::ACCOUNT_LIST,
+                memory::ACCOUNT_LIST,
                 json!({"gateway": gateway.unwrap_or_default(), "limit": limit}),
             )
             .await?;
@@ -199,9 +213,9 @@ pub async fn memory(client: &BusClient, action: MemoryCmd) -> anyhow::Result<Exi
             }
         }
         MemoryCmd::ForgetAccount { gateway, user_id } => {
-            let r = memory_tool(
+            let r = memory_json(
                 client,
-                methods::ACCOUNT_FORGET,
+                memory::ACCOUNT_FORGET,
                 json!({"gateway": gateway, "user_id": user_id}),
             )
             .await?;

@@ -5,24 +5,24 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oi_ipc_schema::frame::Kind;
 use oi_ipc_schema::llm::{
-    ChatMessage, ChatRequest, ChatResponse, ModelChoice, ModelsStatus, StreamEvent, methods,
+    self, ChatMessage, ChatRequest, ChatResponse, ModelChoice, ModelsStatus, StreamEvent,
 };
-use oi_ipc_schema::{decode_payload, encode_payload};
-use oi_kernel::client::{BusClient, CallOptions, StreamItem};
+use oi_ipc_schema::{Body, Call};
+use oi_kernel::client::{BusClient, CallOptions};
 use serde_json::{Value, json};
 
-pub const ROUTER: &str = "llm-router";
 /// The chat `oictl` itself speaks as.
 pub const CLI_CHAT: &str = "oictl";
 
-async fn call<T>(client: &BusClient, method: &str, payload: &[u8]) -> anyhow::Result<T>
-where
-    T: oi_ipc_schema::Decode,
-{
+/// Calls a router method; waits for a restarting router.
+async fn call<Req: Body, Resp: Body>(
+    client: &BusClient,
+    method: Call<Req, Resp>,
+    payload: &Req,
+) -> anyhow::Result<Resp> {
     let opts = CallOptions::deadline(Duration::from_secs(15)).waiting();
-    crate::cli::typed_request(client, ROUTER, method, payload, opts).await
+    Ok(client.call(method, payload, opts).await?)
 }
 
 pub fn models_json(s: &ModelsStatus) -> Value {
@@ -79,7 +79,7 @@ pub fn models_table(s: &ModelsStatus) -> String {
 }
 
 pub async fn models(client: &BusClient, json: bool) -> anyhow::Result<ExitCode> {
-    let s: ModelsStatus = call(client, methods::MODELS, &[]).await?;
+    let s: ModelsStatus = call(client, llm::MODELS, &()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&models_json(&s))?);
     } else {
@@ -95,15 +95,14 @@ pub async fn model(
     chat: String,
     clear: bool,
 ) -> anyhow::Result<ExitCode> {
-    let opts = CallOptions::deadline(Duration::from_secs(15)).waiting();
     if alias.is_none() && !clear {
         let c: ModelChoice = call(
             client,
-            methods::MODEL_GET,
-            &encode_payload(&ModelChoice {
+            llm::MODEL_GET,
+            &ModelChoice {
                 chat: chat.clone(),
                 alias: String::new(),
-            })?,
+            },
         )
         .await?;
         if c.alias.is_empty() {
@@ -114,13 +113,11 @@ pub async fn model(
         return Ok(ExitCode::SUCCESS);
     }
     let alias = alias.unwrap_or_default();
-    let payload = encode_payload(&ModelChoice {
+    let choice = ModelChoice {
         chat: chat.clone(),
         alias: alias.clone(),
-    })?;
-    client
-        .request(ROUTER, methods::MODEL_SET, &payload, opts)
-        .await?;
+    };
+    call(client, llm::MODEL_SET, &choice).await?;
     if alias.is_empty() {
         eprintln!("oictl: {chat} uses the cascade's primary again");
     } else {
@@ -154,28 +151,23 @@ pub async fn llm(
     let mut req = ChatRequest::new(vec![ChatMessage::user(prompt)]);
     req.chat = chat;
     req.alias = model.unwrap_or_default();
-    let payload = encode_payload(&req)?;
     let opts = CallOptions::deadline(Duration::from_secs(300)).waiting();
     let response = if stream {
-        let mut s = client.stream(ROUTER, methods::CHAT_STREAM, &payload, opts)?;
+        let mut s = client.stream(llm::CHAT_STREAM, &req, opts)?;
         let mut out = std::io::stdout().lock();
         let mut done = None;
-        while let Some(item) = s.next().await {
-            match item {
-                StreamItem::Chunk(c) => {
-                    match decode_payload::<StreamEvent>(&c, Kind::StreamChunk, 0)? {
-                        StreamEvent::Text(t) => {
-                            if !json {
-                                write!(out, "{t}")?;
-                                out.flush()?;
-                            }
-                        }
-                        StreamEvent::ToolCall(_) => {}
-                        StreamEvent::Done(r) => done = Some(r),
+        loop {
+            match s.next().await {
+                Ok(Some(StreamEvent::Text(t))) => {
+                    if !json {
+                        write!(out, "{t}")?;
+                        out.flush()?;
                     }
                 }
-                StreamItem::End(_) => break,
-                StreamItem::Error(e) => {
+                Ok(Some(StreamEvent::ToolCall(_))) => {}
+                Ok(Some(StreamEvent::Done(r))) => done = Some(r),
+                Ok(None) => break,
+                Err(e) => {
                     if !json {
                         writeln!(out)?;
                     }
@@ -188,10 +180,7 @@ pub async fn llm(
         }
         done.ok_or_else(|| anyhow::anyhow!("the stream ended without an answer"))?
     } else {
-        let bytes = client
-            .request(ROUTER, methods::CHAT, &payload, opts)
-            .await?;
-        let r: ChatResponse = decode_payload(&bytes, Kind::Response, 0)?;
+        let r = client.call(llm::CHAT, &req, opts).await?;
         if !json {
             println!("{}", r.message.content);
         }
@@ -225,9 +214,7 @@ pub async fn reset(client: &BusClient, alias: Option<String>) -> anyhow::Result<
         chat: String::new(),
         alias: alias.clone().unwrap_or_default(),
     };
-    let payload = oi_ipc_schema::encode_payload(&choice)?;
-    let r: oi_ipc_schema::llm::ModelChoice =
-        call(client, oi_ipc_schema::llm::methods::MODELS_RESET, &payload).await?;
+    let r = call(client, llm::MODELS_RESET, &choice).await?;
     let what = alias.map_or("every model".to_string(), |a| format!("'{a}'"));
     println!("cooldowns of {what} ended ({} were cooling)", r.alias);
     Ok(ExitCode::SUCCESS)

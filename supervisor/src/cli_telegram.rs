@@ -5,12 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use oi_ipc_schema::encode_payload;
-use oi_ipc_schema::telegram::{ChatList, ChatRef, PairCode, methods};
+use oi_ipc_schema::telegram::{self, ChatList, ChatRef, PairCode};
 use oi_kernel::client::{BusClient, CallOptions};
 use serde_json::json;
-
-use crate::cli::typed_request;
 
 #[derive(Subcommand)]
 pub enum TelegramCmd {
@@ -31,8 +28,6 @@ pub enum TelegramCmd {
     },
 }
 
-const SERVICE: &str = "telegram";
-
 fn opts() -> CallOptions {
     CallOptions::deadline(Duration::from_secs(10))
 }
@@ -40,7 +35,7 @@ fn opts() -> CallOptions {
 pub async fn telegram(client: &BusClient, cmd: TelegramCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         TelegramCmd::Pair => {
-            let p: PairCode = typed_request(client, SERVICE, methods::PAIR, b"", opts()).await?;
+            let p: PairCode = client.call(telegram::PAIR, &(), opts()).await?;
             let bot = if p.bot_username.is_empty() {
                 "your bot".to_string()
             } else {
@@ -56,8 +51,7 @@ pub async fn telegram(client: &BusClient, cmd: TelegramCmd) -> anyhow::Result<Ex
             );
         }
         TelegramCmd::Chats { json } => {
-            let list: ChatList =
-                typed_request(client, SERVICE, methods::CHATS, b"", opts()).await?;
+            let list: ChatList = client.call(telegram::CHATS, &(), opts()).await?;
             if json {
                 let v: Vec<_> = list
                     .chats
@@ -77,9 +71,8 @@ pub async fn telegram(client: &BusClient, cmd: TelegramCmd) -> anyhow::Result<Ex
             }
         }
         TelegramCmd::Unpair { chat } => {
-            let payload = encode_payload(&ChatRef { id: chat })?;
             client
-                .request(SERVICE, methods::UNPAIR, &payload, opts())
+                .call(telegram::UNPAIR, &ChatRef { id: chat }, opts())
                 .await?;
             println!("Chat {chat} no longer gets answers.");
         }

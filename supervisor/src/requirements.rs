@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oi_ipc_schema::vault::{SecretList, methods};
-use oi_ipc_schema::{Kind, decode_payload};
+use oi_ipc_schema::vault::{self, SecretList};
 use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::config::{Requirement, ServiceSpec};
 use tokio::sync::Mutex;
@@ -76,17 +75,14 @@ impl SecretLookup {
         let Some(client) = guard.as_ref() else {
             return Err("no bus connection".into());
         };
-        let bytes = client
-            .request(
-                "vault",
-                methods::LIST,
-                b"",
+        let list: SecretList = client
+            .call(
+                vault::LIST,
+                &(),
                 CallOptions::deadline(Duration::from_secs(2)),
             )
             .await
             .map_err(|e| e.to_string())?;
-        let list: SecretList =
-            decode_payload(&bytes, Kind::Response, 0).map_err(|e| e.to_string())?;
         Ok(list.secrets.into_iter().map(|s| s.name).collect())
     }
 }

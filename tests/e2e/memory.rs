@@ -83,7 +83,7 @@ fn oictl_memory_tools_history_and_episodes() {
         // Bad arguments from a model are an error it can act on.
         let e = c
             .request(
-                "memory",
+                oi_ipc_schema::memory::SERVICE,
                 "memory_save",
                 b"{not json",
                 CallOptions::default(),
@@ -113,7 +113,7 @@ fn oictl_memory_tools_history_and_episodes() {
             })
             .unwrap();
             c.request(
-                "memory",
+                oi_ipc_schema::memory::SERVICE,
                 methods::HISTORY_APPEND,
                 &p,
                 CallOptions::default(),
@@ -137,7 +137,7 @@ fn oictl_memory_tools_history_and_episodes() {
             ("m5", "m24")
         );
         c.request(
-            "memory",
+            oi_ipc_schema::memory::SERVICE,
             methods::HISTORY_CLEAR,
             &chat,
             CallOptions::default(),
@@ -199,7 +199,7 @@ fn oictl_memory_tools_history_and_episodes() {
         .unwrap();
         let e = c
             .request(
-                "memory",
+                oi_ipc_schema::memory::SERVICE,
                 methods::ACCOUNT_SEEN,
                 &seen,
                 CallOptions::default(),

@@ -169,7 +169,7 @@ fn services_outside_the_policy_are_denied_and_audited() {
         // The default policy lets llm-router read *-api-key.
         let v = c
             .request(
-                "llm-router",
+                oi_ipc_schema::llm::SERVICE,
                 "vault-get",
                 b"openai-api-key",
                 CallOptions::default(),
@@ -180,7 +180,7 @@ fn services_outside_the_policy_are_denied_and_audited() {
         // The shell adapter may read nothing.
         let e = c
             .request(
-                "shell",
+                oi_ipc_schema::shell::SERVICE,
                 "vault-get",
                 b"openai-api-key",
                 CallOptions::default(),
@@ -235,7 +235,7 @@ fn kill_9_of_the_vault_during_a_write_loop_loses_no_acknowledged_write() {
             .unwrap();
             match c
                 .request(
-                    "vault",
+                    oi_ipc_schema::vault::SERVICE,
                     methods::SET,
                     &p,
                     CallOptions::deadline(Duration::from_secs(10)).waiting(),
@@ -316,9 +316,14 @@ fn reads_during_rotation_never_fail() {
                 hosts: None,
             })
             .unwrap();
-            c.request("vault", methods::SET, &p, CallOptions::default())
-                .await
-                .unwrap();
+            c.request(
+                oi_ipc_schema::vault::SERVICE,
+                methods::SET,
+                &p,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
         }
         let reader = {
             let c = c.clone();

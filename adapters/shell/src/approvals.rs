@@ -222,16 +222,7 @@ impl Approvals {
 }
 
 /// The bus methods of approvals, for the user's own client only.
-pub mod methods {
-    /// empty -> `{"pending": [View]}`
-    pub const LIST: &str = "shell.approvals";
-    /// `{"id"}` -> `{"approval": View, "code"}`
-    pub const CHALLENGE: &str = "shell.approval.challenge";
-    /// `{"id", "code", "who"}` -> `{"approval": View}`
-    pub const GRANT: &str = "shell.approval.grant";
-    /// `{"id"}` -> `{"refused": Subject}`
-    pub const REFUSE: &str = "shell.approval.refuse";
-}
+pub use oi_ipc_schema::shell::methods;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

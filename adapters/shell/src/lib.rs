@@ -263,14 +263,10 @@ impl ShellAdapter {
             outcome,
             duration_ms: 0,
         };
-        let Ok(payload) = oi_ipc_schema::encode_payload(&record) else {
-            return;
-        };
         if let Err(e) = bus
-            .request(
-                oi_ipc_schema::KERNEL_DESTINATION,
-                oi_ipc_schema::control::audit::methods::APPEND,
-                &payload,
+            .call(
+                oi_ipc_schema::control::audit::APPEND,
+                &record,
                 oi_kernel::client::CallOptions::deadline(Duration::from_secs(5)),
             )
             .await

@@ -109,6 +109,7 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, stream: UnixStream) {
                     // checked the pid); the old connection's EOF has not
                     // arrived yet.
                     st.registry.remove_conn(name, old_conn);
+                    shared.tools_changed();
                 }
                 None => {}
             }
@@ -327,6 +328,7 @@ pub(super) fn disconnect(shared: &Arc<Shared>, conn_id: u64) {
         && st.registry.remove_conn(&name, conn_id).is_some()
     {
         info!(service = %name, pid = conn.pid, "service left the bus");
+        shared.tools_changed();
         let _ = shared.events.send(BusEvent::Disconnected {
             name,
             pid: conn.pid,

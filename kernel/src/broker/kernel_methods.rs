@@ -22,6 +22,10 @@ pub(super) fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Fram
             }
         }
     };
+    if method == methods::REGISTRY_WATCH {
+        watch_tools(shared.clone(), conn, corr, send);
+        return;
+    }
     let builtin = match method.as_str() {
         methods::REGISTRY_SERVICES => Some(oi_ipc_schema::encode_payload(
             &shared.lock().registry.snapshot(Instant::now()),
@@ -29,6 +33,18 @@ pub(super) fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Fram
         methods::REGISTRY_TOOLS => Some(oi_ipc_schema::encode_payload(
             &shared.lock().registry.tools(),
         )),
+        methods::BUS_STATS => Some(oi_ipc_schema::encode_payload(&{
+            let st = shared.lock();
+            BusStats {
+                requests: st.stats.total,
+                by_method: st
+                    .stats
+                    .by_method
+                    .iter()
+                    .map(|(m, n)| (m.clone(), *n))
+                    .collect(),
+            }
+        })),
         _ => None,
     };
     if let Some(res) = builtin {
@@ -92,6 +108,48 @@ pub(super) fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Fram
             }
             Err((code, message)) => {
                 let _ = send(error_frame(corr, code, message));
+            }
+        }
+    });
+}
+
+/// `registry.watch`: the tools now, then again after each change, until
+/// the caller's connection is gone.
+fn watch_tools(
+    shared: Arc<Shared>,
+    conn: u64,
+    corr: u64,
+    send: impl Fn(Option<Frame>) -> bool + Send + 'static,
+) {
+    let mut changed = shared.tools_changed.subscribe();
+    tokio::spawn(async move {
+        let mut seq = 0u32;
+        loop {
+            changed.mark_unchanged();
+            let tools = shared.lock().registry.tools();
+            let Ok(payload) = oi_ipc_schema::encode_payload(&tools) else {
+                return;
+            };
+            if !send(Frame::new(corr, &StreamChunk { seq, payload }).ok()) {
+                return;
+            }
+            seq = seq.wrapping_add(1);
+            loop {
+                tokio::select! {
+                    r = changed.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    // A caller that went away without a change is noticed
+                    // here.
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                        if !shared.lock().conns.contains_key(&conn) {
+                            return;
+                        }
+                    }
+                }
             }
         }
     });

@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use oi_ipc_schema::control::methods;
+use oi_ipc_schema::control::{BusStats, methods};
 use oi_ipc_schema::frame::{Frame, Kind};
 use oi_ipc_schema::{
     Cancel, ErrorCode, ErrorReply, Heartbeat, Hello, KERNEL_DESTINATION, Message, PROTOCOL_VERSION,
@@ -177,6 +177,29 @@ struct State {
     in_flight: InFlight,
     next_conn: u64,
     next_corr: u64,
+    /// Requests routed since the start (`bus.stats`).
+    stats: RequestCounts,
+}
+
+/// Requests counted as they arrive, in all and per method.
+#[derive(Default)]
+struct RequestCounts {
+    total: u64,
+    by_method: std::collections::BTreeMap<String, u64>,
+}
+
+impl RequestCounts {
+    fn count(&mut self, method: &str) {
+        self.total += 1;
+        if let Some(n) = self.by_method.get_mut(method) {
+            *n += 1;
+        } else if self.by_method.len() < 4096 {
+            self.by_method.insert(method.to_string(), 1);
+        } else {
+            // Method names come from peers: the map stays bounded.
+            *self.by_method.entry("(other)".into()).or_default() += 1;
+        }
+    }
 }
 
 struct Shared {
@@ -187,6 +210,9 @@ struct Shared {
     audit: OnceLock<AuditLog>,
     /// Set when the broker closes; every connection task stops reading.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped whenever the tools the registry lists may have changed
+    /// (`registry.watch` follows it).
+    tools_changed: tokio::sync::watch::Sender<u64>,
     uid: u32,
     pid: u32,
     /// `flock` on `<socket>.lock`, held while the broker lives.
@@ -198,6 +224,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// Tells the registry's watchers to look again.
+    fn tools_changed(&self) {
+        self.tools_changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a panic while routing; the state itself is
         // plain data, so keep serving.
@@ -255,6 +286,7 @@ impl Broker {
             handler: Mutex::new(None),
             audit: OnceLock::new(),
             closing: tokio::sync::watch::channel(false).0,
+            tools_changed: tokio::sync::watch::channel(0).0,
             uid: nix::unistd::geteuid().as_raw(),
             pid: std::process::id(),
             _lock: lock,

@@ -66,6 +66,7 @@ pub(super) fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> R
                     e.ready = true;
                     e.last_heartbeat = Some(Instant::now());
                 }
+                shared.tools_changed();
                 let queued = st.waiting.remove(name).unwrap_or_default();
                 for w in &queued {
                     // route_request counts each again.
@@ -98,6 +99,7 @@ pub(super) fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> R
             if let Some(e) = shared.lock().registry.get_mut(name) {
                 e.tools = tools;
             }
+            shared.tools_changed();
             Ok(())
         }
         (Kind::Request, _) => {
@@ -117,6 +119,9 @@ pub(super) fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> R
                     ),
                 );
                 return Ok(());
+            }
+            if req.method.as_str() != methods::BUS_STATS {
+                shared.lock().stats.count(req.method.as_str());
             }
             if req.destination.as_str() == KERNEL_DESTINATION {
                 kernel_request(shared, caller, &frame);

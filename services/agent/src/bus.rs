@@ -1,19 +1,41 @@
 //! The loop's model and tools over the bus: the llm-router for the model,
 //! the kernel's registry and the adapters for tools.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
+use oi_ipc_schema::control::{self, ToolList};
 use oi_ipc_schema::llm::{self, ChatRequest, ChatResponse, ModelChoice, ModelsStatus, ToolDef};
-use oi_ipc_schema::{ErrorCode, encode_payload};
+use oi_ipc_schema::{Body, Call, ErrorCode};
 use oi_kernel::client::{BusClient, BusError, CallOptions};
 use oi_kernel::tool::{self, ToolCallError};
 
 use crate::react::{Llm, LlmError, ToolInfo, Tools, timeout_message};
 
-pub const LLM_ROUTER: &str = "llm-router";
+/// The model over the bus, for one intent.
+pub struct BusLlm {
+    client: BusClient,
+    /// Whether the router has answered in this intent yet: only the first
+    /// call waits for a restarting router and explains its absence.
+    answered: AtomicBool,
+    /// The context window of the model that answered last (0: none yet).
+    window: AtomicU32,
+}
 
-#[derive(Clone)]
-pub struct BusLlm(pub BusClient);
+impl BusLlm {
+    pub fn new(client: BusClient) -> Self {
+        BusLlm {
+            client,
+            answered: AtomicBool::new(false),
+            window: AtomicU32::new(0),
+        }
+    }
+
+    pub fn window(&self) -> u32 {
+        self.window.load(Ordering::Acquire)
+    }
+}
 
 impl Llm for BusLlm {
     async fn chat(
@@ -22,39 +44,86 @@ impl Llm for BusLlm {
         intent: &str,
         timeout: Duration,
     ) -> Result<ChatResponse, LlmError> {
-        let opts = CallOptions::deadline(timeout).for_intent(intent);
-        self.0
-            .call(LLM_ROUTER, llm::methods::CHAT, &req, opts)
-            .await
-            .map_err(|e| LlmError {
-                unavailable: matches!(e.code(), ErrorCode::Unavailable),
-                message: e.to_string(),
-            })
+        let first = !self.answered.load(Ordering::Acquire);
+        let mut opts = CallOptions::deadline(timeout).for_intent(intent);
+        if first {
+            // A router the supervisor is bringing back is waited for; one
+            // nobody is starting fails at once (the broker knows which).
+            opts = opts.waiting();
+        }
+        let t0 = Instant::now();
+        match self.client.call(llm::CHAT, &req, opts).await {
+            Ok(r) => {
+                self.answered.store(true, Ordering::Release);
+                self.window.store(r.context_window, Ordering::Release);
+                Ok(r)
+            }
+            Err(e) if first => Err(explain(&self.client, e, t0.elapsed()).await),
+            Err(e) => Err(plain(e)),
+        }
     }
 }
+
+fn plain(e: BusError) -> LlmError {
+    LlmError {
+        unavailable: matches!(e.code(), ErrorCode::Unavailable),
+        message: e.to_string(),
+        explained: false,
+    }
+}
+
+/// Why the intent's first model call failed, in the user's terms, when the
+/// reason is the router or its configuration rather than a model: asks
+/// the router (only on this failure path) whether it is there and what is
+/// configured.
+async fn explain(client: &BusClient, e: BusError, waited: Duration) -> LlmError {
+    if !matches!(e.code(), ErrorCode::Unavailable | ErrorCode::Timeout) {
+        return plain(e);
+    }
+    let said = |message: String| LlmError {
+        unavailable: true,
+        message,
+        explained: true,
+    };
+    match client
+        .call(llm::MODELS, &(), CallOptions::deadline(PROBE))
+        .await
+    {
+        Err(p) if p.code() == ErrorCode::Unavailable => said(if e.code() == ErrorCode::Timeout {
+            format!(
+                "The model router is restarting and was not back within {} s; try again in a moment (`oictl status` shows it).",
+                waited.as_secs_f64().round()
+            )
+        } else {
+            format!(
+                "The model router is not running ({e}); `oictl status` and `oictl logs llm-router` say why."
+            )
+        }),
+        Ok(m) if !m.models.iter().any(|d| d.key_present && d.position >= 0) => said(format!(
+            "No model is configured to work on this. {}",
+            crate::CONFIGURE
+        )),
+        _ => plain(e),
+    }
+}
+
+/// How long the failure path waits for the router to say what it has.
+const PROBE: Duration = Duration::from_secs(2);
 
 /// The router's deployments and their health. A router that is
 /// restarting (the supervisor is bringing it back) is waited for, up to
 /// `wait`; one nobody is starting fails at once.
 pub async fn models(client: &BusClient, wait: Duration) -> Result<ModelsStatus, BusError> {
-    let bytes = client
-        .request(
-            LLM_ROUTER,
-            llm::methods::MODELS,
-            &[],
-            CallOptions::deadline(wait).waiting(),
-        )
-        .await?;
-    oi_ipc_schema::decode_payload(&bytes, oi_ipc_schema::Kind::Response, 0)
-        .map_err(|e| BusError::Protocol(e.to_string()))
+    client
+        .call(llm::MODELS, &(), CallOptions::deadline(wait).waiting())
+        .await
 }
 
 /// The alias a chat's requests start at: its override, else `primary`.
 pub async fn chat_alias(client: &BusClient, chat: &str, primary: &str) -> Result<String, BusError> {
     let choice: ModelChoice = client
         .call(
-            LLM_ROUTER,
-            llm::methods::MODEL_GET,
+            llm::MODEL_GET,
             &ModelChoice {
                 chat: chat.to_string(),
                 alias: String::new(),
@@ -69,43 +138,111 @@ pub async fn chat_alias(client: &BusClient, chat: &str, primary: &str) -> Result
     })
 }
 
-/// Sends `payload` (archived) and ignores the empty reply.
-pub async fn send<T: oi_ipc_schema::Encode>(
+/// Calls a method whose reply is empty, with a short deadline.
+pub async fn send<Req: Body>(
     client: &BusClient,
-    destination: &str,
-    method: &str,
-    payload: &T,
+    method: Call<Req, ()>,
+    payload: &Req,
 ) -> Result<(), BusError> {
-    let bytes = encode_payload(payload)?;
     client
-        .request(
-            destination,
+        .call(
             method,
-            &bytes,
+            payload,
             CallOptions::deadline(Duration::from_secs(5)),
         )
         .await
-        .map(|_| ())
 }
 
+/// The tools of the kernel's registry, as the broker last pushed them
+/// (`registry.watch`); `None` while no list has arrived or the watch is
+/// being renewed, when each turn asks instead.
+#[derive(Default)]
+struct ToolCache(std::sync::RwLock<Option<Arc<Vec<ToolInfo>>>>);
+
+impl ToolCache {
+    fn get(&self) -> Option<Arc<Vec<ToolInfo>>> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+    fn set(&self, v: Option<Vec<ToolInfo>>) {
+        let v = v.map(Arc::new);
+        match self.0.write() {
+            Ok(mut g) => *g = v,
+            Err(p) => *p.into_inner() = v,
+        }
+    }
+}
+
+fn infos(l: ToolList) -> Vec<ToolInfo> {
+    l.tools
+        .into_iter()
+        .map(|t| ToolInfo {
+            service: t.service,
+            def: ToolDef {
+                name: t.spec.name,
+                description: t.spec.description,
+                parameters_json: t.spec.args_schema_json,
+            },
+        })
+        .collect()
+}
+
+/// How long the watch waits before it is opened again after it ended.
+const REWATCH: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
-pub struct BusTools(pub BusClient);
+pub struct BusTools {
+    client: BusClient,
+    cache: Arc<ToolCache>,
+}
+
+impl BusTools {
+    /// Asks the registry on every `list`.
+    pub fn new(client: BusClient) -> Self {
+        BusTools {
+            client,
+            cache: Arc::default(),
+        }
+    }
+
+    /// Follows the registry's changes, so a turn lists the tools without
+    /// a bus round trip.
+    pub fn watching(client: BusClient) -> Self {
+        let t = Self::new(client);
+        let (client, cache) = (t.client.clone(), t.cache.clone());
+        tokio::spawn(async move {
+            while !client.is_closed() {
+                let forever = CallOptions::deadline(Duration::from_millis(u64::from(u32::MAX)));
+                match client.stream(control::REGISTRY_WATCH, &(), forever) {
+                    Ok(mut s) => loop {
+                        match s.next().await {
+                            Ok(Some(list)) => cache.set(Some(infos(list))),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::info!("the tool list watch ended: {e}");
+                                break;
+                            }
+                        }
+                    },
+                    Err(e) => tracing::info!("cannot watch the tool list: {e}"),
+                }
+                cache.set(None);
+                tokio::time::sleep(REWATCH).await;
+            }
+        });
+        t
+    }
+}
 
 impl Tools for BusTools {
     async fn list(&self) -> Vec<ToolInfo> {
-        match tool::list(&self.0, Duration::from_secs(5)).await {
-            Ok(l) => l
-                .tools
-                .into_iter()
-                .map(|t| ToolInfo {
-                    service: t.service,
-                    def: ToolDef {
-                        name: t.spec.name,
-                        description: t.spec.description,
-                        parameters_json: t.spec.args_schema_json,
-                    },
-                })
-                .collect(),
+        if let Some(tools) = self.cache.get() {
+            return tools.as_ref().clone();
+        }
+        match tool::list(&self.client, Duration::from_secs(5)).await {
+            Ok(l) => infos(l),
             Err(e) => {
                 tracing::warn!("cannot list tools: {e}");
                 Vec::new()
@@ -123,7 +260,7 @@ impl Tools for BusTools {
     ) -> Result<String, String> {
         // Waiting: a restarting adapter serves the call once it is back.
         let opts = CallOptions::deadline(timeout).waiting().for_intent(intent);
-        match tool::call_on(&self.0, service, name, arguments, opts).await {
+        match tool::call_on(&self.client, service, name, arguments, opts).await {
             Ok(v) => Ok(v.to_string()),
             Err(ToolCallError::Bus(BusError::Timeout { .. })) => {
                 Err(timeout_message(name, timeout))

@@ -6,18 +6,14 @@ use std::time::Duration;
 
 use oi_ipc_schema::agent::CommandReply;
 use oi_ipc_schema::llm::{self, ModelChoice};
-use oi_ipc_schema::memory::{self, ChatId, ChatSettings, SettingSet};
-use oi_kernel::client::{BusClient, CallOptions};
+use oi_ipc_schema::memory::{self, ChatId, SettingSet};
+use oi_kernel::client::BusClient;
 use oi_kernel::harness::ServiceError;
 
-use crate::bus::{self, LLM_ROUTER};
+use crate::bus;
 use crate::route;
 
-pub const MEMORY: &str = "memory";
-/// The per-chat setting that shows token counts after answers.
-pub const TOKENS_SETTING: &str = "tokens";
-/// The per-chat record of which model gave the last answer (for /status).
-pub const LAST_ANSWER_SETTING: &str = "last_answer";
+pub use oi_client::chat::{LAST_ANSWER_SETTING, TOKENS_SETTING};
 
 pub const HELP: &str = "Commands:
   /model <alias>   answer with this model from now on (kept across restarts)
@@ -37,32 +33,13 @@ fn reply(text: impl Into<String>) -> Result<CommandReply, ServiceError> {
     })
 }
 
-fn quick() -> CallOptions {
-    CallOptions::deadline(Duration::from_secs(5))
-}
-
 /// The alias this chat starts with (its override, else the primary).
 async fn current_model(client: &BusClient, chat: &str) -> Result<String, ServiceError> {
     let primary = bus::models(client, Duration::from_secs(5)).await?.primary;
     Ok(bus::chat_alias(client, chat, &primary).await?)
 }
 
-/// A per-chat setting from memory; `None` when unset.
-pub async fn setting(client: &BusClient, chat: &str, key: &str) -> Option<String> {
-    let s: ChatSettings = client
-        .call(
-            MEMORY,
-            memory::methods::SETTINGS_GET,
-            &ChatId { chat: chat.into() },
-            quick(),
-        )
-        .await
-        .ok()?;
-    s.entries
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
+pub use oi_client::chat::setting;
 
 pub(crate) async fn set_setting(
     client: &BusClient,
@@ -72,8 +49,7 @@ pub(crate) async fn set_setting(
 ) -> Result<(), ServiceError> {
     bus::send(
         client,
-        MEMORY,
-        memory::methods::SETTINGS_SET,
+        memory::SETTINGS_SET,
         &SettingSet {
             chat: chat.into(),
             key: key.into(),
@@ -87,8 +63,7 @@ pub(crate) async fn set_setting(
 async fn set_model(client: &BusClient, chat: &str, alias: &str) -> Result<(), ServiceError> {
     bus::send(
         client,
-        LLM_ROUTER,
-        llm::methods::MODEL_SET,
+        llm::MODEL_SET,
         &ModelChoice {
             chat: chat.into(),
             alias: alias.into(),
@@ -99,14 +74,9 @@ async fn set_model(client: &BusClient, chat: &str, alias: &str) -> Result<(), Se
 }
 
 async fn clear_history(client: &BusClient, chat: &str) -> Result<(), ServiceError> {
-    bus::send(
-        client,
-        MEMORY,
-        memory::methods::HISTORY_CLEAR,
-        &ChatId { chat: chat.into() },
-    )
-    .await
-    .map_err(Into::into)
+    bus::send(client, memory::HISTORY_CLEAR, &ChatId { chat: chat.into() })
+        .await
+        .map_err(Into::into)
 }
 
 pub async fn run(client: &BusClient, chat: &str, line: &str) -> Result<CommandReply, ServiceError> {

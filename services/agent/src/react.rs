@@ -35,6 +35,10 @@ pub struct LlmError {
     /// No deployment could answer (none configured, all failing).
     pub unavailable: bool,
     pub message: String,
+    /// The message already tells the user what happened (the router is
+    /// away, nothing is configured): it is reported as it is, even when
+    /// the intent's deadline has passed meanwhile.
+    pub explained: bool,
 }
 
 /// The model, as the loop sees it.
@@ -141,7 +145,7 @@ pub async fn run<L: Llm, T: Tools>(
         result: IntentResult::new(&input.id, "agent", Stop::Answered),
         failures: HashMap::new(),
     };
-    let window = match (limits.context_tokens, input.window) {
+    let mut window = match (limits.context_tokens, input.window) {
         (0, 0) => DEFAULT_WINDOW,
         (0, w) | (w, _) => w,
     };
@@ -206,10 +210,17 @@ pub async fn run<L: Llm, T: Tools>(
         }
         let response = match llm.chat(req, &input.id, remaining).await {
             Ok(r) => r,
-            Err(_) if Instant::now() >= deadline => return Ok(deadline_stop(p, limits)),
+            Err(e) if !e.explained && Instant::now() >= deadline => {
+                return Ok(deadline_stop(p, limits));
+            }
             Err(e) => return Err(e),
         };
         account(&mut p, &response, estimate, events);
+        // The router says the window of the model that answered; later
+        // turns are sized for it (unless [agent] context_tokens is set).
+        if limits.context_tokens == 0 && response.context_window > 0 {
+            window = response.context_window;
+        }
         let mut reply = response.message;
         if last || reply.tool_calls.is_empty() {
             p.result.answer = reply.content.trim().to_string();

@@ -3,9 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use oi_ipc_schema::KERNEL_DESTINATION;
 use oi_ipc_schema::agent::ToolCallRecord;
-use oi_ipc_schema::control::{StatusReport, methods as control};
+use oi_ipc_schema::control::{self, StatusReport};
 use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::harness::ServiceError;
 use oi_kernel::intent::{Action, IntentRouter, Routed};
@@ -22,6 +21,7 @@ pub struct Answered {
 
 pub async fn dispatch(
     client: &BusClient,
+    tools: &BusTools,
     router: &IntentRouter,
     routed: &Routed,
     intent: &str,
@@ -29,11 +29,10 @@ pub async fn dispatch(
 ) -> Result<Answered, ServiceError> {
     match &routed.action {
         Action::Answer(what) => Ok(Answered {
-            answer: builtin(client, router, what).await?,
+            answer: builtin(client, tools, router, what).await?,
             call: None,
         }),
         Action::Tool { name, arguments } => {
-            let tools = BusTools(client.clone());
             let catalog = tools.list().await;
             let Some(t) = catalog.iter().find(|t| t.def.name == *name) else {
                 return Err(ServiceError::new(
@@ -72,6 +71,7 @@ pub async fn dispatch(
 
 async fn builtin(
     client: &BusClient,
+    tools: &BusTools,
     router: &IntentRouter,
     what: &str,
 ) -> Result<String, ServiceError> {
@@ -109,7 +109,7 @@ async fn builtin(
             Ok(out.trim_end().to_string())
         }
         "tools" => {
-            let list = BusTools(client.clone()).list().await;
+            let list = tools.list().await;
             let mut out = format!("{} tools:\n", list.len());
             for t in &list {
                 out.push_str(&format!(
@@ -133,7 +133,6 @@ async fn builtin(
 pub async fn status(client: &BusClient) -> Result<String, ServiceError> {
     let r: StatusReport = client
         .call(
-            KERNEL_DESTINATION,
             control::STATUS,
             &(),
             CallOptions::deadline(Duration::from_secs(5)),

@@ -41,6 +41,7 @@ fn response(message: ChatMessage, finish: &str) -> ChatResponse {
         },
         deployment: "scripted".into(),
         model: "scripted-model".into(),
+        context_window: 0,
         fallbacks: 0,
         attempts: Vec::new(),
     }

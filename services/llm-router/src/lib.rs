@@ -309,18 +309,13 @@ fn audit_embeddings(
 /// Sends audit rows in the background; a log that cannot be reached never
 /// fails a request.
 fn send_audit(client: &BusClient, records: Vec<oi_ipc_schema::control::audit::AuditRecord>) {
-    use oi_ipc_schema::control::audit::methods as audit_methods;
     let client = client.clone();
     tokio::spawn(async move {
         for r in records {
-            let Ok(bytes) = oi_ipc_schema::encode_payload(&r) else {
-                continue;
-            };
             if let Err(e) = client
-                .request(
-                    oi_ipc_schema::KERNEL_DESTINATION,
-                    audit_methods::APPEND,
-                    &bytes,
+                .call(
+                    oi_ipc_schema::control::audit::APPEND,
+                    &r,
                     oi_kernel::client::CallOptions::deadline(Duration::from_secs(5)),
                 )
                 .await

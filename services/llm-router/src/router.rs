@@ -499,6 +499,7 @@ impl Router {
                 usage,
                 deployment: d.alias.clone(),
                 model,
+                context_window: d.context_window,
                 fallbacks: 0,
                 attempts: Vec::new(),
             },

@@ -293,6 +293,18 @@ impl Service for MemoryService {
                 let id = self.blocking(move |s| s.record_episode(&e)).await?;
                 archived_reply(&EpisodeId { id })
             }
+            methods::TURN => {
+                let t = oi_ipc_schema::memory::TURN
+                    .decode_request(req.payload(), req.corr())
+                    .map_err(|e| ServiceError::bad_request(format!("{}: {e}", req.method())))?;
+                if t.episode.chat.is_empty() && (t.exchange.is_some() || t.last_answer.is_some()) {
+                    return Err(ServiceError::bad_request(
+                        "memory.turn: history and the last answer need the episode's chat",
+                    ));
+                }
+                let id = self.blocking(move |s| s.record_turn(&t)).await?;
+                archived_reply(&EpisodeId { id })
+            }
             methods::EPISODE_SEARCH => {
                 let q: EpisodeQuery = decode_request(&req)?;
                 let episodes = self.blocking(move |s| s.search_episodes(&q)).await?;

@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use oi_ipc_schema::llm::{EmbedRequest, EmbedResponse, methods};
+use oi_ipc_schema::llm::{self, EmbedRequest, EmbedResponse};
 use oi_kernel::client::{BusClient, CallOptions};
 use tracing::{info, warn};
 
@@ -22,9 +22,6 @@ pub const SKIP_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// A failure slower than this pauses the provider for saves and searches.
 const SLOW_FAILURE: Duration = Duration::from_millis(250);
-
-/// The llm-router's bus name.
-const ROUTER: &str = "llm-router";
 
 struct State {
     /// Bumped by every `configure`.
@@ -114,8 +111,7 @@ impl ProviderEmbeddings {
         let result: Result<EmbedResponse, String> = self
             .client
             .call(
-                ROUTER,
-                methods::EMBED,
+                llm::EMBED,
                 &EmbedRequest { texts },
                 CallOptions::deadline(timeout),
             )

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use oi_ipc_schema::memory::{ChatMessage, Episode, EpisodeQuery};
+use oi_ipc_schema::memory::{ChatMessage, Episode, EpisodeQuery, Turn};
 use oi_kernel::clock::now_ms;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
@@ -27,6 +27,7 @@ mod index_file;
 mod schema;
 mod settings;
 mod spaces;
+mod turns;
 mod vectors;
 pub use accounts::Account;
 use index_file::IndexFile;

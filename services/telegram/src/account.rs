@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use oi_agent::commands::MEMORY;
+use oi_client::CallOptions;
 use oi_ipc_schema::ErrorCode;
-use oi_ipc_schema::memory::{AccountSeen, methods};
+use oi_ipc_schema::memory::{self, AccountSeen};
 use tracing::{Instrument, debug, warn};
 
 use crate::Gateway;
@@ -43,7 +43,8 @@ pub fn record(gw: &Arc<Gateway>, m: &Message) {
     let gw = gw.clone();
     tokio::spawn(
         async move {
-            match oi_agent::bus::send(&gw.client, MEMORY, methods::ACCOUNT_SEEN, &seen).await {
+            let opts = CallOptions::deadline(std::time::Duration::from_secs(5));
+            match gw.client.call(memory::ACCOUNT_SEEN, &seen, opts).await {
                 Ok(_) => {}
                 // Memory is down or not enabled: the next message updates
                 // the account.

@@ -9,13 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oi_agent::commands::{TOKENS_SETTING, setting};
-use oi_agent::display::summary_line;
-use oi_ipc_schema::agent::{
-    AgentEvent, CommandReply, CommandRequest, IntentRequest, IntentResult, methods,
-};
-use oi_ipc_schema::{Kind, decode_payload, encode_payload};
-use oi_kernel::client::{BusError, CallOptions, StreamItem};
+use oi_client::display::summary_line;
+use oi_client::intent::{Intent, Step};
+use oi_client::{BusError, CallOptions, chat as commands};
+use oi_ipc_schema::agent::{CommandReply, IntentRequest, IntentResult};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -26,7 +23,6 @@ use crate::format::{self, Chunk, MESSAGE_LIMIT, escape, tg_len};
 use crate::progress::Progress;
 use crate::types::{Message, Update};
 
-const AGENT: &str = "agent";
 /// Telegram shows "typing…" for 5 s; it is renewed before that.
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 /// A chat's worker ends after this long without messages.
@@ -255,16 +251,8 @@ async fn stranger(gw: &Gateway, m: &Message, text: &str) {
 }
 
 async fn run_command(gw: &Gateway, chat: i64, text: &str) -> Result<CommandReply, String> {
-    gw.client
-        .call::<_, CommandReply>(
-            AGENT,
-            methods::COMMAND,
-            &CommandRequest {
-                chat: chat_key(chat),
-                text: text.to_string(),
-            },
-            CallOptions::deadline(Duration::from_secs(30)).waiting(),
-        )
+    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
+    commands::command(&gw.client, &chat_key(chat), text, opts)
         .await
         .map_err(|e| match e {
             BusError::Remote { message, .. } => message,
@@ -343,22 +331,11 @@ async fn intent(gw: &Gateway, chat: i64, message_id: i64, text: String) {
         history: true,
         ..IntentRequest::default()
     };
-    let stream = encode_payload(&req)
-        .map_err(|e| e.to_string())
-        .and_then(|p| {
-            gw.client
-                .stream(
-                    AGENT,
-                    methods::RUN,
-                    &p,
-                    CallOptions::deadline(s.intent_timeout + Duration::from_secs(60)).waiting(),
-                )
-                .map_err(|e| e.to_string())
-        });
-    let mut stream = match stream {
-        Ok(st) => st,
-        Err(e) => return send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await,
-    };
+    let mut stream =
+        match Intent::start(&gw.client, &req, s.intent_timeout + Duration::from_secs(60)) {
+            Ok(st) => st,
+            Err(e) => return send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await,
+        };
     let (stop_tx, mut stop_rx) = oneshot::channel();
     lock(&gw.chats.running).insert(chat, stop_tx);
     let edit_every = Duration::from_millis(s.telegram.edit_interval_ms);
@@ -388,52 +365,48 @@ async fn intent(gw: &Gateway, chat: i64, message_id: i64, text: String) {
                 last_edit = tokio::time::Instant::now();
                 dirty = false;
             }
-            item = stream.next() => {
-                let bytes = match item {
-                    Some(StreamItem::Chunk(b)) => b,
-                    Some(StreamItem::Error(BusError::Remote { message, .. })) => {
-                        send_text(gw, chat, &format!("⚠️ {message}"), Some(message_id)).await;
-                        break;
-                    }
-                    Some(StreamItem::Error(e)) => {
-                        send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await;
-                        break;
-                    }
-                    Some(StreamItem::End(_)) | None => {
-                        send_text(gw, chat, "⚠️ The agent stopped without an answer.", Some(message_id)).await;
-                        break;
-                    }
-                };
-                match decode_payload::<AgentEvent>(&bytes, Kind::StreamChunk, 0) {
-                    Ok(AgentEvent::ToolStarted { id, name, arguments }) => {
-                        progress.started(&id, &name, &arguments);
-                        dirty = true;
-                    }
-                    Ok(AgentEvent::ToolFinished(call)) => {
-                        progress.finished(&call);
-                        dirty = true;
-                    }
-                    Ok(AgentEvent::Notice(n)) => {
-                        // One notice per intent, however many failovers.
-                        if !noticed {
-                            noticed = true;
-                            send_text(gw, chat, &format!("⚠️ {n}"), None).await;
-                        }
-                    }
-                    Ok(AgentEvent::Done(r)) => {
-                        if !progress.is_empty() {
-                            show_progress(gw, chat, &mut status, &progress, true).await;
-                        }
-                        answer(gw, chat, message_id, &r).await;
-                        break;
-                    }
-                    Ok(AgentEvent::Started { .. }) => {}
-                    Err(e) => warn!(chat, "unreadable agent event: {e}"),
+            step = stream.next() => match step {
+                Some(Step::ToolStarted { id, name, arguments }) => {
+                    progress.started(&id, &name, &arguments);
+                    dirty = true;
                 }
+                Some(Step::ToolFinished(call)) => {
+                    progress.finished(&call);
+                    dirty = true;
+                }
+                Some(Step::Notice(n)) => {
+                    // One notice per intent, however many failovers.
+                    if !noticed {
+                        noticed = true;
+                        send_text(gw, chat, &format!("⚠️ {n}"), None).await;
+                    }
+                }
+                Some(Step::Done(r)) => {
+                    if !progress.is_empty() {
+                        show_progress(gw, chat, &mut status, &progress, true).await;
+                    }
+                    answer(gw, chat, message_id, &r).await;
+                    break;
+                }
+                Some(Step::Failed(why)) => {
+                    send_text(gw, chat, &format!("⚠️ {}", capitalised(&why)), Some(message_id)).await;
+                    break;
+                }
+                Some(Step::Started { .. }) => {}
+                None => break,
             }
         }
     }
     lock(&gw.chats.running).remove(&chat);
+}
+
+/// "the agent ended ..." -> "The agent ended ...".
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// Sends or edits the status message.
@@ -473,11 +446,7 @@ async fn answer(gw: &Gateway, chat: i64, message_id: i64, r: &IntentResult) {
     } else {
         r.answer.clone()
     };
-    if setting(&gw.client, &chat_key(chat), TOKENS_SETTING)
-        .await
-        .as_deref()
-        == Some("on")
-    {
+    if commands::shows_tokens(&gw.client, &chat_key(chat)).await {
         text.push_str("\n\n");
         text.push_str(&summary_line(r));
     }

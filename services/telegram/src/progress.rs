@@ -1,7 +1,7 @@
 //! The status message an intent keeps up to date in the chat: one line per
 //! tool call, edited in place as calls start and finish.
 
-use oi_agent::display::{short_args, tool_line};
+use oi_client::display::{short_args, tool_line};
 use oi_ipc_schema::agent::ToolCallRecord;
 
 use crate::format::{MESSAGE_LIMIT, tg_len};

@@ -6,10 +6,7 @@ use oi_ipc_schema::control::ChildState;
 /// The supervisor's status report.
 pub(super) async fn supervisor_status(client: &BusClient) -> anyhow::Result<StatusReport> {
     let opts = CallOptions::deadline(Duration::from_secs(10));
-    let bytes = client
-        .request(KERNEL_DESTINATION, methods::STATUS, b"", opts)
-        .await?;
-    Ok(decode_payload(&bytes, Kind::Response, 0)?)
+    Ok(client.call(control::STATUS, &(), opts).await?)
 }
 
 /// The `--json` shape of `oictl status`.

@@ -1,6 +1,7 @@
 //! `oictl vault`: secrets in and out of the vault, never on the command line.
 
 use super::*;
+use oi_ipc_schema::{Body, Call};
 
 #[derive(Subcommand)]
 pub(super) enum VaultCmd {
@@ -48,29 +49,16 @@ pub const KNOWN_ENV_SECRETS: &[(&str, &str)] = &[
     ("GITHUB_TOKEN", "github-token"),
 ];
 
-pub(super) async fn vault_call(
+/// Calls a vault method; waits for a restarting vault.
+pub(super) async fn vault_call<Req: Body, Resp: Body>(
     client: &BusClient,
-    method: &str,
-    payload: &[u8],
-) -> anyhow::Result<Vec<u8>> {
+    method: Call<Req, Resp>,
+    payload: &Req,
+) -> anyhow::Result<Resp> {
     let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
-    Ok(client.request("vault", method, payload, opts).await?)
+    Ok(client.call(method, payload, opts).await?)
 }
 
-/// Calls a vault method and decodes its archived answer.
-pub(super) async fn vault_typed<T>(
-    client: &BusClient,
-    method: &str,
-    payload: &[u8],
-) -> anyhow::Result<T>
-where
-    T: oi_ipc_schema::Decode,
-{
-    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
-    typed_request(client, "vault", method, payload, opts).await
-}
-
-/// Calls `method` of `destination` and decodes its archived answer.
 /// Reads a secret value: all of standard input, or a hidden prompt on a
 /// terminal. A single trailing newline is dropped.
 pub(super) fn read_secret(name: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
@@ -130,7 +118,7 @@ impl Drop for EchoOff {
 }
 
 pub(super) async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::Result<ExitCode> {
-    use oi_ipc_schema::vault::{self as v, methods as vm};
+    use oi_ipc_schema::vault as v;
     match action {
         VaultCmd::Set { name, hosts } => {
             let value = read_secret(&name)?;
@@ -146,17 +134,14 @@ pub(super) async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::R
             );
         }
         VaultCmd::Get { name } => {
-            let bytes = zeroize::Zeroizing::new(
-                vault_call(client, vm::GET, &encode_payload(&v::SecretName { name })?).await?,
-            );
-            let secret: v::SecretValue = decode_payload(&bytes, Kind::Response, 0)?;
+            let secret = vault_call(client, v::GET, &v::SecretName { name }).await?;
             let value = zeroize::Zeroizing::new(secret.value);
             let mut out = std::io::stdout().lock();
             out.write_all(&value)?;
             out.write_all(b"\n")?;
         }
         VaultCmd::List { json } => {
-            let list: v::SecretList = vault_typed(client, vm::LIST, b"").await?;
+            let list: v::SecretList = vault_call(client, v::LIST, &()).await?;
             if json {
                 let items: Vec<_> = list.secrets.iter().map(|m| serde_json::json!({"name": m.name, "version": m.version, "len": m.len, "created_unix": m.created_unix, "updated_unix": m.updated_unix, "hosts": m.hosts})).collect();
                 println!(
@@ -185,16 +170,11 @@ pub(super) async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::R
             }
         }
         VaultCmd::Rm { name } => {
-            vault_call(
-                client,
-                vm::REMOVE,
-                &encode_payload(&v::SecretName { name: name.clone() })?,
-            )
-            .await?;
+            vault_call(client, v::REMOVE, &v::SecretName { name: name.clone() }).await?;
             eprintln!("oictl: removed {name}");
         }
         VaultCmd::Rotate => {
-            let st: v::VaultStatus = vault_typed(client, vm::ROTATE, b"").await?;
+            let st: v::VaultStatus = vault_call(client, v::ROTATE, &()).await?;
             eprintln!(
                 "oictl: re-encrypted {} secrets under a new master key (epoch {})",
                 st.secrets, st.key_epoch
@@ -227,7 +207,7 @@ pub(super) async fn vault_cmd(client: &BusClient, action: VaultCmd) -> anyhow::R
             }
         }
         VaultCmd::Status => {
-            let st: v::VaultStatus = vault_typed(client, vm::STATUS, b"").await?;
+            let st: v::VaultStatus = vault_call(client, v::STATUS, &()).await?;
             println!(
                 "key source: {}\nsecrets: {}\nkey epoch: {}",
                 st.key_source, st.secrets, st.key_epoch
@@ -243,25 +223,27 @@ pub(super) async fn vault_set(
     value: &[u8],
     hosts: Option<Vec<String>>,
 ) -> anyhow::Result<oi_ipc_schema::vault::SecretMeta> {
-    use oi_ipc_schema::vault::{SetSecret, methods};
-    let payload = zeroize::Zeroizing::new(encode_payload(&SetSecret {
+    use oi_ipc_schema::vault::{self, SetSecret};
+    // The request's own copy of the value is wiped when dropped, as the
+    // client wipes its encoded buffers.
+    let mut set = SetSecret {
         name: name.to_string(),
         value: value.to_vec(),
         hosts,
-    })?);
-    vault_typed(client, methods::SET, &payload).await
+    };
+    let meta = vault_call(client, vault::SET, &set).await;
+    zeroize::Zeroize::zeroize(&mut set.value);
+    meta
 }
 
 /// The vault's status, when the vault is up (for `oictl status`).
 pub(super) async fn vault_status(client: &BusClient) -> Option<oi_ipc_schema::vault::VaultStatus> {
-    let bytes = client
-        .request(
-            "vault",
-            oi_ipc_schema::vault::methods::STATUS,
-            b"",
+    client
+        .call(
+            oi_ipc_schema::vault::STATUS,
+            &(),
             CallOptions::deadline(Duration::from_secs(2)),
         )
         .await
-        .ok()?;
-    decode_payload(&bytes, Kind::Response, 0).ok()
+        .ok()
 }
