@@ -17,15 +17,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use oi_agent::intent::IntentRouter;
 use oi_agent::react::{self, Input, Limits};
 use oi_agent::scripted::{FnTools, ScriptedLlm, answering, calling};
-use oi_client::intent::{Intent, Step};
+use oi_client::intent::Intent;
 use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_ipc_schema::agent::IntentRequest;
+use oi_ipc_schema::agent::{AgentEvent, IntentRequest};
 use oi_ipc_schema::control::{self, BusStats};
 use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::config::Config;
-use oi_kernel::intent::IntentRouter;
 use oi_llm_router::fake::{FakeProvider, openai};
 
 use crate::daemon::{Daemon, release_bins};
@@ -181,8 +181,8 @@ pub(crate) async fn one_intent(
     let mut intent = Intent::start(client, &req, Duration::from_secs(60))?;
     while let Some(step) = intent.next().await {
         match step {
-            Step::Done(_) => return Ok(t0.elapsed()),
-            Step::Failed(why) => bail!("intent failed: {why}"),
+            Ok(AgentEvent::Done(_)) => return Ok(t0.elapsed()),
+            Err(why) => bail!("intent failed: {why}"),
             _ => {}
         }
     }

@@ -103,7 +103,6 @@ archived_bodies!(
     crate::control::LogsRequest,
     crate::control::LogLines,
     crate::control::BusStats,
-    crate::control::audit::AuditRecord,
     crate::control::audit::AuditQuery,
     crate::control::audit::AuditRows,
     crate::control::audit::AuditVerify,

@@ -167,9 +167,6 @@ pub mod audit {
     use rkyv::{Archive, Deserialize, Serialize};
 
     pub mod methods {
-        /// [`super::AuditRecord`] -> empty. From services only; the
-        /// service name is taken from the connection.
-        pub const APPEND: &str = "audit.append";
         /// [`super::AuditQuery`] -> [`super::AuditRows`]
         pub const LIST: &str = "audit.list";
         /// empty -> [`super::AuditVerify`]
@@ -178,11 +175,13 @@ pub mod audit {
 
     use crate::contract::Call;
 
-    pub const APPEND: Call<AuditRecord, ()> = Call::new(super::SERVICE, methods::APPEND);
     pub const LIST: Call<AuditQuery, AuditRows> = Call::new(super::SERVICE, methods::LIST);
     pub const VERIFY: Call<(), AuditVerify> = Call::new(super::SERVICE, methods::VERIFY);
 
-    /// One external action, as a service reports it.
+    /// One external action, as a service reports it: a one-way frame
+    /// ([`crate::Kind::Audit`]) that the broker appends to the log with the
+    /// service name its connection proved. It needs no answer, so it costs
+    /// no round trip.
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
     pub struct AuditRecord {
         pub intent: String,
@@ -193,6 +192,10 @@ pub mod audit {
         /// `ok`, or the error class and message.
         pub outcome: String,
         pub duration_ms: u64,
+    }
+
+    impl crate::frame::Message for AuditRecord {
+        const KIND: crate::frame::Kind = crate::frame::Kind::Audit;
     }
 
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

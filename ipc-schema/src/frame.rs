@@ -23,7 +23,7 @@ pub const HEADER_LEN: usize = 16;
 /// version are refused with an error that names both.
 /// 3: `ChildState::Waiting` and the telegram methods.
 /// 4: secrets carry the hosts they may be sent to.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;
@@ -105,6 +105,7 @@ kinds! {
     ConfigChanged = 11,
     RegisterTools = 12,
     Cancel = 13,
+    Audit = 14,
 }
 
 /// The fixed 16-byte header in front of every payload.
@@ -310,6 +311,9 @@ impl Frame {
             Kind::ConfigChanged => self.access::<ConfigChanged>().map(drop),
             Kind::RegisterTools => self.access::<RegisterTools>().map(drop),
             Kind::Cancel => self.access::<Cancel>().map(drop),
+            Kind::Audit => self
+                .access::<crate::control::audit::AuditRecord>()
+                .map(drop),
         }
     }
 

@@ -264,6 +264,17 @@ fn samples() -> Vec<Vec<u8>> {
             },
         )
         .unwrap(),
+        encode_frame(
+            14,
+            &audit::AuditRecord {
+                intent: "i1".into(),
+                action: "provider:fast".into(),
+                arguments: "{}".into(),
+                outcome: "ok".into(),
+                duration_ms: 12,
+            },
+        )
+        .unwrap(),
     ]
 }
 

@@ -448,6 +448,15 @@ impl BusClient {
         self.send(Frame::new(0, &RegisterTools { tools })?)
     }
 
+    /// Service side: one row for the audit log (one-way; the broker adds
+    /// this service's name and the time).
+    pub fn audit(
+        &self,
+        record: &oi_ipc_schema::control::audit::AuditRecord,
+    ) -> Result<(), BusError> {
+        self.send(Frame::new(0, record)?)
+    }
+
     /// Service side: the one response to request `corr`.
     pub fn respond(&self, corr: u64, payload: Vec<u8>) -> Result<(), BusError> {
         self.send(Frame::new(corr, &Response { payload })?)

@@ -191,8 +191,29 @@ pub struct FsConfig {
     pub search_max_file_bytes: u64,
 }
 
-/// Policies of the shell adapter.
-pub const SHELL_POLICIES: &[&str] = &["allowlist", "denylist", "approval"];
+/// How the shell adapter decides what runs. An unknown value is an error
+/// at its line and column that names these three.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShellPolicy {
+    /// Only the programs in `allow` run.
+    #[default]
+    Allowlist,
+    /// Everything but the programs in `deny` runs.
+    Denylist,
+    /// Like `allowlist`; any other command waits for `oictl approve`.
+    Approval,
+}
+
+impl ShellPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShellPolicy::Allowlist => "allowlist",
+            ShellPolicy::Denylist => "denylist",
+            ShellPolicy::Approval => "approval",
+        }
+    }
+}
 
 /// The shell adapter (`shell_execute`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -204,8 +225,7 @@ pub struct ShellConfig {
     pub max_timeout_secs: u64,
     /// Bytes of stdout and of stderr kept (the rest is counted, not kept).
     pub max_output_bytes: u64,
-    /// `allowlist`, `denylist` or `approval`.
-    pub policy: String,
+    pub policy: ShellPolicy,
     pub allow: Vec<String>,
     pub deny: Vec<String>,
     /// Run lines with pipes, `;`, `$(...)` etc. through `sh -c` (every

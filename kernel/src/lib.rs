@@ -22,7 +22,6 @@ pub mod clock;
 pub mod config;
 pub mod framing;
 pub mod harness;
-pub mod intent;
 pub mod limits;
 pub mod lineage;
 pub mod paths;

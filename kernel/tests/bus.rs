@@ -375,6 +375,72 @@ async fn the_tool_list_is_pushed_on_change_and_requests_are_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_are_one_way_frames_from_services_only() {
+    tokio::time::timeout(LIMIT, async {
+        let mut f = fixture().await;
+        let log = oi_kernel::audit::AuditLog::start(&f._dir.path().join("audit.db")).unwrap();
+        f.broker.set_audit(log);
+        let row = oi_ipc_schema::control::audit::AuditRecord {
+            intent: "i7".into(),
+            action: "provider:fast".into(),
+            arguments: "{}".into(),
+            outcome: "ok".into(),
+            duration_ms: 3,
+        };
+        // A service's row is appended under the name its connection proved,
+        // with no answer to wait for.
+        f.broker.expect_service("router", std::process::id());
+        let (mut svc, _) = raw_hello(&f.socket, Some("router"), std::process::id()).await;
+        write_frame(&mut svc, &Frame::new(0, &row).unwrap())
+            .await
+            .unwrap();
+        write_frame(&mut svc, &Frame::new(0, &Ready::default()).unwrap())
+            .await
+            .unwrap();
+        wait_ready(&mut f.events, "router").await;
+        let c = client(&f.socket).await;
+        let q = oi_ipc_schema::control::audit::AuditQuery {
+            intent: "i7".into(),
+            limit: 10,
+        };
+        let rows = c
+            .call(
+                oi_ipc_schema::control::audit::LIST,
+                &q,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.rows.len(), 1, "{:?}", rows.rows);
+        assert_eq!(
+            (rows.rows[0].service.as_str(), rows.rows[0].action.as_str()),
+            ("router", "provider:fast")
+        );
+        // A plain client may not write the log: its connection is closed.
+        let (mut stranger, _) = raw_hello(&f.socket, None, std::process::id()).await;
+        write_frame(&mut stranger, &Frame::new(0, &row).unwrap())
+            .await
+            .unwrap();
+        let after = read_frame(&mut stranger, DEFAULT_MAX_FRAME_BYTES).await;
+        assert!(
+            !matches!(after, Ok(Some(ref fr)) if fr.kind == Kind::Response),
+            "{after:?}"
+        );
+        let rows = c
+            .call(
+                oi_ipc_schema::control::audit::LIST,
+                &q,
+                CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.rows.len(), 1, "a client's row was written");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_service_is_unavailable_at_once_or_waited_for() {
     tokio::time::timeout(LIMIT, async {
         let mut f = fixture().await;

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use oi_client::display::{short_args, summary_line, tool_line};
-use oi_client::intent::{Intent, NO_ANSWER, Step};
+use oi_client::intent::{Intent, NO_ANSWER};
 use oi_client::{BusClient, CallOptions};
-use oi_ipc_schema::agent::{CommandReply, IntentRequest, IntentResult};
+use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
 use oi_ipc_schema::control::audit::{self, AuditQuery, AuditRows, AuditVerify};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -71,21 +71,21 @@ async fn follow(mut intent: Intent, out: Output) -> (Ended, Vec<String>) {
             }
         };
         let ended = match step {
-            Some(Step::ToolFinished(c)) => {
+            Some(Ok(AgentEvent::ToolFinished(c))) => {
                 if human {
                     eprintln!("{}", tool_line(&c));
                 }
                 continue;
             }
-            Some(Step::Notice(n)) => {
+            Some(Ok(AgentEvent::Notice(n))) => {
                 if human {
                     eprintln!("! {n}");
                 }
                 continue;
             }
-            Some(Step::Started { .. } | Step::ToolStarted { .. }) => continue,
-            Some(Step::Done(r)) => Ended::Done(r),
-            Some(Step::Failed(why)) => Ended::Failed(why),
+            Some(Ok(AgentEvent::Started { .. } | AgentEvent::ToolStarted { .. })) => continue,
+            Some(Ok(AgentEvent::Done(r))) => Ended::Done(r),
+            Some(Err(why)) => Ended::Failed(why),
             None => Ended::Failed(NO_ANSWER.into()),
         };
         return (ended, intent.notices().to_vec());

@@ -35,6 +35,7 @@ pub mod requirements;
 pub mod restart;
 pub mod services;
 pub mod supervisor;
+pub mod transition;
 pub mod tree;
 
 #[cfg(feature = "chaos")]

@@ -264,7 +264,7 @@ impl Supervisor {
                 let _ = process::signal_group(pid, Signal::SIGKILL);
             }
             c.last_exit = Some(format!("spawn failed: {error}"));
-            c.state = ChildState::Exited;
+            c.set_state(ChildState::Exited);
         }
         self.on_failure(name, ExitReason::Code(127), false, Duration::ZERO);
     }
@@ -276,7 +276,7 @@ impl Supervisor {
             && c.state == ChildState::Starting
         {
             let now = Instant::now();
-            c.state = ChildState::Ready;
+            c.set_state(ChildState::Ready);
             c.ready_at = Some(now);
             info!(service = %name, pid, startup_ms = c.started_at.map(|t| millis(now - t)).unwrap_or(0), "service ready");
         }
@@ -320,7 +320,7 @@ impl Supervisor {
         });
         info!(service = %name, pid, reason = %reason, ran_ms = millis(ran_for), "service exited");
         if deliberate || self.shutting_down {
-            c.state = ChildState::Exited;
+            c.set_state(ChildState::Exited);
             if after == AfterStop::Restart && !self.shutting_down {
                 c.wanted = true;
             }
@@ -332,7 +332,7 @@ impl Supervisor {
         let held = self.group_of(name).is_some_and(|g| self.groups[g].held);
         if held {
             if let Some(c) = self.children.get_mut(name) {
-                c.state = ChildState::Exited;
+                c.set_state(ChildState::Exited);
             }
             return;
         }
@@ -350,19 +350,19 @@ impl Supervisor {
         };
         if reason.is_config_error() {
             error!(service = %name, "service reported a configuration error (exit 78); not restarting it");
-            c.state = ChildState::Fatal;
+            c.set_state(ChildState::Fatal);
             c.wanted = false;
             return;
         }
         if !should_restart(c.spec.restart, &reason) {
-            c.state = ChildState::Exited;
+            c.set_state(ChildState::Exited);
             c.wanted = false;
             return;
         }
         if !self.groups[gi].intensity.record(now) {
             let g = &self.groups[gi];
             error!(group = %g.name, max = g.intensity.max, period_s = g.intensity.period.as_secs(), "restart intensity exceeded; stopping the group and escalating");
-            c.state = ChildState::Exited;
+            c.set_state(ChildState::Exited);
             self.escalate(gi);
             return;
         }
@@ -371,7 +371,7 @@ impl Supervisor {
         c.attempt = attempt.saturating_add(1);
         c.window.record(now);
         c.restarts_total += 1;
-        c.state = ChildState::Backoff;
+        c.set_state(ChildState::Backoff);
         c.backoff_until = Some(now + delay);
         warn!(service = %name, reason = %reason, delay_ms = millis(delay), "restarting service");
         let strategy = self.groups[gi].spec.strategy;
@@ -420,7 +420,7 @@ impl Supervisor {
         for c in self.children.values_mut() {
             c.wanted = false;
             if c.state == ChildState::Backoff {
-                c.state = ChildState::Exited;
+                c.set_state(ChildState::Exited);
             }
         }
         let remaining: Vec<String> = self
@@ -445,7 +445,7 @@ impl Supervisor {
         match c.pid {
             Some(pid) if c.state != ChildState::Stopping => {
                 let _ = process::signal_group(pid, Signal::SIGTERM);
-                c.state = ChildState::Stopping;
+                c.set_state(ChildState::Stopping);
                 c.stop_deadline = Some(Instant::now() + timeout);
                 c.stop_reason.get_or_insert(ExitReason::Stopped);
                 c.after_stop = after;
@@ -459,7 +459,7 @@ impl Supervisor {
                 if c.state == ChildState::Backoff && after == AfterStop::Restart {
                     return;
                 }
-                c.state = ChildState::Exited;
+                c.set_state(ChildState::Exited);
                 c.backoff_until = None;
                 if after == AfterStop::Restart {
                     c.wanted = true;
@@ -476,7 +476,7 @@ impl Supervisor {
         if let Some(pid) = c.pid {
             warn!(service = %name, pid, reason = %reason, "killing service");
             let _ = process::signal_group(pid, Signal::SIGKILL);
-            c.state = ChildState::Stopping;
+            c.set_state(ChildState::Stopping);
             c.stop_reason = Some(reason);
             c.after_stop = AfterStop::Fail;
             c.stop_deadline = Some(Instant::now() + Duration::from_secs(1));
@@ -511,13 +511,24 @@ impl Supervisor {
                         to_kill.push((c.name.clone(), ExitReason::ReadyTimeout));
                     }
                 }
-                (ChildState::Ready, Some(_))
-                    if self
-                        .broker
-                        .heartbeat_age(&c.name)
-                        .is_none_or(|age| age > hung_after) =>
-                {
-                    to_kill.push((c.name.clone(), ExitReason::Watchdog));
+                (ChildState::Ready, Some(_)) => {
+                    // A service whose connection just closed is usually
+                    // exiting: its exit, reaped a moment later, is the
+                    // cause to report, not a watchdog kill. One that stays
+                    // off the bus as long as a hang is killed as hung.
+                    let hung = match self.broker.heartbeat_age(&c.name) {
+                        Some(age) => {
+                            c.off_bus_since = None;
+                            age > hung_after
+                        }
+                        None => {
+                            let since = *c.off_bus_since.get_or_insert(now);
+                            now.saturating_duration_since(since) > hung_after
+                        }
+                    };
+                    if hung {
+                        to_kill.push((c.name.clone(), ExitReason::Watchdog));
+                    }
                 }
                 (ChildState::Stopping, Some(pid)) if c.stop_deadline.is_some_and(|d| d <= now) => {
                     warn!(service = %c.name, pid, "did not stop in time; sending SIGKILL");
@@ -550,7 +561,9 @@ impl Supervisor {
                         next = Some(n);
                         break;
                     }
-                    Some(c) if c.state == ChildState::Backoff => c.state = ChildState::Exited,
+                    Some(c) if c.state == ChildState::Backoff => {
+                        c.set_state(ChildState::Exited);
+                    }
                     _ => {}
                 }
             }
@@ -575,11 +588,9 @@ impl Supervisor {
                                 c.wanted =
                                     c.spec.enabled && !c.removed && c.state != ChildState::Fatal;
                                 c.attempt = 0;
-                                c.state = if c.state == ChildState::Fatal {
-                                    ChildState::Fatal
-                                } else {
-                                    ChildState::Exited
-                                };
+                                if c.state != ChildState::Fatal {
+                                    c.set_state(ChildState::Exited);
+                                }
                             }
                         }
                     }
@@ -657,12 +668,12 @@ impl Supervisor {
                     if c.state != ChildState::Waiting {
                         info!(service = %c.name, "not starting: {why}");
                     }
-                    c.state = ChildState::Waiting;
+                    c.set_state(ChildState::Waiting);
                     c.waiting_for = Some(why);
                 }
                 _ if c.state == ChildState::Waiting => {
                     info!(service = %c.name, "what it needs is there now; starting");
-                    c.state = ChildState::Exited;
+                    c.set_state(ChildState::Exited);
                     c.waiting_for = None;
                 }
                 _ => {}
@@ -743,7 +754,7 @@ impl Supervisor {
                 };
                 self.broker.expect_service(name, pid);
                 c.pid = Some(pid);
-                c.state = ChildState::Starting;
+                c.set_state(ChildState::Starting);
                 c.started_at = Some(Instant::now());
                 c.ready_at = None;
                 c.backoff_until = None;

@@ -54,6 +54,9 @@ pub struct Child {
     pub wanted: bool,
     pub backoff_until: Option<Instant>,
     pub stop_deadline: Option<Instant>,
+    /// When a READY child was first seen off the bus (its connection gone
+    /// before its exit was reaped).
+    pub off_bus_since: Option<Instant>,
     pub stop_reason: Option<ExitReason>,
     pub after_stop: AfterStop,
     /// Next backoff attempt number (0 = restart at once).
@@ -81,6 +84,7 @@ impl Child {
             ready_at: None,
             backoff_until: None,
             stop_deadline: None,
+            off_bus_since: None,
             stop_reason: None,
             after_stop: AfterStop::Idle,
             attempt: 0,

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::policy::{Mode, Policy};
+use crate::policy::Policy;
 
 pub const TOOL: &str = "shell_execute";
 
@@ -193,7 +193,7 @@ fn build(
         )));
     }
     let policy = Policy {
-        mode: Mode::parse(&cfg.policy),
+        mode: cfg.policy,
         allow: cfg.allow.clone(),
         deny: cfg.deny.clone(),
         allow_shell_syntax: cfg.allow_shell_syntax,
@@ -263,14 +263,9 @@ impl ShellAdapter {
             outcome,
             duration_ms: 0,
         };
-        if let Err(e) = bus
-            .call(
-                oi_ipc_schema::control::audit::APPEND,
-                &record,
-                oi_kernel::client::CallOptions::deadline(Duration::from_secs(5)),
-            )
-            .await
-        {
+        // One-way: the broker appends it before it routes anything this
+        // adapter sends after it (the reply to the approval).
+        if let Err(e) = bus.audit(&record) {
             warn!(error = %e, "cannot record an approval in the audit log");
         }
     }

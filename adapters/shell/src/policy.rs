@@ -14,22 +14,9 @@ use std::path::{Path, PathBuf};
 use crate::options;
 use crate::parse::{self, SimpleCommand, is_assignment};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Allowlist,
-    Denylist,
-    Approval,
-}
-
-impl Mode {
-    pub fn parse(s: &str) -> Mode {
-        match s {
-            "denylist" => Mode::Denylist,
-            "approval" => Mode::Approval,
-            _ => Mode::Allowlist,
-        }
-    }
-}
+/// The policy's mode: the config's own type, so a value the config
+/// accepts is one the adapter knows (no fallback).
+pub use oi_kernel::config::ShellPolicy as Mode;
 
 #[derive(Debug, Clone)]
 pub struct Policy {

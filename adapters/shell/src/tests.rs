@@ -287,7 +287,9 @@ async fn refusals_are_denied_errors_that_say_why() {
 
 #[tokio::test]
 async fn approval_is_a_grant_the_user_gives_for_that_exact_command_once() {
-    let (_d, a) = adapter(config(|c| c.policy = "approval".into()));
+    let (_d, a) = adapter(config(|c| {
+        c.policy = oi_kernel::config::ShellPolicy::Approval
+    }));
     // No argument approves anything, whoever calls.
     let e = exec(&a, "i-1", json!({"command": "id -u", "approve": true}))
         .await
@@ -414,7 +416,7 @@ async fn probe_escaped(hide: bool, c: impl FnOnce(&mut ShellConfig, u16)) -> ser
         unsafe { std::env::set_var("OPENINTENT_RUNTIME_DIR", runtime.path()) };
     }
     let (dir, a) = adapter(config(|cfg| {
-        cfg.policy = "denylist".into();
+        cfg.policy = oi_kernel::config::ShellPolicy::Denylist;
         c(cfg, port);
     }));
     std::fs::write(dir.path().join("workspace/probe.py"), PROBE).unwrap();
@@ -518,7 +520,7 @@ async fn root_only_files_stay_unreadable_even_under_a_listed_etc() {
     // As root every file is readable, so the rules themselves must
     // leave out what other users may not read. (CI runs as root.)
     let (_d, a) = adapter(config(|c| {
-        c.policy = "denylist".into();
+        c.policy = oi_kernel::config::ShellPolicy::Denylist;
         c.read_only_paths.push("/etc".into());
     }));
     let v = exec(&a, "i", json!({"command": "cat /etc/shadow"}))

@@ -6,35 +6,13 @@
 
 use std::time::Duration;
 
-use oi_ipc_schema::agent::{self, AgentEvent, IntentRequest, IntentResult, ToolCallRecord};
+use oi_ipc_schema::agent::{self, AgentEvent, IntentRequest};
 use oi_kernel::client::{BusClient, BusError, CallOptions, EventStream};
 
-/// What the agent said, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Started {
-        id: String,
-    },
-    ToolStarted {
-        id: String,
-        name: String,
-        arguments: String,
-    },
-    ToolFinished(ToolCallRecord),
-    /// A failover or a similar note for the user; each distinct text once
-    /// per intent.
-    Notice(String),
-    /// The end: the answer and what it took.
-    Done(IntentResult),
-    /// The end: why there is no answer, in the user's terms.
-    Failed(String),
-}
-
-impl Step {
-    pub fn is_end(&self) -> bool {
-        matches!(self, Step::Done(_) | Step::Failed(_))
-    }
-}
+/// One step of an intent: what the agent said, in order (`Ok`), ending
+/// with its `Done`, or why there is no answer (`Err`, in the user's
+/// terms). Notices come once each.
+pub type Step = Result<AgentEvent, String>;
 
 /// The message for an intent that ended without its `Done`.
 pub const NO_ANSWER: &str = "the agent ended the intent without an answer";
@@ -62,39 +40,26 @@ impl Intent {
         })
     }
 
-    /// The next step; after an end (`Done` or `Failed`) always `None`.
+    /// The next step; after the end (`Done` or an error) always `None`.
     pub async fn next(&mut self) -> Option<Step> {
         loop {
             if self.ended {
                 return None;
             }
             let step = match self.events.next().await {
-                Ok(Some(ev)) => match ev {
-                    AgentEvent::Started { id } => Step::Started { id },
-                    AgentEvent::ToolStarted {
-                        id,
-                        name,
-                        arguments,
-                    } => Step::ToolStarted {
-                        id,
-                        name,
-                        arguments,
-                    },
-                    AgentEvent::ToolFinished(c) => Step::ToolFinished(c),
-                    AgentEvent::Notice(n) => {
-                        if self.notices.contains(&n) {
-                            continue;
-                        }
-                        self.notices.push(n.clone());
-                        Step::Notice(n)
+                Ok(Some(AgentEvent::Notice(n))) => {
+                    if self.notices.contains(&n) {
+                        continue;
                     }
-                    AgentEvent::Done(r) => Step::Done(r),
-                },
-                Ok(None) => Step::Failed(NO_ANSWER.into()),
-                Err(BusError::Remote { message, .. }) => Step::Failed(message),
-                Err(e) => Step::Failed(e.to_string()),
+                    self.notices.push(n.clone());
+                    Ok(AgentEvent::Notice(n))
+                }
+                Ok(Some(ev)) => Ok(ev),
+                Ok(None) => Err(NO_ANSWER.into()),
+                Err(BusError::Remote { message, .. }) => Err(message),
+                Err(e) => Err(e.to_string()),
             };
-            self.ended = step.is_end();
+            self.ended = matches!(step, Ok(AgentEvent::Done(_)) | Err(_));
             return Some(step);
         }
     }

@@ -58,10 +58,9 @@ pub(super) fn kernel_request(shared: &Arc<Shared>, caller: &Caller, frame: &Fram
         && method.starts_with("audit.")
     {
         let log = log.clone();
-        let service = caller.service.clone();
         let payload = req.payload.as_slice().to_vec();
         tokio::spawn(async move {
-            let frame = match audit_method(&log, service, &method, &payload).await {
+            let frame = match audit_method(&log, &method, &payload).await {
                 Ok(payload) => Frame::new(corr, &oi_ipc_schema::Response { payload }).ok(),
                 Err((code, message)) => error_frame(corr, code, message),
             };
@@ -155,41 +154,19 @@ fn watch_tools(
     });
 }
 
-/// `audit.append` (services only), `audit.list` and `audit.verify`.
+/// `audit.list` and `audit.verify` (rows arrive as `Audit` frames).
 pub(super) async fn audit_method(
     log: &AuditLog,
-    service: Option<String>,
     method: &str,
     payload: &[u8],
 ) -> Result<Vec<u8>, (ErrorCode, String)> {
-    use oi_ipc_schema::control::audit::{AuditQuery, AuditRecord, methods as audit_methods};
+    use oi_ipc_schema::control::audit::{AuditQuery, methods as audit_methods};
     let bad = |e: oi_ipc_schema::FrameError| (ErrorCode::BadRequest, format!("{method}: {e}"));
     let failed = |e: audit::AuditError| (ErrorCode::Internal, e.to_string());
     let encoded = |r: Result<Vec<u8>, oi_ipc_schema::FrameError>| {
         r.map_err(|e| (ErrorCode::Internal, e.to_string()))
     };
     match method {
-        audit_methods::APPEND => {
-            let Some(service) = service else {
-                return Err((
-                    ErrorCode::Denied,
-                    "audit.append: only services append to the audit log".into(),
-                ));
-            };
-            let r: AuditRecord =
-                oi_ipc_schema::decode_payload(payload, Kind::Request, 0).map_err(bad)?;
-            log.record(audit::Entry {
-                ts_ms: audit::now_ms(),
-                intent: r.intent,
-                service: service.clone(),
-                caller: service,
-                action: r.action,
-                arguments: r.arguments,
-                outcome: r.outcome,
-                duration_ms: r.duration_ms,
-            });
-            Ok(Vec::new())
-        }
         audit_methods::LIST => {
             let q: AuditQuery =
                 oi_ipc_schema::decode_payload(payload, Kind::Request, 0).map_err(bad)?;

@@ -102,6 +102,25 @@ pub(super) fn dispatch(shared: &Arc<Shared>, caller: &Caller, frame: Frame) -> R
             shared.tools_changed();
             Ok(())
         }
+        (Kind::Audit, Some(name)) => {
+            let r = frame
+                .decode::<oi_ipc_schema::control::audit::AuditRecord>()
+                .map_err(|e| Refusal::Framing(e.into()))?;
+            match shared.audit.get() {
+                Some(log) => log.record(audit::Entry {
+                    ts_ms: audit::now_ms(),
+                    intent: r.intent,
+                    service: name.to_string(),
+                    caller: name.to_string(),
+                    action: r.action,
+                    arguments: r.arguments,
+                    outcome: r.outcome,
+                    duration_ms: r.duration_ms,
+                }),
+                None => debug!(action = %r.action, "no audit log: row dropped"),
+            }
+            Ok(())
+        }
         (Kind::Request, _) => {
             let req = frame
                 .access::<Request>()

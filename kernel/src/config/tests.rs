@@ -261,10 +261,13 @@ fn intent_patterns_and_agent_limits_are_checked_with_their_location() {
 
 #[test]
 fn adapter_settings_are_checked_with_their_location() {
+    // A closed vocabulary is an enum: the error points at the value and
+    // names what is allowed.
     let e = parse("[shell]\npolicy = \"anything\"\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 1)), "{e}");
+    assert_eq!(e.location, Some((2, 10)), "{e}");
     assert!(
-        e.message.contains("use allowlist, denylist, approval"),
+        e.message
+            .contains("expected one of `allowlist`, `denylist`, `approval`"),
         "{e}"
     );
     let e = parse("[web]\n\nallow_addresses = [\"127.0.0.1\", \"10.0.0.0/33\"]\n").unwrap_err();

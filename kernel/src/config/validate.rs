@@ -333,16 +333,6 @@ impl Config {
     }
 
     pub(super) fn validate_adapters(&self) -> Result<(), (String, String)> {
-        if !SHELL_POLICIES.contains(&self.shell.policy.as_str()) {
-            return Err((
-                "shell.policy".into(),
-                format!(
-                    "shell.policy is '{}'; use {}",
-                    self.shell.policy,
-                    SHELL_POLICIES.join(", ")
-                ),
-            ));
-        }
         if !["auto", "required", "off"].contains(&self.shell.landlock.as_str()) {
             return Err((
                 "shell.landlock".into(),

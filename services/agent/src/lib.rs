@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod commands;
 pub mod compact;
+pub mod intent;
 pub mod prompt;
 pub mod react;
 pub mod route;
@@ -16,6 +17,7 @@ pub mod turn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::intent::IntentRouter;
 use oi_ipc_schema::agent::{
     AgentEvent, CommandRequest, IntentRequest, IntentResult, Stop, methods,
 };
@@ -26,7 +28,6 @@ use oi_kernel::config::Config;
 use oi_kernel::harness::{
     self, Live, Reply, Service, ServiceError, archived_reply, decode_request,
 };
-use oi_kernel::intent::IntentRouter;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{Instrument, info, info_span};
 

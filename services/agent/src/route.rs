@@ -3,11 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::intent::{Action, IntentRouter, Routed};
 use oi_ipc_schema::agent::ToolCallRecord;
 use oi_ipc_schema::control::{self, StatusReport};
 use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::harness::ServiceError;
-use oi_kernel::intent::{Action, IntentRouter, Routed};
 use serde_json::Value;
 
 use crate::bus::{self, BusTools};

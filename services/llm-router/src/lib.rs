@@ -306,24 +306,14 @@ fn audit_embeddings(
     );
 }
 
-/// Sends audit rows in the background; a log that cannot be reached never
+/// Sends audit rows (one-way frames); a log that cannot be reached never
 /// fails a request.
 fn send_audit(client: &BusClient, records: Vec<oi_ipc_schema::control::audit::AuditRecord>) {
-    let client = client.clone();
-    tokio::spawn(async move {
-        for r in records {
-            if let Err(e) = client
-                .call(
-                    oi_ipc_schema::control::audit::APPEND,
-                    &r,
-                    oi_kernel::client::CallOptions::deadline(Duration::from_secs(5)),
-                )
-                .await
-            {
-                warn!("audit row not sent: {e}");
-            }
+    for r in records {
+        if let Err(e) = client.audit(&r) {
+            warn!("audit row not sent: {e}");
         }
-    });
+    }
 }
 
 /// Reads the vault secrets that hold API keys. A vault that is not running

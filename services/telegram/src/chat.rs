@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oi_client::display::summary_line;
-use oi_client::intent::{Intent, Step};
+use oi_client::intent::Intent;
 use oi_client::{BusError, CallOptions, chat as commands};
-use oi_ipc_schema::agent::{CommandReply, IntentRequest, IntentResult};
+use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -366,33 +366,33 @@ async fn intent(gw: &Gateway, chat: i64, message_id: i64, text: String) {
                 dirty = false;
             }
             step = stream.next() => match step {
-                Some(Step::ToolStarted { id, name, arguments }) => {
+                Some(Ok(AgentEvent::ToolStarted { id, name, arguments })) => {
                     progress.started(&id, &name, &arguments);
                     dirty = true;
                 }
-                Some(Step::ToolFinished(call)) => {
+                Some(Ok(AgentEvent::ToolFinished(call))) => {
                     progress.finished(&call);
                     dirty = true;
                 }
-                Some(Step::Notice(n)) => {
+                Some(Ok(AgentEvent::Notice(n))) => {
                     // One notice per intent, however many failovers.
                     if !noticed {
                         noticed = true;
                         send_text(gw, chat, &format!("⚠️ {n}"), None).await;
                     }
                 }
-                Some(Step::Done(r)) => {
+                Some(Ok(AgentEvent::Done(r))) => {
                     if !progress.is_empty() {
                         show_progress(gw, chat, &mut status, &progress, true).await;
                     }
                     answer(gw, chat, message_id, &r).await;
                     break;
                 }
-                Some(Step::Failed(why)) => {
+                Some(Err(why)) => {
                     send_text(gw, chat, &format!("⚠️ {}", capitalised(&why)), Some(message_id)).await;
                     break;
                 }
-                Some(Step::Started { .. }) => {}
+                Some(Ok(AgentEvent::Started { .. })) => {}
                 None => break,
             }
         }

@@ -68,7 +68,7 @@ impl Supervisor {
             c.wanted = true;
             c.attempt = 0;
             if matches!(c.state, ChildState::Fatal | ChildState::Backoff) {
-                c.state = ChildState::Exited;
+                c.set_state(ChildState::Exited);
             }
         }
     }

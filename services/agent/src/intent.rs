@@ -9,7 +9,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 use serde_json::{Map, Value};
 
-use crate::config::{IntentPattern, IntentsConfig};
+use oi_kernel::config::{IntentPattern, IntentsConfig};
 
 #[derive(Debug, thiserror::Error)]
 #[error("intent patterns: {0}")]
@@ -193,7 +193,7 @@ fn word(rest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use oi_kernel::config::Config;
 
     fn shipped() -> IntentRouter {
         IntentRouter::from_config(&Config::defaults().intents).unwrap()
