@@ -10,6 +10,7 @@
 
 pub mod chat;
 pub mod display;
+pub mod gateway;
 pub mod intent;
 
 pub use oi_kernel::client::{BusClient, BusError, CallOptions, EventStream};

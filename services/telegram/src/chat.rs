@@ -10,17 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oi_client::display::summary_line;
+use oi_client::gateway::{Progress, Redeemed, Workers};
 use oi_client::intent::Intent;
 use oi_client::{BusError, CallOptions, chat as commands};
 use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::Gateway;
-use crate::access::Redeemed;
 use crate::format::{self, Chunk, MESSAGE_LIMIT, escape, tg_len};
-use crate::progress::Progress;
 use crate::types::{Message, Update};
 
 /// Telegram shows "typing…" for 5 s; it is renewed before that.
@@ -45,11 +44,19 @@ struct Queued {
     job: Job,
 }
 
-#[derive(Default)]
 pub struct Chats {
-    workers: Mutex<HashMap<i64, mpsc::UnboundedSender<Queued>>>,
+    workers: Arc<Workers<i64, Queued>>,
     /// The running intent of each chat, to cancel it.
     running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
+}
+
+impl Default for Chats {
+    fn default() -> Self {
+        Chats {
+            workers: Arc::new(Workers::new(WORKER_IDLE)),
+            running: Mutex::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,46 +161,23 @@ pub async fn dispatch(gw: &Arc<Gateway>, u: Update) {
 }
 
 fn enqueue(gw: &Arc<Gateway>, chat: i64, q: Queued) {
-    let mut workers = lock(&gw.chats.workers);
-    let q = match workers.get(&chat) {
-        Some(tx) => match tx.send(q) {
-            Ok(()) => return,
-            Err(mpsc::error::SendError(q)) => q,
-        },
-        None => q,
+    let handle = {
+        let gw = gw.clone();
+        move |chat, q| handle(gw.clone(), chat, q)
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let _ = tx.send(q);
-    workers.insert(chat, tx);
-    tokio::spawn(worker(gw.clone(), chat, rx));
+    gw.chats.workers.enqueue(chat, q, &handle);
 }
 
-async fn worker(gw: Arc<Gateway>, chat: i64, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    loop {
-        let q = match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
-            Ok(Some(q)) => q,
-            Ok(None) => return,
-            Err(_) => {
-                // Idle: leave, unless a message arrived just now.
-                let mut workers = lock(&gw.chats.workers);
-                match rx.try_recv() {
-                    Ok(q) => q,
-                    Err(_) => {
-                        workers.remove(&chat);
-                        return;
-                    }
-                }
-            }
-        };
-        match q.job {
-            Job::Text { message_id, text } if command_word(&text).is_some() => {
-                command(&gw, chat, message_id, &text).await;
-            }
-            Job::Text { message_id, text } => intent(&gw, chat, message_id, text).await,
-            Job::Button { query_id, data } => button(&gw, chat, &query_id, &data).await,
+/// One message of a chat, in its turn.
+async fn handle(gw: Arc<Gateway>, chat: i64, q: Queued) {
+    match q.job {
+        Job::Text { message_id, text } if command_word(&text).is_some() => {
+            command(&gw, chat, message_id, &text).await;
         }
-        done(&gw, q.update_id).await;
+        Job::Text { message_id, text } => intent(&gw, chat, message_id, text).await,
+        Job::Button { query_id, data } => button(&gw, chat, &query_id, &data).await,
     }
+    done(&gw, q.update_id).await;
 }
 
 /// A stranger wrote: `/pair <code>` may let the chat in; anything else
@@ -417,7 +401,7 @@ async fn show_progress(
     p: &Progress,
     done: bool,
 ) {
-    let text = p.text(done);
+    let text = p.text(done, |t| tg_len(t) <= MESSAGE_LIMIT);
     let api = gw.api.get();
     match status {
         Some(id) => {

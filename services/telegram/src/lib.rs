@@ -12,7 +12,6 @@
 //!   message.
 //! - [`account`]: each user's account in the memory service.
 
-pub mod access;
 pub mod account;
 pub mod api;
 pub mod chat;
@@ -20,7 +19,6 @@ pub mod chat;
 pub mod fake;
 pub mod format;
 pub mod poll;
-pub mod progress;
 pub mod store;
 pub mod types;
 
@@ -37,9 +35,9 @@ use oi_kernel::secrets;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-use crate::access::Access;
 use crate::api::BotApi;
 use crate::store::Store;
+use oi_client::gateway::Access;
 
 /// The environment variable read before the vault.
 pub const TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
@@ -68,7 +66,7 @@ pub struct Gateway {
     pub api: Live<BotApi>,
     pub store: Store,
     pub settings: Live<Settings>,
-    pub access: Mutex<Access>,
+    pub access: Mutex<Access<i64>>,
     /// The bot's @username, once getMe answered.
     pub username: Mutex<String>,
     pub chats: chat::Chats,
@@ -76,7 +74,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn access(&self) -> std::sync::MutexGuard<'_, Access> {
+    pub fn access(&self) -> std::sync::MutexGuard<'_, Access<i64>> {
         self.access.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -1,10 +1,10 @@
-//! The status message an intent keeps up to date in the chat: one line per
-//! tool call, edited in place as calls start and finish.
+//! The status message an intent keeps up to date in a chat: one line per
+//! tool call, edited in place as calls start and finish, cut to what one
+//! message of the chat can hold.
 
-use oi_client::display::{short_args, tool_line};
 use oi_ipc_schema::agent::ToolCallRecord;
 
-use crate::format::{MESSAGE_LIMIT, tg_len};
+use crate::display::{short_args, tool_line};
 
 #[derive(Default)]
 pub struct Progress {
@@ -33,8 +33,8 @@ impl Progress {
     }
 
     /// The message text: a heading and the calls, the oldest left out when
-    /// they would not fit in one message.
-    pub fn text(&self, done: bool) -> String {
+    /// they would not fit in one message (`fits` says what does).
+    pub fn text(&self, done: bool, fits: impl Fn(&str) -> bool) -> String {
         let head = if done { "Done:" } else { "Working…" };
         let mut shown: Vec<&str> = self.lines.iter().map(|(_, l)| l.as_str()).collect();
         let mut skipped = 0;
@@ -47,7 +47,7 @@ impl Progress {
                 t.push('\n');
                 t.push_str(l);
             }
-            if tg_len(&t) <= MESSAGE_LIMIT || shown.is_empty() {
+            if fits(&t) || shown.is_empty() {
                 return t;
             }
             shown.remove(0);
@@ -60,13 +60,17 @@ impl Progress {
 mod tests {
     use super::*;
 
+    fn fits(t: &str) -> bool {
+        t.chars().count() <= 4096
+    }
+
     #[test]
     fn lines_are_replaced_when_calls_finish() {
         let mut p = Progress::default();
         p.started("c1", "web_search", r#"{"query":"rust"}"#);
         p.started("c2", "web_fetch", r#"{"url":"http://x"}"#);
         assert_eq!(
-            p.text(false),
+            p.text(false, fits),
             "Working…\n→ web_search(\"rust\") …\n→ web_fetch(\"http://x\") …"
         );
         p.finished(&ToolCallRecord {
@@ -78,7 +82,7 @@ mod tests {
             error: "HTTP 404".into(),
         });
         assert_eq!(
-            p.text(true),
+            p.text(true, fits),
             "Done:\n→ web_search(\"rust\") …\n→ web_fetch(\"http://x\") [1.5s] ✗ \"HTTP 404\""
         );
     }
@@ -93,8 +97,8 @@ mod tests {
                 &format!(r#"{{"path":"{}"}}"#, "x".repeat(50)),
             );
         }
-        let t = p.text(false);
-        assert!(tg_len(&t) <= MESSAGE_LIMIT);
+        let t = p.text(false, fits);
+        assert!(fits(&t));
         assert!(t.contains("earlier call(s)"));
     }
 }

@@ -1,9 +1,11 @@
-//! Who gets answers: chats listed in `telegram.allowed_chat_ids`, and chats
-//! paired with a one-time code from `oictl telegram pair`. An empty list
-//! means nobody. Strangers get a short refusal, at most once per
-//! `REFUSAL_INTERVAL` per chat, so a stranger cannot make the bot spam.
+//! Who gets answers, for any chat gateway: the chats its config lists
+//! (`[telegram] allowed_chat_ids`, say), and chats paired with a one-time
+//! code (`oictl telegram pair`). An empty list means nobody. Strangers get
+//! a short refusal, at most once per `REFUSAL_INTERVAL` per chat, so a
+//! stranger cannot make the bot spam. `C` is the gateway's chat id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -19,14 +21,13 @@ struct Code {
     expires: Instant,
 }
 
-#[derive(Default)]
-pub struct Access {
-    config: BTreeSet<i64>,
+pub struct Access<C> {
+    config: BTreeSet<C>,
     /// Paired chats and their titles.
-    paired: BTreeMap<i64, String>,
+    paired: BTreeMap<C, String>,
     codes: Vec<Code>,
     failures: u32,
-    refused: HashMap<i64, Instant>,
+    refused: HashMap<C, Instant>,
 }
 
 /// What a `/pair <code>` did.
@@ -45,36 +46,38 @@ fn normalise(code: &str) -> String {
         .collect()
 }
 
-impl Access {
-    pub fn new(config: &[i64], paired: impl IntoIterator<Item = (i64, String)>) -> Access {
+impl<C: Ord + Hash + Clone> Access<C> {
+    pub fn new(config: &[C], paired: impl IntoIterator<Item = (C, String)>) -> Access<C> {
         Access {
-            config: config.iter().copied().collect(),
+            config: config.iter().cloned().collect(),
             paired: paired.into_iter().collect(),
-            ..Access::default()
+            codes: Vec::new(),
+            failures: 0,
+            refused: HashMap::new(),
         }
     }
 
-    pub fn set_config(&mut self, config: &[i64]) {
-        self.config = config.iter().copied().collect();
+    pub fn set_config(&mut self, config: &[C]) {
+        self.config = config.iter().cloned().collect();
     }
 
-    pub fn allows(&self, chat: i64) -> bool {
+    pub fn allows(&self, chat: C) -> bool {
         self.config.contains(&chat) || self.paired.contains_key(&chat)
     }
 
-    pub fn in_config(&self, chat: i64) -> bool {
+    pub fn in_config(&self, chat: C) -> bool {
         self.config.contains(&chat)
     }
 
-    pub fn config_chats(&self) -> impl Iterator<Item = i64> + '_ {
-        self.config.iter().copied()
+    pub fn config_chats(&self) -> impl Iterator<Item = C> + '_ {
+        self.config.iter().cloned()
     }
 
-    pub fn add_paired(&mut self, chat: i64, title: String) {
+    pub fn add_paired(&mut self, chat: C, title: String) {
         self.paired.insert(chat, title);
     }
 
-    pub fn remove_paired(&mut self, chat: i64) {
+    pub fn remove_paired(&mut self, chat: C) {
         self.paired.remove(&chat);
     }
 
@@ -121,7 +124,7 @@ impl Access {
 
     /// Whether a stranger's chat should get the refusal now (once per
     /// `REFUSAL_INTERVAL`).
-    pub fn refuse_now(&mut self, chat: i64, now: Instant) -> bool {
+    pub fn refuse_now(&mut self, chat: C, now: Instant) -> bool {
         match self.refused.get(&chat) {
             Some(t) if now.saturating_duration_since(*t) < REFUSAL_INTERVAL => false,
             _ => {
@@ -141,7 +144,7 @@ mod tests {
 
     #[test]
     fn empty_allowlist_means_nobody() {
-        let a = Access::new(&[], []);
+        let a = Access::<i64>::new(&[], []);
         assert!(!a.allows(1));
         assert!(!a.allows(0));
         let a = Access::new(&[42, -100], [(7, "Ann".to_string())]);
@@ -151,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_code_pairs_once_and_expires() {
-        let mut a = Access::new(&[], []);
+        let mut a = Access::<i64>::new(&[], []);
         let code = a.new_code(Duration::from_secs(60)).unwrap();
         assert_eq!(code.len(), 9);
         let now = Instant::now();
@@ -169,7 +172,7 @@ mod tests {
 
     #[test]
     fn guessing_voids_the_open_codes() {
-        let mut a = Access::new(&[], []);
+        let mut a = Access::<i64>::new(&[], []);
         let code = a.new_code(Duration::from_secs(60)).unwrap();
         let now = Instant::now();
         for _ in 0..MAX_FAILURES - 1 {
@@ -181,7 +184,7 @@ mod tests {
 
     #[test]
     fn strangers_are_refused_once_per_interval() {
-        let mut a = Access::new(&[], []);
+        let mut a = Access::<i64>::new(&[], []);
         let t = Instant::now();
         assert!(a.refuse_now(5, t));
         assert!(!a.refuse_now(5, t + Duration::from_secs(10)));
