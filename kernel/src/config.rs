@@ -191,27 +191,77 @@ pub struct FsConfig {
     pub search_max_file_bytes: u64,
 }
 
-/// How the shell adapter decides what runs. An unknown value is an error
-/// at its line and column that names these three.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ShellPolicy {
-    /// Only the programs in `allow` run.
-    #[default]
-    Allowlist,
-    /// Everything but the programs in `deny` runs.
-    Denylist,
-    /// Like `allowlist`; any other command waits for `oictl approve`.
-    Approval,
+/// A closed vocabulary of the config: a serde enum, so an unknown value
+/// is an error at its line and column that names the allowed ones (never
+/// a silent default), with `as_str` for its spelling.
+macro_rules! vocabulary {
+    ($(#[$m:meta])* $name:ident default $def:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $text)] $variant,)+
+        }
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                $name::$def
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl ShellPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShellPolicy::Allowlist => "allowlist",
-            ShellPolicy::Denylist => "denylist",
-            ShellPolicy::Approval => "approval",
-        }
+vocabulary! {
+    /// How the shell adapter decides what runs.
+    ShellPolicy default Allowlist {
+        /// Only the programs in `allow` run.
+        Allowlist = "allowlist",
+        /// Everything but the programs in `deny` runs.
+        Denylist = "denylist",
+        /// Like `allowlist`; any other command waits for `oictl approve`.
+        Approval = "approval",
+    }
+}
+
+vocabulary! {
+    /// Whether commands run under Landlock.
+    LandlockMode default Auto {
+        /// When the kernel has it.
+        Auto = "auto",
+        /// Or the adapter refuses to start (exit 78).
+        Required = "required",
+        Off = "off",
+    }
+}
+
+vocabulary! {
+    /// Where `web_search` asks.
+    SearchEngine default Duckduckgo {
+        Duckduckgo = "duckduckgo",
+        /// A SearXNG instance's JSON API at `search_url`.
+        Searxng = "searxng",
+    }
+}
+
+vocabulary! {
+    /// Where the vault's master key comes from.
+    KeySetting default Auto {
+        /// The passphrase when set, else the keyring when it answers, else
+        /// the key file.
+        Auto = "auto",
+        Keyring = "keyring",
+        File = "file",
+        Passphrase = "passphrase",
     }
 }
 
@@ -236,8 +286,7 @@ pub struct ShellConfig {
     /// Variables copied from the adapter's environment (never ones that
     /// look like secrets).
     pub env_passthrough: Vec<String>,
-    /// `auto` (use Landlock when the kernel has it), `required` or `off`.
-    pub landlock: String,
+    pub landlock: LandlockMode,
     /// Read-only paths a sandboxed command may see besides the roots.
     pub read_only_paths: Vec<String>,
     /// TCP ports a command may connect to (Landlock ABI 4); none by default.
@@ -246,15 +295,11 @@ pub struct ShellConfig {
     pub allow_bind_ports: Vec<u16>,
 }
 
-/// Search engines `web_search` speaks.
-pub const SEARCH_ENGINES: &[&str] = &["duckduckgo", "searxng"];
-
 /// The web adapters (`web_search`, `web_fetch`, `http_request`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
-    /// `duckduckgo` (its HTML endpoint) or `searxng` (its JSON API).
-    pub search_engine: String,
+    pub search_engine: SearchEngine,
     pub search_url: String,
     pub max_results: u32,
     /// Seconds a search result stays cached.
@@ -338,8 +383,7 @@ pub struct MemoryConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VaultConfig {
-    /// `auto`, `keyring`, `file` or `passphrase`.
-    pub key_source: String,
+    pub key_source: KeySetting,
     /// Service name -> secret name patterns it may read.
     pub policy: BTreeMap<String, Vec<String>>,
 }

@@ -17,6 +17,7 @@ pub mod options;
 pub mod parse;
 pub mod policy;
 
+use oi_kernel::config::LandlockMode;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -183,11 +184,13 @@ fn build(
         .collect();
     let roots =
         Roots::open(&paths).map_err(|e| ServiceError::config_error(format!("[fs] roots: {e}")))?;
-    let landlock = match cfg.landlock.as_str() {
-        "off" => Err("off in config ([shell] landlock = \"off\")".to_string()),
-        _ => oi_sandbox::landlock::kernel_abi().map(|abi| Coverage { abi }),
+    let landlock = match cfg.landlock {
+        LandlockMode::Off => Err("off in config ([shell] landlock = \"off\")".to_string()),
+        LandlockMode::Auto | LandlockMode::Required => {
+            oi_sandbox::landlock::kernel_abi().map(|abi| Coverage { abi })
+        }
     };
-    if let (true, Err(why)) = (cfg.landlock == "required", &landlock) {
+    if let (LandlockMode::Required, Err(why)) = (cfg.landlock, &landlock) {
         return Err(ServiceError::config_error(format!(
             "[shell] landlock = \"required\", but {why}"
         )));

@@ -130,7 +130,9 @@ async fn landlock_keeps_commands_inside_the_roots() {
     if let Err(why) = oi_sandbox::landlock::kernel_abi() {
         // Without Landlock the adapter must say so, which the test
         // above checks; here there is nothing to enforce.
-        let (_d, a) = adapter(config(|c| c.landlock = "required".into()));
+        let (_d, a) = adapter(config(|c| {
+            c.landlock = oi_kernel::config::LandlockMode::Required
+        }));
         let _ = a;
         panic!("this test needs Landlock, which the CI kernel has: {why}");
     }

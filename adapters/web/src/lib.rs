@@ -178,7 +178,7 @@ impl WebAdapter {
             hit["cached"] = json!(true);
             return Ok(hit);
         }
-        let url = search::query_url(&s.cfg.search_engine, &s.cfg.search_url, &query)
+        let url = search::query_url(s.cfg.search_engine, &s.cfg.search_url, &query)
             .map_err(|e| ServiceError::internal(format!("web_search: [web] search_url: {e}")))?;
         let resp = s
             .search
@@ -198,8 +198,8 @@ impl WebAdapter {
             ));
         }
         let text = decode(&body.bytes, charset(ct.as_deref(), &body.bytes));
-        let hits = match s.cfg.search_engine.as_str() {
-            "searxng" => search::parse_searxng(&text, max),
+        let hits = match s.cfg.search_engine {
+            oi_kernel::config::SearchEngine::Searxng => search::parse_searxng(&text, max),
             _ => search::parse_duckduckgo(&text, max),
         }
         .map_err(|e| ServiceError::new(ErrorCode::Unavailable, format!("web_search: {e}")))?;

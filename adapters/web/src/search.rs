@@ -1,6 +1,7 @@
 //! `web_search`: DuckDuckGo's HTML endpoint (no key) or a SearXNG JSON
 //! API, parsed into ranked results.
 
+use oi_kernel::config::SearchEngine;
 use scraper::{Html, Selector};
 use serde::Serialize;
 use url::Url;
@@ -125,10 +126,10 @@ pub fn parse_searxng(body: &str, max: usize) -> Result<Vec<Hit>, ParseError> {
 }
 
 /// The request URL for a query.
-pub fn query_url(engine: &str, base: &str, query: &str) -> Result<Url, url::ParseError> {
+pub fn query_url(engine: SearchEngine, base: &str, query: &str) -> Result<Url, url::ParseError> {
     let mut u = Url::parse(base)?;
     u.query_pairs_mut().append_pair("q", query);
-    if engine == "searxng" {
+    if engine == SearchEngine::Searxng {
         u.query_pairs_mut().append_pair("format", "json");
     }
     Ok(u)
@@ -187,7 +188,7 @@ mod tests {
     fn query_urls() {
         assert_eq!(
             query_url(
-                "duckduckgo",
+                SearchEngine::Duckduckgo,
                 "https://html.duckduckgo.com/html/",
                 "rust & tokio"
             )
@@ -196,7 +197,7 @@ mod tests {
             "https://html.duckduckgo.com/html/?q=rust+%26+tokio"
         );
         assert_eq!(
-            query_url("searxng", "http://127.0.0.1:8888/search", "x")
+            query_url(SearchEngine::Searxng, "http://127.0.0.1:8888/search", "x")
                 .unwrap()
                 .as_str(),
             "http://127.0.0.1:8888/search?q=x&format=json"

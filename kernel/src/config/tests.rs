@@ -278,7 +278,24 @@ fn adapter_settings_are_checked_with_their_location() {
         "{e}"
     );
     let e = parse("[web]\nsearch_engine = \"bing\"\n").unwrap_err();
-    assert!(e.message.contains("use duckduckgo, searxng"), "{e}");
+    assert_eq!(e.location, Some((2, 17)), "{e}");
+    assert!(
+        e.message.contains("expected `duckduckgo` or `searxng`"),
+        "{e}"
+    );
+    let e = parse("[shell]\nlandlock = \"maybe\"\n").unwrap_err();
+    assert!(
+        e.message
+            .contains("expected one of `auto`, `required`, `off`"),
+        "{e}"
+    );
+    let e = parse("[vault]\nkey_source = \"tpm\"\n").unwrap_err();
+    assert_eq!(e.location, Some((2, 14)), "{e}");
+    assert!(
+        e.message
+            .contains("expected one of `auto`, `keyring`, `file`, `passphrase`"),
+        "{e}"
+    );
     let c = parse("[web]\nallow_addresses = [\"127.0.0.1\", \"fd00::/8\"]\n").unwrap();
     assert_eq!(c.web.allow_addresses.len(), 2);
     let d = Config::defaults();
@@ -288,7 +305,7 @@ fn adapter_settings_are_checked_with_their_location() {
         (30, "allowlist")
     );
     assert!(d.shell.deny.contains(&"sudo".to_string()));
-    assert_eq!(d.web.search_engine, "duckduckgo");
+    assert_eq!(d.web.search_engine.as_str(), "duckduckgo");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! everything in one transaction, then promotes it; on start a leftover
 //! "next" key is resolved by whichever key opens the vault.
 
+use oi_kernel::config::KeySetting;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -45,8 +46,6 @@ pub enum KeyError {
     Keyring(String),
     #[error("key_source = \"passphrase\" but {ENV_PASSPHRASE} is not set")]
     NoPassphrase,
-    #[error("unknown key_source '{0}' (auto, keyring, file, passphrase)")]
-    UnknownSource(String),
     #[error("cannot generate a key: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
 }
@@ -93,23 +92,26 @@ fn unhex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
 /// `passphrase`). `auto`: the passphrase when its variable is set, else the
 /// keyring when it answers, else the key file. Returns the source and, for
 /// `auto`, why the keyring was passed over.
-pub fn choose(setting: &str, vault_dir: &Path) -> Result<(KeySource, Option<String>), KeyError> {
+pub fn choose(
+    setting: KeySetting,
+    vault_dir: &Path,
+) -> Result<(KeySource, Option<String>), KeyError> {
     let account = format!("vault-master-key:{}", vault_dir.display());
     let file = KeySource::File(vault_dir.join("master.key"));
     match setting {
-        "passphrase" => {
+        KeySetting::Passphrase => {
             if std::env::var_os(ENV_PASSPHRASE).is_some() {
                 Ok((KeySource::Passphrase, None))
             } else {
                 Err(KeyError::NoPassphrase)
             }
         }
-        "file" => Ok((file, None)),
-        "keyring" => {
+        KeySetting::File => Ok((file, None)),
+        KeySetting::Keyring => {
             keyring_probe(&account)?;
             Ok((KeySource::Keyring { account }, None))
         }
-        "auto" => {
+        KeySetting::Auto => {
             if std::env::var_os(ENV_PASSPHRASE).is_some() {
                 return Ok((KeySource::Passphrase, None));
             }
@@ -118,7 +120,6 @@ pub fn choose(setting: &str, vault_dir: &Path) -> Result<(KeySource, Option<Stri
                 Err(e) => Ok((file, Some(e.to_string()))),
             }
         }
-        other => Err(KeyError::UnknownSource(other.to_string())),
     }
 }
 

@@ -206,8 +206,8 @@ pub fn run(name: &'static str) -> i32 {
         let config = harness::service_config()?;
         let data = harness::data_dir(name)?;
         let dir = data.join("vault");
-        let setting = config.vault.key_source.clone();
-        let (vault, passed_over) = tokio::task::spawn_blocking(move || Vault::open(&dir, &setting))
+        let setting = config.vault.key_source;
+        let (vault, passed_over) = tokio::task::spawn_blocking(move || Vault::open(&dir, setting))
             .await
             .map_err(|e| ServiceError::internal(e.to_string()))?
             .map_err(|e| match e {

@@ -2,6 +2,7 @@
 //! write one transaction), a key check that tells a wrong master key from a
 //! corrupt record, key rotation, and the audit log.
 
+use oi_kernel::config::KeySetting;
 use std::path::{Path, PathBuf};
 
 use oi_ipc_schema::vault::{SecretMeta, VaultStatus};
@@ -79,7 +80,7 @@ impl Vault {
 
     /// Opens (or creates) the vault in `dir` with the key from `setting`.
     /// Returns the vault and, when the keyring was passed over, why.
-    pub fn open(dir: &Path, setting: &str) -> Result<(Vault, Option<String>), VaultError> {
+    pub fn open(dir: &Path, setting: KeySetting) -> Result<(Vault, Option<String>), VaultError> {
         keys::private_dir(dir)?;
         let path = dir.join("vault.db");
         let dberr = |source| VaultError::Db {
@@ -451,7 +452,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn open(dir: &Path) -> Vault {
-        Vault::open(dir, "file").unwrap().0
+        Vault::open(dir, KeySetting::File).unwrap().0
     }
 
     #[test]
@@ -557,7 +558,7 @@ mod tests {
         v.set("a", b"1").unwrap();
         drop(v);
         keys::file_set(&dir.join("master.key"), &MasterKey::generate().unwrap()).unwrap();
-        let err = Vault::open(&dir, "file").err().unwrap();
+        let err = Vault::open(&dir, KeySetting::File).err().unwrap();
         assert!(matches!(err, VaultError::WrongKey { .. }), "{err}");
         assert!(
             err.to_string().contains("does not open this vault"),
@@ -572,14 +573,20 @@ mod tests {
         drop(open(&dir));
         let key = dir.join("master.key");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = Vault::open(&dir, "file").err().unwrap().to_string();
+        let err = Vault::open(&dir, KeySetting::File)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("has mode 0644") && err.contains(&format!("chmod 600 {}", key.display())),
             "{err}"
         );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let err = Vault::open(&dir, "file").err().unwrap().to_string();
+        let err = Vault::open(&dir, KeySetting::File)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("chmod 700"), "{err}");
     }
 
@@ -626,18 +633,18 @@ mod tests {
         let dir = d.path().join("vault");
         // SAFETY: no other thread of this test binary reads this variable.
         unsafe { std::env::set_var(keys::ENV_PASSPHRASE, "correct horse battery staple") };
-        let (mut v, _) = Vault::open(&dir, "passphrase").unwrap();
+        let (mut v, _) = Vault::open(&dir, KeySetting::Passphrase).unwrap();
         v.set("k", b"v").unwrap();
         v.rotate().unwrap();
         assert_eq!(&*v.get("k").unwrap(), b"v");
         drop(v);
         unsafe { std::env::set_var(keys::ENV_PASSPHRASE, "wrong") };
         assert!(matches!(
-            Vault::open(&dir, "passphrase"),
+            Vault::open(&dir, KeySetting::Passphrase),
             Err(VaultError::WrongKey { .. })
         ));
         unsafe { std::env::set_var(keys::ENV_PASSPHRASE, "correct horse battery staple") };
-        let (v, _) = Vault::open(&dir, "passphrase").unwrap();
+        let (v, _) = Vault::open(&dir, KeySetting::Passphrase).unwrap();
         assert_eq!(&*v.get("k").unwrap(), b"v");
         assert!(!dir.join("master.key").exists());
         unsafe { std::env::remove_var(keys::ENV_PASSPHRASE) };
