@@ -114,10 +114,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // On tokio's paused clock: sleeps advance virtual time, so the order
+    // checked is the workers', not the machine's speed.
+    #[tokio::test(start_paused = true)]
     async fn a_chat_is_served_in_order_and_chats_in_parallel() {
         let log: Log = Arc::default();
-        let w = Arc::new(Workers::new(Duration::from_millis(200)));
+        let w = Arc::new(Workers::new(Duration::from_secs(1)));
         let h = recorder(log.clone());
         w.enqueue(1, 0, &h);
         w.enqueue(1, 1, &h);
@@ -128,7 +130,7 @@ mod tests {
         assert_eq!(*log.lock().unwrap(), [(2, 0), (1, 0), (1, 1)]);
         assert_eq!(w.len(), 2);
         // Idle workers leave; the next message starts a new one.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(w.is_empty());
         w.enqueue(1, 2, &h);
         tokio::time::sleep(Duration::from_millis(50)).await;
