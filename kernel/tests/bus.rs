@@ -403,14 +403,14 @@ async fn audit_rows_are_one_way_frames_from_services_only() {
             intent: "i7".into(),
             limit: 10,
         };
-        let rows = c
-            .call(
+        let list = || {
+            c.call(
                 oi_ipc_schema::control::audit::LIST,
                 &q,
                 CallOptions::default(),
             )
-            .await
-            .unwrap();
+        };
+        let rows = list().await.unwrap();
         assert_eq!(rows.rows.len(), 1, "{:?}", rows.rows);
         assert_eq!(
             (rows.rows[0].service.as_str(), rows.rows[0].action.as_str()),
@@ -426,14 +426,7 @@ async fn audit_rows_are_one_way_frames_from_services_only() {
             !matches!(after, Ok(Some(ref fr)) if fr.kind == Kind::Response),
             "{after:?}"
         );
-        let rows = c
-            .call(
-                oi_ipc_schema::control::audit::LIST,
-                &q,
-                CallOptions::default(),
-            )
-            .await
-            .unwrap();
+        let rows = list().await.unwrap();
         assert_eq!(rows.rows.len(), 1, "a client's row was written");
     })
     .await

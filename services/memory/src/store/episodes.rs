@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// One episode (also written as part of a turn); its id.
+pub(super) fn insert_episode(conn: &Connection, e: &Episode) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO episodes(chat, intent, answer, tool_calls_json, prompt_tokens, completion_tokens, provider, ts_ms)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![e.chat, e.intent, e.answer, e.tool_calls_json, e.prompt_tokens, e.completion_tokens, e.provider, if e.ts_ms == 0 { now_ms() } else { e.ts_ms }])?;
+    Ok(conn.last_insert_rowid())
+}
+
 impl Store {
     // ---- maintenance ----
 
@@ -42,14 +52,7 @@ impl Store {
     // ---- episodic memory ----
 
     pub fn record_episode(&self, e: &Episode) -> Result<i64, MemoryError> {
-        let w = lock(&self.writer);
-        self.db(w.prepare_cached(
-            "INSERT INTO episodes(chat, intent, answer, tool_calls_json, prompt_tokens, completion_tokens, provider, ts_ms)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        ).and_then(|mut s| s.execute(
-            params![e.chat, e.intent, e.answer, e.tool_calls_json, e.prompt_tokens, e.completion_tokens, e.provider, if e.ts_ms == 0 { now_ms() } else { e.ts_ms }],
-        )))?;
-        Ok(w.last_insert_rowid())
+        self.db(insert_episode(&lock(&self.writer), e))
     }
 
     pub fn search_episodes(&self, q: &EpisodeQuery) -> Result<Vec<Episode>, MemoryError> {

@@ -2,16 +2,30 @@
 
 use super::*;
 
+/// One message of a chat's history (also written as part of a turn).
+pub(super) fn insert_message(
+    conn: &Connection,
+    chat: &str,
+    role: &str,
+    content: &str,
+    ts_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO messages(chat, role, content, ts_ms) VALUES(?1, ?2, ?3, ?4)")?
+        .execute(params![chat, role, content, ts_ms])
+        .map(drop)
+}
+
 impl Store {
     // ---- working memory ----
 
     pub fn append_message(&self, chat: &str, role: &str, content: &str) -> Result<(), MemoryError> {
-        self.db(lock(&self.writer)
-            .prepare_cached(
-                "INSERT INTO messages(chat, role, content, ts_ms) VALUES(?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![chat, role, content, now_ms()])))?;
-        Ok(())
+        self.db(insert_message(
+            &lock(&self.writer),
+            chat,
+            role,
+            content,
+            now_ms(),
+        ))
     }
 
     /// The last `n` messages of a chat, oldest first.

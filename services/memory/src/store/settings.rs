@@ -2,16 +2,26 @@
 
 use super::*;
 
+/// Sets one per-chat setting (also written as part of a turn).
+pub(super) fn upsert_setting(
+    conn: &Connection,
+    chat: &str,
+    key: &str,
+    value: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO chat_settings(chat, key, value) VALUES(?1, ?2, ?3)
+         ON CONFLICT(chat, key) DO UPDATE SET value = excluded.value",
+        params![chat, key, value],
+    )
+    .map(drop)
+}
+
 impl Store {
     // ---- per-chat settings ----
 
     pub fn set_setting(&self, chat: &str, key: &str, value: &str) -> Result<(), MemoryError> {
-        self.db(lock(&self.writer).execute(
-            "INSERT INTO chat_settings(chat, key, value) VALUES(?1, ?2, ?3)
-             ON CONFLICT(chat, key) DO UPDATE SET value = excluded.value",
-            params![chat, key, value],
-        ))?;
-        Ok(())
+        self.db(upsert_setting(&lock(&self.writer), chat, key, value))
     }
 
     pub fn settings(&self, chat: &str) -> Result<Vec<(String, String)>, MemoryError> {

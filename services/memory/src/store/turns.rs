@@ -2,6 +2,9 @@
 //! the exchange for the chat's history, the episode, and which model gave
 //! the chat its last answer.
 
+use super::episodes::insert_episode;
+use super::history::insert_message;
+use super::settings::upsert_setting;
 use super::*;
 
 impl Store {
@@ -9,30 +12,15 @@ impl Store {
     pub fn record_turn(&self, t: &Turn) -> Result<i64, MemoryError> {
         let mut w = lock(&self.writer);
         let tx = self.db(w.transaction())?;
-        let now = now_ms();
         let chat = t.episode.chat.as_str();
         if let Some((user, assistant)) = &t.exchange {
-            let mut s = self.db(tx.prepare_cached(
-                "INSERT INTO messages(chat, role, content, ts_ms) VALUES(?1, ?2, ?3, ?4)",
-            ))?;
-            for (role, content) in [("user", user), ("assistant", assistant)] {
-                self.db(s.execute(params![chat, role, content, now]))?;
-            }
+            let now = now_ms();
+            self.db(insert_message(&tx, chat, "user", user, now))?;
+            self.db(insert_message(&tx, chat, "assistant", assistant, now))?;
         }
-        let e = &t.episode;
-        self.db(tx.prepare_cached(
-            "INSERT INTO episodes(chat, intent, answer, tool_calls_json, prompt_tokens, completion_tokens, provider, ts_ms)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        ).and_then(|mut s| s.execute(
-            params![e.chat, e.intent, e.answer, e.tool_calls_json, e.prompt_tokens, e.completion_tokens, e.provider, if e.ts_ms == 0 { now } else { e.ts_ms }],
-        )))?;
-        let id = tx.last_insert_rowid();
+        let id = self.db(insert_episode(&tx, &t.episode))?;
         if let Some(value) = &t.last_answer {
-            self.db(tx.execute(
-                "INSERT INTO chat_settings(chat, key, value) VALUES(?1, ?2, ?3)
-                 ON CONFLICT(chat, key) DO UPDATE SET value = excluded.value",
-                params![chat, LAST_ANSWER, value],
-            ))?;
+            self.db(upsert_setting(&tx, chat, LAST_ANSWER, value))?;
         }
         self.db(tx.commit())?;
         Ok(id)
