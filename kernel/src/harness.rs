@@ -65,7 +65,16 @@ impl ServiceError {
 
 impl From<BusError> for ServiceError {
     fn from(e: BusError) -> Self {
-        ServiceError::new(e.code(), e.to_string())
+        match e {
+            // The code is kept as the code; the message is not prefixed
+            // with it again ("bad_request: bad_request: ...").
+            BusError::Remote { code, message } => ServiceError::new(code, message),
+            BusError::Timeout { destination, ms } => ServiceError::new(
+                ErrorCode::Timeout,
+                format!("no answer from '{destination}' within {ms} ms"),
+            ),
+            e => ServiceError::new(e.code(), e.to_string()),
+        }
     }
 }
 
@@ -408,4 +417,25 @@ async fn handle_one<S: Service>(service: Arc<S>, client: BusClient, req: Incomin
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_error_names_its_code_once() {
+        let e = ServiceError::from(BusError::Remote {
+            code: ErrorCode::BadRequest,
+            message: "argument 'path' is missing".into(),
+        });
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(e.to_string(), "bad_request: argument 'path' is missing");
+        let e = ServiceError::from(BusError::Timeout {
+            destination: "fs".into(),
+            ms: 5,
+        });
+        assert_eq!(e.code, ErrorCode::Timeout);
+        assert_eq!(e.to_string(), "timeout: no answer from 'fs' within 5 ms");
+    }
 }
