@@ -58,6 +58,11 @@ async fn env_with(deps: &[Dep<'_>], cascade: &str, clock: Option<Arc<dyn Clock>>
     let mut order = Vec::new();
     for d in deps {
         let f = FakeProvider::start().await.unwrap();
+        // As a provider does: a chat request without this key is a 401.
+        f.expect_key(&format!(
+            "sk-test-key_{}",
+            d.key.to_lowercase().replace('-', "_")
+        ));
         let path = if d.kind == "gemini" { "/v1beta" } else { "/v1" };
         toml.push_str(&format!(
             "[models.{}]\nkind = \"{}\"\nbase_url = \"{}\"\nmodel = \"m-{}\"\napi_key_env = \"KEY_{}\"\ncontext_window = {}\n\n",

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod check;
+pub use check::Wire;
 use tokio::net::{TcpListener, TcpStream};
 
 /// One scripted answer.
@@ -180,6 +183,8 @@ struct Script {
     /// script queue is for chat), unless `embeddings_status` is set.
     embedder: Option<EmbedFn>,
     embeddings_failure: Option<Reply>,
+    /// The API key a chat request must carry (`None`: any or none).
+    key: Option<String>,
 }
 
 /// A running fake provider. Dropping it stops the server.
@@ -231,6 +236,11 @@ impl FakeProvider {
     /// Queues answers, used in order, one per request.
     pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
         self.with(|s| s.queue.extend(replies));
+    }
+    /// Requires this API key on every chat request, in the header of its
+    /// wire format (401 otherwise), as a provider does.
+    pub fn expect_key(&self, key: &str) {
+        self.with(|s| s.key = Some(key.to_string()));
     }
     /// The answer when the queue is empty (otherwise a 500 says so).
     pub fn set_default(&self, r: Reply) {
@@ -386,11 +396,9 @@ async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
         let mut lines = head.split("\r\n");
-        let path = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .unwrap_or("/")
-            .to_string();
+        let request_line = lines.next().unwrap_or("");
+        let method = request_line.split(' ').next().unwrap_or("").to_string();
+        let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
         let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -407,26 +415,53 @@ async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
                 Ok(n) => buf.extend_from_slice(&tmp[..n]),
             }
         }
-        let body: Value =
-            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+        let raw = buf[head_end..head_end + len].to_vec();
         buf.drain(..head_end + len);
         let reply = {
             let mut s = match script.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            let embeddings = match (&s.embedder, &s.embeddings_failure) {
-                _ if !is_embeddings(&path) => None,
-                (_, Some(failure)) => Some(failure.clone()),
-                (Some(f), None) => Some(embeddings_reply(&path, &body, f)),
-                (None, None) => None,
-            };
-            s.seen.push(Recorded {
-                path,
-                headers,
-                body,
-            });
-            embeddings.or_else(|| s.queue.pop_front().or_else(|| s.default.clone()))
+            if is_embeddings(&path) {
+                let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                let embeddings = match (&s.embedder, &s.embeddings_failure) {
+                    (_, Some(failure)) => Some(failure.clone()),
+                    (Some(f), None) => Some(embeddings_reply(&path, &body, f)),
+                    (None, None) => None,
+                };
+                s.seen.push(Recorded {
+                    path,
+                    headers,
+                    body,
+                });
+                embeddings.or_else(|| s.queue.pop_front().or_else(|| s.default.clone()))
+            } else {
+                // A request the provider would refuse is refused, and the
+                // scripted answer stays for the next one.
+                match check::chat_request(&method, &path, &headers, &raw, s.key.as_deref()) {
+                    Err(refusal) => {
+                        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                        s.seen.push(Recorded {
+                            path,
+                            headers,
+                            body,
+                        });
+                        Some(refusal)
+                    }
+                    Ok((_, body, stream)) => {
+                        s.seen.push(Recorded {
+                            path,
+                            headers,
+                            body,
+                        });
+                        let next = s.queue.pop_front().or_else(|| s.default.clone());
+                        next.map(|r| match check::reply_form(stream, &r) {
+                            Ok(()) => r,
+                            Err(refusal) => refusal,
+                        })
+                    }
+                }
+            }
         };
         let reply = reply.unwrap_or_else(|| {
             Reply::json(
