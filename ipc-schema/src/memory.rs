@@ -63,6 +63,10 @@ pub const ACCOUNT_LIST: Call<Json, Json> = Call::new(SERVICE, methods::ACCOUNT_L
 pub const ACCOUNT_FORGET: Call<Json, Json> = Call::new(SERVICE, methods::ACCOUNT_FORGET);
 pub const TURN: Call<Turn, EpisodeId> = Call::new(SERVICE, methods::TURN);
 
+/// The per-chat setting that names the model of the last answer: written
+/// by `memory.turn` from [`Turn::last_answer`], read by `/status`.
+pub const LAST_ANSWER_SETTING: &str = "last_answer";
+
 /// What one finished intent leaves behind, written in one transaction.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Turn {

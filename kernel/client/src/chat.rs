@@ -12,7 +12,7 @@ use oi_kernel::client::{BusClient, BusError, CallOptions};
 pub const TOKENS_SETTING: &str = "tokens";
 /// The per-chat record of which model gave the last answer (for
 /// `/status`); memory writes it with each turn.
-pub const LAST_ANSWER_SETTING: &str = "last_answer";
+pub use oi_ipc_schema::memory::LAST_ANSWER_SETTING;
 
 fn quick() -> CallOptions {
     CallOptions::deadline(Duration::from_secs(5))

@@ -6,6 +6,7 @@ use super::episodes::insert_episode;
 use super::history::insert_message;
 use super::settings::upsert_setting;
 use super::*;
+use oi_ipc_schema::memory::LAST_ANSWER_SETTING;
 
 impl Store {
     /// Writes the whole turn or, on any failure, none of it.
@@ -20,16 +21,12 @@ impl Store {
         }
         let id = self.db(insert_episode(&tx, &t.episode))?;
         if let Some(value) = &t.last_answer {
-            self.db(upsert_setting(&tx, chat, LAST_ANSWER, value))?;
+            self.db(upsert_setting(&tx, chat, LAST_ANSWER_SETTING, value))?;
         }
         self.db(tx.commit())?;
         Ok(id)
     }
 }
-
-/// The per-chat setting that names the model of the last answer (the
-/// agent's `/status` reads it).
-pub const LAST_ANSWER: &str = "last_answer";
 
 #[cfg(test)]
 mod tests {
