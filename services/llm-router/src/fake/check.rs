@@ -49,14 +49,16 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// A required field and the check of its type.
 type Field = (&'static str, fn(&Value) -> bool);
 
-/// Checks a chat request; `Err` is the provider's refusal.
+/// Checks a chat request (its body as parsed, or why it would not parse);
+/// `Ok` says whether it asked for a stream, `Err` is the provider's
+/// refusal.
 pub fn chat_request(
     method: &str,
     path: &str,
     headers: &[(String, String)],
-    raw: &[u8],
+    body: Result<&Value, &serde_json::Error>,
     key: Option<&str>,
-) -> Result<(Wire, Value, bool), Reply> {
+) -> Result<bool, Reply> {
     if method != "POST" {
         return Err(refuse(405, format!("{method} {path}: only POST is served")));
     }
@@ -83,8 +85,7 @@ pub fn chat_request(
             ));
         }
     }
-    let body: Value = serde_json::from_slice(raw)
-        .map_err(|e| refuse(400, format!("the body is not JSON: {e}")))?;
+    let body = body.map_err(|e| refuse(400, format!("the body is not JSON: {e}")))?;
     let Some(obj) = body.as_object() else {
         return Err(refuse(400, "the body is not a JSON object".into()));
     };
@@ -110,11 +111,10 @@ pub fn chat_request(
             "the anthropic-version header is required".into(),
         ));
     }
-    let stream = match wire {
+    Ok(match wire {
         Wire::Gemini => path.contains(":streamGenerateContent"),
         _ => obj.get("stream") == Some(&Value::Bool(true)),
-    };
-    Ok((wire, body, stream))
+    })
 }
 
 /// A scripted success must have the form the request asked for: a stream
@@ -150,7 +150,19 @@ mod tests {
             .collect()
     }
 
-    fn status(r: Result<(Wire, Value, bool), Reply>) -> u16 {
+    /// The check of a raw body, as the server parses it.
+    fn check(
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        raw: &[u8],
+        key: Option<&str>,
+    ) -> Result<bool, Reply> {
+        let parsed: Result<Value, serde_json::Error> = serde_json::from_slice(raw);
+        chat_request(method, path, headers, parsed.as_ref(), key)
+    }
+
+    fn status(r: Result<bool, Reply>) -> u16 {
         match r {
             Ok(_) => 200,
             Err(Reply::Http { status, .. }) => status,
@@ -162,34 +174,33 @@ mod tests {
     fn what_a_provider_refuses_the_fake_refuses() {
         let ok = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
         let p = "/v1/chat/completions";
-        assert_eq!(status(chat_request("POST", p, &[], ok, None)), 200);
-        assert_eq!(status(chat_request("GET", p, &[], ok, None)), 405);
-        assert_eq!(status(chat_request("POST", "/v1/chat", &[], ok, None)), 404);
-        assert_eq!(status(chat_request("POST", p, &[], b"{nope", None)), 400);
+        assert_eq!(status(check("POST", p, &[], ok, None)), 200);
+        assert_eq!(status(check("GET", p, &[], ok, None)), 405);
+        assert_eq!(status(check("POST", "/v1/chat", &[], ok, None)), 404);
+        assert_eq!(status(check("POST", p, &[], b"{nope", None)), 400);
         assert_eq!(
-            status(chat_request("POST", p, &[], br#"{"messages":[]}"#, None)),
+            status(check("POST", p, &[], br#"{"messages":[]}"#, None)),
             400
         );
-        assert_eq!(status(chat_request("POST", p, &[], ok, Some("k1"))), 401);
+        assert_eq!(status(check("POST", p, &[], ok, Some("k1"))), 401);
         let auth = h(&[("Authorization", "Bearer k1")]);
-        assert_eq!(status(chat_request("POST", p, &auth, ok, Some("k1"))), 200);
+        assert_eq!(status(check("POST", p, &auth, ok, Some("k1"))), 200);
         // Anthropic needs max_tokens and its version header.
         let a = "/v1/messages";
         let v = h(&[("anthropic-version", "2023-06-01")]);
-        assert_eq!(status(chat_request("POST", a, &v, ok, None)), 400);
+        assert_eq!(status(check("POST", a, &v, ok, None)), 400);
         let with_max = br#"{"model":"m","messages":[],"max_tokens":5}"#;
-        assert_eq!(status(chat_request("POST", a, &v, with_max, None)), 200);
-        assert_eq!(status(chat_request("POST", a, &[], with_max, None)), 400);
+        assert_eq!(status(check("POST", a, &v, with_max, None)), 200);
+        assert_eq!(status(check("POST", a, &[], with_max, None)), 400);
         // The stream flag, from the body or (Gemini) the path.
         let s = br#"{"model":"m","messages":[],"stream":true}"#;
-        assert!(matches!(
-            chat_request("POST", p, &[], s, None),
-            Ok((_, _, true))
-        ));
+        assert!(matches!(check("POST", p, &[], s, None), Ok(true)));
+        assert!(matches!(check("POST", p, &[], ok, None), Ok(false)));
         let g = "/v1beta/models/x:streamGenerateContent?alt=sse";
+        assert_eq!(Wire::of(g), Some(Wire::Gemini));
         assert!(matches!(
-            chat_request("POST", g, &[], br#"{"contents":[]}"#, None),
-            Ok((Wire::Gemini, _, true))
+            check("POST", g, &[], br#"{"contents":[]}"#, None),
+            Ok(true)
         ));
     }
 

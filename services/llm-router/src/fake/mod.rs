@@ -422,46 +422,36 @@ async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if is_embeddings(&path) {
-                let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-                let embeddings = match (&s.embedder, &s.embeddings_failure) {
+            let parsed: Result<Value, serde_json::Error> = serde_json::from_slice(&raw);
+            let body = parsed.as_ref().cloned().unwrap_or(Value::Null);
+            let reply = if is_embeddings(&path) {
+                match (&s.embedder, &s.embeddings_failure) {
                     (_, Some(failure)) => Some(failure.clone()),
                     (Some(f), None) => Some(embeddings_reply(&path, &body, f)),
-                    (None, None) => None,
-                };
-                s.seen.push(Recorded {
-                    path,
-                    headers,
-                    body,
-                });
-                embeddings.or_else(|| s.queue.pop_front().or_else(|| s.default.clone()))
+                    (None, None) => s.queue.pop_front().or_else(|| s.default.clone()),
+                }
             } else {
                 // A request the provider would refuse is refused, and the
                 // scripted answer stays for the next one.
-                match check::chat_request(&method, &path, &headers, &raw, s.key.as_deref()) {
-                    Err(refusal) => {
-                        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-                        s.seen.push(Recorded {
-                            path,
-                            headers,
-                            body,
-                        });
-                        Some(refusal)
-                    }
-                    Ok((_, body, stream)) => {
-                        s.seen.push(Recorded {
-                            path,
-                            headers,
-                            body,
-                        });
-                        let next = s.queue.pop_front().or_else(|| s.default.clone());
-                        next.map(|r| match check::reply_form(stream, &r) {
-                            Ok(()) => r,
-                            Err(refusal) => refusal,
-                        })
-                    }
+                match check::chat_request(
+                    &method,
+                    &path,
+                    &headers,
+                    parsed.as_ref(),
+                    s.key.as_deref(),
+                ) {
+                    Err(refusal) => Some(refusal),
+                    Ok(stream) => s.queue.pop_front().or_else(|| s.default.clone()).map(|r| {
+                        check::reply_form(stream, &r).map_or_else(|refusal| refusal, |()| r)
+                    }),
                 }
-            }
+            };
+            s.seen.push(Recorded {
+                path,
+                headers,
+                body,
+            });
+            reply
         };
         let reply = reply.unwrap_or_else(|| {
             Reply::json(
