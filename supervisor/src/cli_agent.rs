@@ -145,8 +145,7 @@ pub async fn ask(
 }
 
 async fn command(client: &BusClient, chat: &str, line: &str) -> anyhow::Result<CommandReply> {
-    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
-    Ok(oi_client::chat::command(client, chat, line, opts).await?)
+    Ok(oi_client::chat::command(client, chat, line).await?)
 }
 
 /// An interactive session: each line is an intent with the chat's history,

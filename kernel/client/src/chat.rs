@@ -18,13 +18,13 @@ fn quick() -> CallOptions {
     CallOptions::deadline(Duration::from_secs(5))
 }
 
-/// Runs a chat command (the whole line, starting with `/`) for `chat`.
-pub async fn command(
-    client: &BusClient,
-    chat: &str,
-    line: &str,
-    opts: CallOptions,
-) -> Result<CommandReply, BusError> {
+/// How long a chat command may take, a restarting agent included.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs a chat command (the whole line, starting with `/`) for `chat`; an
+/// agent that is restarting is waited for.
+pub async fn command(client: &BusClient, chat: &str, line: &str) -> Result<CommandReply, BusError> {
+    let opts = CallOptions::deadline(COMMAND_DEADLINE).waiting();
     client
         .call(
             agent::COMMAND,

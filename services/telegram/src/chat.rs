@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use oi_client::display::summary_line;
 use oi_client::gateway::{Progress, Redeemed, Workers};
 use oi_client::intent::Intent;
-use oi_client::{BusError, CallOptions, chat as commands};
+use oi_client::{BusError, chat as commands};
 use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -235,8 +235,7 @@ async fn stranger(gw: &Gateway, m: &Message, text: &str) {
 }
 
 async fn run_command(gw: &Gateway, chat: i64, text: &str) -> Result<CommandReply, String> {
-    let opts = CallOptions::deadline(Duration::from_secs(30)).waiting();
-    commands::command(&gw.client, &chat_key(chat), text, opts)
+    commands::command(&gw.client, &chat_key(chat), text)
         .await
         .map_err(|e| match e {
             BusError::Remote { message, .. } => message,
