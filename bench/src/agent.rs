@@ -52,10 +52,9 @@ const CORPUS: &[&str] = &[
 ];
 
 pub fn intent_router(quick: bool) -> anyhow::Result<()> {
-    let config = Config::defaults();
-    let router = IntentRouter::from_config(&config.intents)?;
-    let phrases: Vec<String> = config
-        .intents
+    let intents: oi_agent::config::IntentsConfig = Config::defaults().section()?;
+    let router = IntentRouter::from_config(&intents)?;
+    let phrases: Vec<String> = intents
         .patterns
         .values()
         .flat_map(|p| p.phrases.iter().map(|s| s.to_ascii_lowercase()))
@@ -120,7 +119,7 @@ pub fn agent(quick: bool) -> anyhow::Result<()> {
 /// Per-turn time of the loop with an instant model and tool.
 async fn turn_overhead(quick: bool) -> anyhow::Result<()> {
     const TURNS: u32 = 10;
-    let limits = Limits::from_config(&Config::defaults().agent);
+    let limits = Limits::from_config(&Config::defaults().section()?);
     let tools = FnTools {
         names: [
             "fs_read_file",

@@ -125,6 +125,9 @@ pub enum AgentEvent {
     /// The intent was accepted under this id.
     Started {
         id: String,
+        /// The agent's limit of this intent (`[agent] intent_timeout_secs`),
+        /// so a client bounds its wait without reading the agent's config.
+        limit_secs: u64,
     },
     /// A tool call began.
     ToolStarted {

@@ -23,7 +23,9 @@ pub const HEADER_LEN: usize = 16;
 /// version are refused with an error that names both.
 /// 3: `ChildState::Waiting` and the telegram methods.
 /// 4: secrets carry the hosts they may be sent to.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 5: audit rows are one-way `Audit` frames.
+/// 6: `AgentEvent::Started` carries the agent's limit of the intent.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;

@@ -1,7 +1,11 @@
 //! Configuration: the shipped defaults (`config/default.toml`, compiled in)
 //! with the user's `config.toml` laid over them key by key.
 //!
-//! Errors name the file, line and column, and say what was expected.
+//! The kernel owns the loader and its own sections (`[bus]`,
+//! `[supervisor]`, `[groups]`, `[services]`); every other section belongs
+//! to the crate that uses it ([`Section`]), which defines its type and its
+//! checks. Errors name the file, line and column, and say what was
+//! expected.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,383 +13,44 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod section;
 mod validate;
+
+pub use section::{Invalid, Section, SectionRule, at_least_one, http_url};
 
 /// The shipped defaults.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The sections the kernel owns.
+const OWN: &[&str] = &["bus", "supervisor", "groups", "services"];
+
+/// The whole configuration: the kernel's sections typed, the others kept
+/// as the merged TOML their owners read with [`Config::section`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub bus: BusConfig,
     pub supervisor: SupervisorConfig,
     pub groups: BTreeMap<String, GroupSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
-    pub vault: VaultConfig,
-    pub memory: MemoryConfig,
-    /// The primary model, tried before the cascade when `kind` is set.
-    pub provider: ModelEntry,
-    /// Model aliases.
-    pub models: BTreeMap<String, ModelEntry>,
-    pub cascade: CascadeConfig,
-    pub fs: FsConfig,
-    pub shell: ShellConfig,
-    pub web: WebConfig,
-    pub agent: AgentConfig,
-    pub intents: IntentsConfig,
-    pub telegram: TelegramConfig,
-    pub embeddings: EmbeddingsConfig,
+    sections: toml::Table,
 }
 
-/// The embeddings endpoint semantic memory uses (`[embeddings]`), reached
-/// through the llm-router, which holds its key. An empty `kind` means the
-/// built-in local embedding only.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbeddingsConfig {
-    /// `openai` (OpenAI `/embeddings` and compatible servers) or `gemini`
-    /// (`batchEmbedContents`); empty for none.
-    pub kind: String,
-    pub base_url: String,
-    pub model: String,
-    pub api_key_env: String,
-    pub api_key_secret: String,
-    pub no_key: bool,
-    /// Output dimensions asked for (models that can shorten their
-    /// vectors); 0 for the model's own.
-    pub dimensions: u32,
+/// The kernel's part of a file, read alone so its type errors are located.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Own {
+    bus: BusConfig,
+    supervisor: SupervisorConfig,
+    groups: BTreeMap<String, GroupSpec>,
+    services: BTreeMap<String, ServiceSpec>,
 }
 
-/// The wire formats that have an embeddings endpoint.
-pub const EMBEDDING_KINDS: &[&str] = &["openai", "gemini"];
-
-impl EmbeddingsConfig {
-    pub fn enabled(&self) -> bool {
-        !self.kind.is_empty()
-    }
-    /// The same deployment as a model entry (for key resolution).
-    pub fn as_model_entry(&self) -> ModelEntry {
-        ModelEntry {
-            kind: self.kind.clone(),
-            base_url: self.base_url.clone(),
-            model: self.model.clone(),
-            api_key_env: self.api_key_env.clone(),
-            api_key_secret: self.api_key_secret.clone(),
-            no_key: self.no_key,
-            context_window: 0,
-            max_tokens: 0,
-        }
-    }
-}
-
-/// The Telegram gateway (`[telegram]`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TelegramConfig {
-    /// The Bot API up to (not including) `/bot<token>`.
-    pub api_base_url: String,
-    /// Chats that get answers, besides those paired with `oictl telegram
-    /// pair`. Empty means none: never everybody.
-    pub allowed_chat_ids: Vec<i64>,
-    /// Long-poll timeout of `getUpdates`.
-    pub poll_timeout_secs: u64,
-    /// Shortest time between two edits of the progress message.
-    pub edit_interval_ms: u64,
-    /// `html` (Markdown answers rendered as Telegram HTML) or `plain`.
-    pub format: String,
-    /// Minutes a pairing code from `oictl telegram pair` stays valid.
-    pub pair_code_minutes: u64,
-}
-
-/// The agent's limits (`[agent]`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AgentConfig {
-    /// Model calls with tools per intent; then one last call for a summary.
-    pub max_react_turns: u32,
-    /// Time limit of every tool call.
-    pub tool_timeout_secs: u64,
-    /// Time limit of a whole intent.
-    pub intent_timeout_secs: u64,
-    /// Prompt + completion tokens one intent may use.
-    pub token_budget: u64,
-    /// Context the conversation is kept within; 0 for the model's window.
-    pub context_tokens: u32,
-    /// Characters of one tool result put into the prompt at most.
-    pub max_tool_result_chars: u64,
-    /// Intents run at once; more wait their turn.
-    pub max_concurrent_intents: u32,
-    /// Instructions added to the system prompt.
-    pub instructions: String,
-}
-
-/// The intent router (`[intents]`): phrases answered without a model.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IntentsConfig {
-    pub enabled: bool,
-    pub patterns: BTreeMap<String, IntentPattern>,
-}
-
-/// Built-in answers a pattern may give.
-pub const INTENT_ANSWERS: &[&str] = &["status", "help", "models", "tools", "time"];
-/// What may follow a pattern's phrase.
-pub const INTENT_RESTS: &[&str] = &["none", "word", "url", "text"];
-
-/// One pattern: phrases that start an intent, and what answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IntentPattern {
-    pub enabled: bool,
-    /// Matched at the start of the intent, ignoring ASCII case.
-    pub phrases: Vec<String>,
-    /// A built-in answer (one of [`INTENT_ANSWERS`]); or
-    pub answer: String,
-    /// a tool to call directly.
-    pub tool: String,
-    /// The tool argument the rest of the intent fills.
-    pub argument: String,
-    /// What may follow the phrase: `none`, `word` (one word or a quoted
-    /// string), `url`, or `text` (anything).
-    pub rest: String,
-    /// The argument's value when nothing follows the phrase; empty means
-    /// something must follow.
-    pub default: String,
-    /// A `text` rest of more words than this is a task for the model, not
-    /// an argument ("search the web for X, then write a report"); 0 for
-    /// no limit.
-    pub max_words: u32,
-    /// Shown by `help`.
-    pub description: String,
-}
-
-impl Default for IntentPattern {
-    fn default() -> Self {
-        IntentPattern {
-            enabled: true,
-            phrases: Vec::new(),
-            answer: String::new(),
-            tool: String::new(),
-            argument: String::new(),
-            rest: "none".into(),
-            default: String::new(),
-            max_words: 0,
-            description: String::new(),
-        }
-    }
-}
-
-/// The filesystem adapter (`fs_*` tools).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FsConfig {
-    /// Directories the tools may touch besides `<data>/workspace`.
-    pub roots: Vec<String>,
-    /// Largest piece of a file one `fs_read_file` returns.
-    pub max_read_bytes: u64,
-    /// Largest content one `fs_write_file` accepts.
-    pub max_write_bytes: u64,
-    /// Matches one `fs_search` returns at most.
-    pub search_max_results: u32,
-    /// Files larger than this are not searched by content.
-    pub search_max_file_bytes: u64,
-}
-
-/// A closed vocabulary of the config: a serde enum, so an unknown value
-/// is an error at its line and column that names the allowed ones (never
-/// a silent default), with `as_str` for its spelling.
-macro_rules! vocabulary {
-    ($(#[$m:meta])* $name:ident default $def:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vm])* #[serde(rename = $text)] $variant,)+
-        }
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-        impl Default for $name {
-            fn default() -> Self {
-                $name::$def
-            }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-vocabulary! {
-    /// How the shell adapter decides what runs.
-    ShellPolicy default Allowlist {
-        /// Only the programs in `allow` run.
-        Allowlist = "allowlist",
-        /// Everything but the programs in `deny` runs.
-        Denylist = "denylist",
-        /// Like `allowlist`; any other command waits for `oictl approve`.
-        Approval = "approval",
-    }
-}
-
-vocabulary! {
-    /// Whether commands run under Landlock.
-    LandlockMode default Auto {
-        /// When the kernel has it.
-        Auto = "auto",
-        /// Or the adapter refuses to start (exit 78).
-        Required = "required",
-        Off = "off",
-    }
-}
-
-vocabulary! {
-    /// Where `web_search` asks.
-    SearchEngine default Duckduckgo {
-        Duckduckgo = "duckduckgo",
-        /// A SearXNG instance's JSON API at `search_url`.
-        Searxng = "searxng",
-    }
-}
-
-vocabulary! {
-    /// Where the vault's master key comes from.
-    KeySetting default Auto {
-        /// The passphrase when set, else the keyring when it answers, else
-        /// the key file.
-        Auto = "auto",
-        Keyring = "keyring",
-        File = "file",
-        Passphrase = "passphrase",
-    }
-}
-
-/// The shell adapter (`shell_execute`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ShellConfig {
-    /// Default time limit of a command.
-    pub timeout_secs: u64,
-    /// Longest time limit a call may ask for.
-    pub max_timeout_secs: u64,
-    /// Bytes of stdout and of stderr kept (the rest is counted, not kept).
-    pub max_output_bytes: u64,
-    pub policy: ShellPolicy,
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
-    /// Run lines with pipes, `;`, `$(...)` etc. through `sh -c` (every
-    /// program in the line is checked by the policy) instead of refusing.
-    pub allow_shell_syntax: bool,
-    /// PATH of the commands; only programs found on it run.
-    pub path: String,
-    /// Variables copied from the adapter's environment (never ones that
-    /// look like secrets).
-    pub env_passthrough: Vec<String>,
-    pub landlock: LandlockMode,
-    /// Read-only paths a sandboxed command may see besides the roots.
-    pub read_only_paths: Vec<String>,
-    /// TCP ports a command may connect to (Landlock ABI 4); none by default.
-    pub allow_connect_ports: Vec<u16>,
-    /// TCP ports a command may bind (Landlock ABI 4); none by default.
-    pub allow_bind_ports: Vec<u16>,
-}
-
-/// The web adapters (`web_search`, `web_fetch`, `http_request`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebConfig {
-    pub search_engine: SearchEngine,
-    pub search_url: String,
-    pub max_results: u32,
-    /// Seconds a search result stays cached.
-    pub cache_secs: u64,
-    pub user_agent: String,
-    pub timeout_secs: u64,
-    pub max_response_bytes: u64,
-    pub max_redirects: u32,
-    /// Characters of page text one `web_fetch` returns at most.
-    pub max_text_chars: u64,
-    /// Addresses or networks (`127.0.0.1`, `10.1.0.0/16`) that the SSRF
-    /// guard lets through although they are private, loopback or link-local.
-    pub allow_addresses: Vec<String>,
-}
-
-/// The wire formats the LLM router speaks.
-pub const MODEL_KINDS: &[&str] = &["openai", "anthropic", "gemini"];
-
-/// One model deployment: provider, base URL, model and where its key is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelEntry {
-    /// `openai` (any OpenAI-compatible server), `anthropic` or `gemini`.
-    pub kind: String,
-    pub base_url: String,
-    pub model: String,
-    /// Environment variable holding the API key.
-    pub api_key_env: String,
-    /// Vault secret holding the API key (used when the variable is unset).
-    pub api_key_secret: String,
-    /// No key needed (a local llama.cpp or Ollama server).
-    pub no_key: bool,
-    /// Context window in tokens; 0 for unknown.
-    pub context_window: u32,
-    /// Completion tokens asked for when the request says 0.
-    pub max_tokens: u32,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CascadeConfig {
-    /// Aliases tried in this order after the primary.
-    pub order: Vec<String>,
-    /// Cooldown after a transient failure (the provider's hint wins when larger).
-    pub cooldown_secs: u64,
-    /// Ceiling of the escalating cooldown.
-    pub max_cooldown_secs: u64,
-    /// Cooldown after an auth, billing or model-not-found failure.
-    pub auth_cooldown_secs: u64,
-    /// No first byte within this: the deployment counts as stalled.
-    pub first_token_timeout_secs: u64,
-    /// Longest silence allowed inside a stream.
-    pub idle_timeout_secs: u64,
-    /// Attempts per request, across deployments.
-    pub max_attempts: u32,
-    /// Whether a content-policy refusal fails over to the next deployment.
-    pub failover_on_content_policy: bool,
-    /// Longest a request waits for a cooling deployment to come back; a
-    /// longer cooldown is answered at once with when it ends.
-    pub max_cooldown_wait_secs: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MemoryConfig {
-    pub history_window: u32,
-    /// Episodes kept, newest first; 0 keeps all.
-    pub episode_max_count: u64,
-    /// Episodes older than this many days go; 0 keeps all.
-    pub episode_max_age_days: u64,
-    pub readers: u32,
-    pub mmap_mb: u64,
-    pub cache_entries: u64,
-    /// How often episode retention runs (and once at start).
-    pub retention_check_secs: u64,
-    /// How long a save or a search waits for the provider's embedding
-    /// before it goes on with the local one.
-    pub embed_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct VaultConfig {
-    pub key_source: KeySetting,
-    /// Service name -> secret name patterns it may read.
-    pub policy: BTreeMap<String, Vec<String>>,
+/// What this build knows: the service kinds compiled in and every section
+/// their crates own. With it, a section nobody owns is an error.
+#[derive(Debug, Clone, Default)]
+pub struct Build {
+    pub kinds: Vec<&'static str>,
+    pub sections: Vec<SectionRule>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -553,13 +218,16 @@ impl Config {
     }
 
     /// Loads `path` over the defaults; a missing file means defaults only.
+    /// Only the kernel's sections are checked (a service reads and checks
+    /// its own with [`Config::section`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Self::load_checked(path, None)
     }
 
-    /// Like [`Config::load`], and every enabled service must be of one of
-    /// `known_kinds` (the services compiled into this build).
-    pub fn load_checked(path: &Path, known_kinds: Option<&[&str]>) -> Result<Config, ConfigError> {
+    /// Like [`Config::load`], and with `build`: every enabled service is of
+    /// a kind compiled in, every section has an owner, and every owner's
+    /// checks pass.
+    pub fn load_checked(path: &Path, build: Option<&Build>) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -571,8 +239,9 @@ impl Config {
                 });
             }
         };
-        let config = Self::parse_layers(text.as_deref(), path)?;
-        if let Some(known) = known_kinds {
+        let config =
+            Self::parse_checked(text.as_deref(), path, build.map(|b| b.sections.as_slice()))?;
+        if let Some(known) = build.map(|b| b.kinds.as_slice()) {
             for (name, spec) in config.services.iter().filter(|(_, s)| s.enabled) {
                 let kind = spec.kind(name);
                 if !known.contains(&kind) {
@@ -592,50 +261,140 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses the user's text (if any) over the defaults.
+    /// Parses the user's text (if any) over the defaults, checking the
+    /// kernel's sections.
     pub fn parse_layers(user: Option<&str>, file: &Path) -> Result<Config, ConfigError> {
-        let mut base: toml::Table = toml::from_str(DEFAULT_TOML)
+        Self::parse_checked(user, file, None)
+    }
+
+    /// Like [`Config::parse_layers`], and with `sections`, every top-level
+    /// key must be the kernel's or one of them, and each passes its checks.
+    pub fn parse_checked(
+        user: Option<&str>,
+        file: &Path,
+        sections: Option<&[SectionRule]>,
+    ) -> Result<Config, ConfigError> {
+        let mut merged: toml::Table = toml::from_str(DEFAULT_TOML)
             .map_err(|e| located(e, DEFAULT_TOML, Path::new("config/default.toml")))?;
         if let Some(text) = user {
-            // First pass: the user's file alone, so type errors and unknown
-            // keys are reported with their line and column.
-            let _: Config = toml::from_str(text).map_err(|e| located(e, text, file))?;
+            // The user's file alone first, so syntax and type errors of the
+            // kernel's sections are reported with their line and column.
+            let _: Own = toml::from_str(text).map_err(|e| located(e, text, file))?;
             let layer: toml::Table = toml::from_str(text).map_err(|e| located(e, text, file))?;
-            merge(&mut base, layer);
-        }
-        let config: Config =
-            toml::Value::Table(base)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError {
+            if let Some(rules) = sections
+                && let Some(key) = layer
+                    .keys()
+                    .find(|k| !OWN.contains(&k.as_str()) && !rules.iter().any(|r| r.name == *k))
+            {
+                let mut known: Vec<&str> = OWN.to_vec();
+                known.extend(rules.iter().map(|r| r.name));
+                return Err(ConfigError {
                     file: file.to_path_buf(),
-                    location: None,
-                    message: e.message().to_string(),
-                })?;
-        config.validate().map_err(|(key, message)| ConfigError {
+                    location: find_key(text, key),
+                    message: format!("unknown section '{key}' (sections: {})", known.join(", ")),
+                });
+            }
+            merge(&mut merged, layer);
+        }
+        let mut own = toml::Table::new();
+        for key in OWN {
+            if let Some(v) = merged.remove(*key) {
+                own.insert((*key).to_string(), v);
+            }
+        }
+        let own: Own = toml::Value::Table(own)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError {
+                file: file.to_path_buf(),
+                location: None,
+                message: e.message().to_string(),
+            })?;
+        let config = Config {
+            bus: own.bus,
+            supervisor: own.supervisor,
+            groups: own.groups,
+            services: own.services,
+            sections: merged,
+        };
+        let refused = |key: String, message: String| ConfigError {
             file: file.to_path_buf(),
             location: user.and_then(|t| find_key(t, &key)),
             message,
-        })?;
+        };
+        config
+            .validate()
+            .map_err(|(key, message)| refused(key, message))?;
+        for rule in sections.unwrap_or_default() {
+            rule.check(&config, user).map_err(|fault| match fault {
+                section::Fault::Typed(offset, message) => ConfigError {
+                    file: file.to_path_buf(),
+                    location: offset.zip(user).map(|(o, t)| line_col(t, o)),
+                    message,
+                },
+                section::Fault::Refused(Invalid { key, message }) => refused(key, message),
+            })?;
+        }
         Ok(config)
+    }
+
+    /// The section `S` from the merged config, checked. A service calls this
+    /// at start and on every change; `openintentd` has already refused a
+    /// file whose section fails, so an error here means the service was run
+    /// with a config nobody checked.
+    pub fn section<S: Section>(&self) -> Result<S, ConfigError> {
+        let fail = |message: String| ConfigError {
+            file: PathBuf::from("config"),
+            location: None,
+            message: format!("[{}] {message}", S::NAME),
+        };
+        let s: S = self.section_value().map_err(fail)?;
+        s.validate(self).map_err(|i| fail(i.message))?;
+        Ok(s)
+    }
+
+    /// The section `S` as the merged TOML gives it (its default when the
+    /// section is absent), unchecked.
+    fn section_value<S: Section>(&self) -> Result<S, String> {
+        match self.sections.get(S::NAME) {
+            None => Ok(S::default()),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| e.message().trim().to_string()),
+        }
+    }
+
+    /// Replaces section `S` (for tools and tests that build a config).
+    pub fn set_section<S: Section>(&mut self, section: &S) {
+        match toml::Value::try_from(section) {
+            Ok(v) => {
+                self.sections.insert(S::NAME.to_string(), v);
+            }
+            // Section types are tables of plain values; they serialize.
+            Err(e) => panic!("section [{}] does not serialize: {e}", S::NAME),
+        }
     }
 
     /// The config as TOML text (sent to services in `ConfigChanged`).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+        let mut table = self.sections.clone();
+        let own = [
+            ("bus", toml::Value::try_from(&self.bus)),
+            ("supervisor", toml::Value::try_from(&self.supervisor)),
+            ("groups", toml::Value::try_from(&self.groups)),
+            ("services", toml::Value::try_from(&self.services)),
+        ];
+        for (key, value) in own {
+            if let Ok(v) = value {
+                table.insert(key.to_string(), v);
+            }
+        }
+        toml::to_string(&table).unwrap_or_default()
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.bus.heartbeat_interval_ms)
     }
-}
-
-/// An address (`127.0.0.1`, `::1`) or network (`10.0.0.0/8`) of
-/// `web.allow_addresses`.
-pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
-    let s = s.trim();
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Lays `over` onto `base`: tables merge key by key, anything else replaces.

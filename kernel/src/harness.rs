@@ -114,15 +114,28 @@ pub fn service_config() -> Result<crate::config::Config, ServiceError> {
     }
 }
 
-/// The configuration a `ConfigChanged` carries (the supervisor's merged,
-/// already validated config as TOML text). `None`, logged, if unreadable.
-pub fn config_update(generation: u64, text: &str) -> Option<crate::config::Config> {
-    match crate::config::Config::parse_layers(Some(text), std::path::Path::new("<ConfigChanged>")) {
+/// What a service reads from the configuration a `ConfigChanged` carries
+/// (the supervisor's merged, already validated config as TOML text), by
+/// `read` (usually `Config::section::<S>`). `None`, logged, if unreadable.
+pub fn config_update<T>(
+    generation: u64,
+    text: &str,
+    read: impl FnOnce(&crate::config::Config) -> Result<T, crate::config::ConfigError>,
+) -> Option<T> {
+    let parsed =
+        crate::config::Config::parse_layers(Some(text), std::path::Path::new("<ConfigChanged>"));
+    match parsed.and_then(|c| read(&c)) {
         Ok(c) => Some(c),
         Err(e) => {
             warn!(generation, "config change ignored: {e}");
             None
         }
+    }
+}
+
+impl From<crate::config::ConfigError> for ServiceError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        ServiceError::config_error(e.to_string())
     }
 }
 

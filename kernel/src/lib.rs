@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod framing;
 pub mod harness;
+pub mod kind;
 pub mod limits;
 pub mod lineage;
 pub mod paths;

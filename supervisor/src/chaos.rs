@@ -59,6 +59,14 @@ impl Service for Chaos {
     }
 }
 
+/// The chaos kind (tests only).
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "chaos",
+    run,
+    sections: &[],
+    env: oi_kernel::kind::no_env,
+};
+
 pub fn run(name: &'static str) -> i32 {
     if let Some(code) = env_u64("CHAOS_EXIT_AT_START") {
         return i32::try_from(code).unwrap_or(1);

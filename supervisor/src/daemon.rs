@@ -95,8 +95,8 @@ fn load(home: Option<&std::path::Path>) -> Result<(Paths, Config), ExitCode> {
             return Err(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let kinds = crate::services::known_kinds();
-    match Config::load_checked(&paths.config_file, Some(&kinds)) {
+    let build = crate::services::build();
+    match Config::load_checked(&paths.config_file, Some(&build)) {
         Ok(c) => Ok((paths, c)),
         Err(e) => {
             error!(service = "openintentd", error = %e, "invalid configuration");

@@ -39,10 +39,6 @@ const COMMON: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
-/// Variables the vault's key sources read besides the passphrase (the
-/// Secret Service is reached over the session D-Bus).
-const VAULT: &[&str] = &["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"];
-
 /// The environment of the service `name` of kind `kind`.
 /// `outside` is openintentd's own environment.
 pub fn for_service(
@@ -64,32 +60,16 @@ pub fn for_service(
     for k in outside.keys().filter(|k| k.starts_with("LC_")) {
         pass(k, &mut env);
     }
-    match kind {
-        "vault" => {
-            for var in VAULT {
-                pass(var, &mut env);
-            }
-            if let Some(p) = passphrase {
-                env.insert(PASSPHRASE.to_string(), p.to_string());
-            }
-        }
-        "llm-router" => {
-            let entries = std::iter::once(&config.provider)
-                .chain(config.models.values())
-                .map(|m| m.api_key_env.as_str())
-                .chain(std::iter::once(config.embeddings.api_key_env.as_str()));
-            for var in entries.filter(|v| !v.is_empty()) {
-                pass(var, &mut env);
-            }
-        }
-        "shell" => {
-            // The variables the user chose to hand to commands; the shell
-            // adapter drops any that look secret.
-            for var in &config.shell.env_passthrough {
-                pass(var, &mut env);
-            }
-        }
-        _ => {}
+    if kind == "vault"
+        && let Some(p) = passphrase
+    {
+        env.insert(PASSPHRASE.to_string(), p.to_string());
+    }
+    for var in crate::services::kind(kind)
+        .map(|k| (k.env)(config))
+        .unwrap_or_default()
+    {
+        pass(&var, &mut env);
     }
     for r in &spec.requires {
         if let Some(Requirement::Env(var)) = Requirement::parse(r) {
@@ -144,8 +124,12 @@ mod tests {
     #[test]
     fn each_service_gets_only_its_own_secrets() {
         let mut config = Config::defaults();
-        config.models.get_mut("gpt4o").unwrap().api_key_env = "ANTHROPIC_API_KEY".into();
-        config.shell.env_passthrough = vec!["EDITOR".into()];
+        let mut models: oi_llm_router::config::Models = config.section().unwrap();
+        models.0.get_mut("gpt4o").unwrap().api_key_env = "ANTHROPIC_API_KEY".into();
+        config.set_section(&models);
+        let mut shell: oi_adapter_shell::ShellConfig = config.section().unwrap();
+        shell.env_passthrough = vec!["EDITOR".into()];
+        config.set_section(&shell);
         let outside: BTreeMap<String, String> = [
             ("PATH", "/usr/bin"),
             ("HOME", "/home/u"),

@@ -2,15 +2,17 @@
 //! `fs_write_file`, `fs_list_dir` and `fs_search`, confined to the allowed
 //! roots (`<data>/workspace` plus `[fs] roots`).
 
+pub mod config;
 pub mod ops;
 pub mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use config::FsConfig;
 use oi_ipc_schema::ToolSpec;
 use oi_kernel::client::IncomingRequest;
-use oi_kernel::config::FsConfig;
+use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::roots::{PathError, Roots};
@@ -245,7 +247,7 @@ impl Service for FsAdapter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(cfg) = harness::config_update(generation, config_toml).map(|c| c.fs) else {
+        let Some(cfg) = harness::config_update(generation, config_toml, Config::section) else {
             return;
         };
         if cfg == self.state().cfg {
@@ -255,11 +257,19 @@ impl Service for FsAdapter {
     }
 }
 
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "fs",
+    run,
+    sections: config::SECTIONS,
+    env: oi_kernel::kind::no_env,
+};
+
 /// `openintentd service fs`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |_client| async move {
-        let config = harness::service_config()?;
+        let config = harness::service_config()?.section()?;
         let data = harness::data_dir(name)?;
-        FsAdapter::new(data, config.fs)
+        FsAdapter::new(data, config)
     })
 }

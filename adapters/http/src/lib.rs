@@ -16,14 +16,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oi_adapter_web::{Guarded, fetch_error};
+use oi_adapter_web::WebConfig;
 use oi_ipc_schema::ToolSpec;
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::WebConfig;
+use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::secrets::{self, SecretError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::body::{charset, content_type, decode, read_capped};
+use oi_sandbox::netguard::{Guarded, fetch_error};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -94,7 +95,7 @@ struct State {
 
 fn build(cfg: WebConfig) -> Result<State, ServiceError> {
     Ok(State {
-        guarded: Guarded::new(&cfg)?,
+        guarded: Guarded::new(cfg.guard(), &cfg.client_settings())?,
         cfg,
     })
 }
@@ -310,20 +311,27 @@ impl Service for HttpAdapter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(c) = harness::config_update(generation, config_toml) else {
+        let Some(web) = harness::config_update(generation, config_toml, Config::section) else {
             return;
         };
-        if c.web == self.state().cfg {
+        if web == self.state().cfg {
             return;
         }
-        self.state.rebuild("web", || build(c.web));
+        self.state.rebuild("web", || build(web));
     }
 }
+
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "http",
+    run,
+    sections: &[],
+    env: oi_kernel::kind::no_env,
+};
 
 /// `openintentd service http`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |bus| async move {
-        let config = harness::service_config()?;
-        HttpAdapter::new(bus, config.web)
+        HttpAdapter::new(bus, harness::service_config()?.section()?)
     })
 }

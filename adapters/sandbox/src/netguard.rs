@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use oi_ipc_schema::ErrorCode;
+use oi_kernel::harness::ServiceError;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -258,6 +260,53 @@ pub fn client(guard: Arc<Guard>, s: &ClientSettings) -> Result<reqwest::Client, 
         .connect_timeout(s.timeout.min(Duration::from_secs(10)))
         .user_agent(s.user_agent.clone())
         .build()
+}
+
+/// A guard and the HTTP clients behind it, built once per config: the URL
+/// checks before a request use the same guard as the clients' resolver and
+/// redirect policy. The web and http adapters each hold one.
+pub struct Guarded {
+    pub guard: Arc<Guard>,
+    pub client: reqwest::Client,
+    /// For requests that carry a credential: redirects are followed only
+    /// within the first URL's origin.
+    pub credentialed: reqwest::Client,
+}
+
+impl Guarded {
+    pub fn new(guard: Guard, settings: &ClientSettings) -> Result<Guarded, ServiceError> {
+        let guard = Arc::new(guard);
+        let built = |same_origin_only: bool| {
+            let s = ClientSettings {
+                same_origin_only,
+                ..settings.clone()
+            };
+            client(guard.clone(), &s).map_err(|e| {
+                ServiceError::config_error(format!("cannot build the HTTP client: {e}"))
+            })
+        };
+        Ok(Guarded {
+            client: built(false)?,
+            credentialed: built(true)?,
+            guard,
+        })
+    }
+}
+
+/// What a failed fetch means for the caller: the guard's refusals are
+/// `denied`, timeouts `timeout`, the rest `unavailable`.
+pub fn fetch_error(tool: &str, url: &str, e: &reqwest::Error) -> ServiceError {
+    let chain = error_chain(e);
+    let code = if chain.contains("SSRF guard") || chain.contains("redirect refused") {
+        ErrorCode::Denied
+    } else if e.is_timeout() {
+        ErrorCode::Timeout
+    } else if e.is_redirect() {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Unavailable
+    };
+    ServiceError::new(code, format!("{tool}: {url}: {chain}"))
 }
 
 /// Installs rustls's ring provider (ring is already in the build for the

@@ -11,13 +11,14 @@
 //! reach the bus (`oi_kernel::lineage`).
 
 pub mod approvals;
+pub mod config;
 pub mod exec;
 pub mod getopt;
 pub mod options;
 pub mod parse;
 pub mod policy;
 
-use oi_kernel::config::LandlockMode;
+pub use config::{LandlockMode, ShellConfig};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use oi_ipc_schema::ToolSpec;
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::ShellConfig;
+use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::landlock::Coverage;
@@ -464,24 +465,37 @@ impl Service for ShellAdapter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(c) = harness::config_update(generation, config_toml) else {
+        let Some((shell, roots)) = harness::config_update(generation, config_toml, sections) else {
             return;
         };
-        if c.shell == self.setup().cfg && c.fs.roots == self.roots_cfg {
+        if shell == self.setup().cfg && roots == self.roots_cfg {
             return;
         }
         self.setup
-            .rebuild("shell", || build(&self.data, &c.fs.roots, c.shell));
+            .rebuild("shell", || build(&self.data, &roots, shell));
     }
 }
+
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "shell",
+    run,
+    sections: config::SECTIONS,
+    env: config::passthrough,
+};
 
 /// `openintentd service shell`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = harness::service_config()?;
+        let (shell, roots) = sections(&harness::service_config()?)?;
         let data = harness::data_dir(name)?;
-        Ok(ShellAdapter::new(data, config.fs.roots, config.shell)?.with_bus(client))
+        Ok(ShellAdapter::new(data, roots, shell)?.with_bus(client))
     })
+}
+
+/// What the adapter reads: `[shell]`, and the roots of `[fs]`.
+fn sections(c: &Config) -> Result<(ShellConfig, Vec<String>), oi_kernel::config::ConfigError> {
+    Ok((c.section()?, c.section::<oi_adapter_fs::FsConfig>()?.roots))
 }
 
 #[cfg(test)]

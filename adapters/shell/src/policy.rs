@@ -16,7 +16,7 @@ use crate::parse::{self, SimpleCommand, is_assignment};
 
 /// The policy's mode: the config's own type, so a value the config
 /// accepts is one the adapter knows (no fallback).
-pub use oi_kernel::config::ShellPolicy as Mode;
+pub use crate::config::ShellPolicy as Mode;
 
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -5,7 +5,9 @@ use oi_ipc_schema::ErrorCode;
 use std::time::Instant;
 
 fn config(f: impl FnOnce(&mut ShellConfig)) -> ShellConfig {
-    let mut c = oi_kernel::config::Config::defaults().shell;
+    let mut c = oi_kernel::config::Config::defaults()
+        .section::<ShellConfig>()
+        .unwrap();
     f(&mut c);
     c
 }
@@ -131,7 +133,7 @@ async fn landlock_keeps_commands_inside_the_roots() {
         // Without Landlock the adapter must say so, which the test
         // above checks; here there is nothing to enforce.
         let (_d, a) = adapter(config(|c| {
-            c.landlock = oi_kernel::config::LandlockMode::Required
+            c.landlock = crate::config::LandlockMode::Required
         }));
         let _ = a;
         panic!("this test needs Landlock, which the CI kernel has: {why}");
@@ -289,9 +291,7 @@ async fn refusals_are_denied_errors_that_say_why() {
 
 #[tokio::test]
 async fn approval_is_a_grant_the_user_gives_for_that_exact_command_once() {
-    let (_d, a) = adapter(config(|c| {
-        c.policy = oi_kernel::config::ShellPolicy::Approval
-    }));
+    let (_d, a) = adapter(config(|c| c.policy = crate::config::ShellPolicy::Approval));
     // No argument approves anything, whoever calls.
     let e = exec(&a, "i-1", json!({"command": "id -u", "approve": true}))
         .await
@@ -418,7 +418,7 @@ async fn probe_escaped(hide: bool, c: impl FnOnce(&mut ShellConfig, u16)) -> ser
         unsafe { std::env::set_var("OPENINTENT_RUNTIME_DIR", runtime.path()) };
     }
     let (dir, a) = adapter(config(|cfg| {
-        cfg.policy = oi_kernel::config::ShellPolicy::Denylist;
+        cfg.policy = crate::config::ShellPolicy::Denylist;
         c(cfg, port);
     }));
     std::fs::write(dir.path().join("workspace/probe.py"), PROBE).unwrap();
@@ -522,7 +522,7 @@ async fn root_only_files_stay_unreadable_even_under_a_listed_etc() {
     // As root every file is readable, so the rules themselves must
     // leave out what other users may not read. (CI runs as root.)
     let (_d, a) = adapter(config(|c| {
-        c.policy = oi_kernel::config::ShellPolicy::Denylist;
+        c.policy = crate::config::ShellPolicy::Denylist;
         c.read_only_paths.push("/etc".into());
     }));
     let v = exec(&a, "i", json!({"command": "cat /etc/shadow"}))
@@ -586,7 +586,10 @@ async fn every_program_on_the_shipped_list_works_under_the_shipped_sandbox() {
         ("sha256sum a.txt", "a.txt"),
         ("base64 a.txt", "YgphCmIK"),
     ];
-    let shipped = oi_kernel::config::Config::defaults().shell.allow;
+    let shipped = oi_kernel::config::Config::defaults()
+        .section::<ShellConfig>()
+        .unwrap()
+        .allow;
     for program in &shipped {
         // `false` fails by design. (df is not shipped: it reads /proc,
         // which the sandbox hides.)

@@ -2,19 +2,21 @@
 //! `web_fetch`. Fetches go through the SSRF guard (`oi_sandbox::netguard`);
 //! searches go to the engine configured in `[web]`.
 
+pub mod config;
 pub mod extract;
 pub mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use config::WebConfig;
 use oi_ipc_schema::{ErrorCode, ToolSpec};
 use oi_kernel::client::IncomingRequest;
-use oi_kernel::config::{WebConfig, parse_net};
+use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
 use oi_sandbox::body::{charset, content_type, decode, read_capped};
-use oi_sandbox::netguard::{self, ClientSettings, Guard, error_chain};
+use oi_sandbox::netguard::{Guarded, fetch_error};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -58,76 +60,14 @@ struct FetchArgs {
     max_chars: Option<u64>,
 }
 
-/// The guard from `[web] allow_addresses`.
-pub fn guard(cfg: &WebConfig) -> Guard {
-    Guard::new(
-        cfg.allow_addresses
-            .iter()
-            .filter_map(|a| parse_net(a))
-            .collect(),
-    )
-}
-
-/// What a failed fetch means for the caller: the guard's refusals are
-/// `denied`, timeouts `timeout`, the rest `unavailable`.
-pub fn fetch_error(tool: &str, url: &str, e: &reqwest::Error) -> ServiceError {
-    let chain = error_chain(e);
-    let code = if chain.contains("SSRF guard") || chain.contains("redirect refused") {
-        ErrorCode::Denied
-    } else if e.is_timeout() {
-        ErrorCode::Timeout
-    } else if e.is_redirect() {
-        ErrorCode::BadRequest
-    } else {
-        ErrorCode::Unavailable
-    };
-    ServiceError::new(code, format!("{tool}: {url}: {chain}"))
-}
-
 struct State {
     cfg: WebConfig,
     guarded: Guarded,
     search: reqwest::Client,
 }
 
-/// The guard from `[web]` and HTTP clients behind it, built once per
-/// config: the URL checks before a request use the same guard as the
-/// clients' resolver and redirect policy.
-pub struct Guarded {
-    pub guard: Arc<Guard>,
-    pub client: reqwest::Client,
-    /// For requests that carry a credential: redirects are followed only
-    /// within the first URL's origin.
-    pub credentialed: reqwest::Client,
-}
-
-impl Guarded {
-    pub fn new(cfg: &WebConfig) -> Result<Guarded, ServiceError> {
-        let mut settings = ClientSettings {
-            timeout: Duration::from_secs(cfg.timeout_secs),
-            max_redirects: cfg.max_redirects,
-            user_agent: cfg.user_agent.clone(),
-            same_origin_only: false,
-        };
-        let guard = Arc::new(guard(cfg));
-        let built = |s: &ClientSettings| {
-            netguard::client(guard.clone(), s).map_err(|e| {
-                ServiceError::config_error(format!("cannot build the HTTP client: {e}"))
-            })
-        };
-        let client = built(&settings)?;
-        settings.same_origin_only = true;
-        let credentialed = built(&settings)?;
-        Ok(Guarded {
-            guard,
-            client,
-            credentialed,
-        })
-    }
-}
-
 fn build(cfg: WebConfig) -> Result<State, ServiceError> {
-    let guarded = Guarded::new(&cfg)?;
+    let guarded = Guarded::new(cfg.guard(), &cfg.client_settings())?;
     // The search engine is the one configured, not one a model chose: it
     // may be a SearXNG on the LAN, so it is not behind the guard.
     let search = reqwest::Client::builder()
@@ -199,7 +139,7 @@ impl WebAdapter {
         }
         let text = decode(&body.bytes, charset(ct.as_deref(), &body.bytes));
         let hits = match s.cfg.search_engine {
-            oi_kernel::config::SearchEngine::Searxng => search::parse_searxng(&text, max),
+            config::SearchEngine::Searxng => search::parse_searxng(&text, max),
             _ => search::parse_duckduckgo(&text, max),
         }
         .map_err(|e| ServiceError::new(ErrorCode::Unavailable, format!("web_search: {e}")))?;
@@ -330,22 +270,29 @@ impl Service for WebAdapter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(c) = harness::config_update(generation, config_toml) else {
+        let Some(web) = harness::config_update(generation, config_toml, Config::section) else {
             return;
         };
-        if c.web == self.state().cfg {
+        if web == self.state().cfg {
             return;
         }
-        self.state.rebuild("web", || build(c.web));
+        self.state.rebuild("web", || build(web));
         self.cache.invalidate_all();
     }
 }
 
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "web",
+    run,
+    sections: config::SECTIONS,
+    env: oi_kernel::kind::no_env,
+};
+
 /// `openintentd service web`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |_client| async move {
-        let config = harness::service_config()?;
-        WebAdapter::new(config.web)
+        WebAdapter::new(harness::service_config()?.section()?)
     })
 }
 
@@ -354,7 +301,9 @@ mod tests {
     use super::*;
 
     fn adapter(allow: &[&str]) -> WebAdapter {
-        let mut cfg = oi_kernel::config::Config::defaults().web;
+        let mut cfg = oi_kernel::config::Config::defaults()
+            .section::<WebConfig>()
+            .unwrap();
         cfg.allow_addresses = allow.iter().map(|s| s.to_string()).collect();
         WebAdapter::new(cfg).unwrap()
     }

@@ -1,7 +1,7 @@
 //! `web_search`: DuckDuckGo's HTML endpoint (no key) or a SearXNG JSON
 //! API, parsed into ranked results.
 
-use oi_kernel::config::SearchEngine;
+use crate::config::SearchEngine;
 use scraper::{Html, Selector};
 use serde::Serialize;
 use url::Url;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use oi_ipc_schema::agent::{self, AgentEvent, IntentRequest};
 use oi_kernel::client::{BusClient, BusError, CallOptions, EventStream};
 
@@ -17,11 +19,26 @@ pub type Step = Result<AgentEvent, String>;
 /// The message for an intent that ended without its `Done`.
 pub const NO_ANSWER: &str = "the agent ended the intent without an answer";
 
+/// How long an intent may take to start (the agent restarting, or busy
+/// with its other intents); a caller with a longer patience passes it.
+pub const START_WAIT: Duration = Duration::from_secs(120);
+/// Time allowed past the agent's own limit of an intent (its summary and
+/// the last model call are still on their way when the limit strikes).
+pub const GRACE: Duration = Duration::from_secs(60);
+/// The outer bound of an interface with no limit of its own (a chat
+/// gateway): the agent's limit, said in its `Started`, bounds the rest.
+pub const UNTIL_THE_AGENTS_LIMIT: Duration = Duration::from_secs(86_400);
+
 /// One running intent.
 pub struct Intent {
     events: EventStream<AgentEvent>,
     notices: Vec<String>,
     ended: bool,
+    /// Until when the next event is waited for, and what a wait past it
+    /// means: before `Started`, [`START_WAIT`]; after, the agent's limit
+    /// plus [`GRACE`].
+    until: (Instant, String),
+    grace: Duration,
 }
 
 impl Intent {
@@ -37,7 +54,21 @@ impl Intent {
             events,
             notices: Vec::new(),
             ended: false,
+            grace: GRACE,
+            until: (
+                Instant::now() + START_WAIT.min(timeout),
+                format!(
+                    "the agent did not start the intent within {} s (`oictl status` shows why)",
+                    START_WAIT.min(timeout).as_secs()
+                ),
+            ),
         })
+    }
+
+    /// Waits `grace` past the agent's limit instead of [`GRACE`].
+    pub fn with_grace(mut self, grace: Duration) -> Intent {
+        self.grace = grace;
+        self
     }
 
     /// The next step; after the end (`Done` or an error) always `None`.
@@ -46,7 +77,22 @@ impl Intent {
             if self.ended {
                 return None;
             }
-            let step = match self.events.next().await {
+            let Ok(event) = tokio::time::timeout_at(self.until.0, self.events.next()).await else {
+                self.ended = true;
+                return Some(Err(self.until.1.clone()));
+            };
+            let step = match event {
+                Ok(Some(AgentEvent::Started { id, limit_secs })) => {
+                    let limit = Duration::from_secs(limit_secs);
+                    self.until = (
+                        Instant::now() + limit + self.grace,
+                        format!(
+                            "the agent did not finish the intent within its {limit_secs}-second limit ([agent] intent_timeout_secs) and {} s more",
+                            self.grace.as_secs()
+                        ),
+                    );
+                    Ok(AgentEvent::Started { id, limit_secs })
+                }
                 Ok(Some(AgentEvent::Notice(n))) => {
                     if self.notices.contains(&n) {
                         continue;

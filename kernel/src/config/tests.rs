@@ -166,7 +166,11 @@ fn unknown_service_kind_is_refused() {
         "agent",
         "telegram",
     ];
-    let e = Config::load_checked(&p, Some(&kinds)).unwrap_err();
+    let build = Build {
+        kinds: kinds.to_vec(),
+        sections: Vec::new(),
+    };
+    let e = Config::load_checked(&p, Some(&build)).unwrap_err();
     assert_eq!(e.location, Some((2, 1)));
     assert!(
             e.message.contains(
@@ -178,24 +182,12 @@ fn unknown_service_kind_is_refused() {
 }
 
 #[test]
-fn telegram_settings_and_service_requirements_are_checked_with_their_location() {
+fn service_requirements_are_checked_with_their_location() {
     let c = parse("").unwrap();
-    assert_eq!(c.telegram.api_base_url, "https://api.telegram.org");
-    assert!(c.telegram.allowed_chat_ids.is_empty());
     assert_eq!(
         c.services["telegram"].requires,
         ["env:TELEGRAM_BOT_TOKEN", "secret:telegram-bot-token"]
     );
-    let e = parse("[telegram]\npoll_timeout_secs = 90\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 1)));
-    assert!(e.message.contains("between 1 and 50"), "{e}");
-    let e = parse("\n[telegram]\napi_base_url = \"api.telegram.org\"\n").unwrap_err();
-    assert_eq!(e.location, Some((3, 1)));
-    assert!(e.message.contains("give an http(s) URL"), "{e}");
-    let e = parse("[telegram]\nformat = \"markdown\"\n").unwrap_err();
-    assert!(e.message.contains("use html or plain"), "{e}");
-    let e = parse("[telegram]\nallowed_chat_ids = [\"me\"]\n").unwrap_err();
-    assert_eq!(e.location.map(|l| l.0), Some(2), "{e}");
     let e = parse("\n[services.telegram]\nrequires = [\"token:X\"]\n").unwrap_err();
     assert_eq!(e.location, Some((2, 1)));
     assert!(
@@ -210,102 +202,103 @@ fn telegram_settings_and_service_requirements_are_checked_with_their_location() 
     assert_eq!(Requirement::parse("env:"), None);
 }
 
-#[test]
-fn embeddings_and_memory_settings_are_checked_with_their_location() {
-    let c = parse("").unwrap();
-    assert!(c.embeddings.enabled());
-    assert_eq!(c.embeddings.api_key_secret, "openai-api-key");
-    assert_eq!(c.memory.retention_check_secs, 60);
-    let off = parse("[embeddings]\nkind = \"\"\n").unwrap();
-    assert!(!off.embeddings.enabled());
-    let e = parse("\n[embeddings]\nkind = \"anthropic\"\n").unwrap_err();
-    assert_eq!(e.location, Some((3, 1)));
-    assert!(
-        e.message.contains("Anthropic has no embeddings endpoint"),
-        "{e}"
-    );
-    let e = parse("[embeddings]\nkind = \"cohere\"\n").unwrap_err();
-    assert!(e.message.contains("use openai, gemini"), "{e}");
-    let e = parse("[embeddings]\nbase_url = \"localhost:11434\"\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 1)));
-    assert!(e.message.contains("must start with http://"), "{e}");
-    let e = parse("[memory]\nembed_timeout_ms = 0\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 1)));
-    let e = parse("[embeddings]\ndimensions = -1\n").unwrap_err();
-    assert_eq!(e.location.map(|l| l.0), Some(2), "{e}");
+crate::vocabulary! {
+    /// A vocabulary of the test section.
+    Flavour default Plain {
+        Plain = "plain",
+        Spicy = "spicy",
+    }
+}
+
+/// A section as a service crate would own one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Kitchen {
+    flavour: Flavour,
+    pots: u64,
+    url: String,
+}
+
+impl Section for Kitchen {
+    const NAME: &'static str = "kitchen";
+    fn validate(&self, config: &Config) -> Result<(), Invalid> {
+        at_least_one(&[("kitchen.pots", self.pots)])?;
+        if !self.url.is_empty() && !http_url(&self.url) {
+            return Err(Invalid::new("kitchen.url", "kitchen.url must be http(s)"));
+        }
+        // A section may refer to the kernel's.
+        if config.services.contains_key("kitchen") && self.flavour == Flavour::Spicy {
+            return Err(Invalid::new("kitchen.flavour", "no spicy kitchen service"));
+        }
+        Ok(())
+    }
+}
+
+fn with_kitchen(text: &str) -> Result<Config, ConfigError> {
+    Config::parse_checked(
+        Some(text),
+        Path::new("/etc/oi/config.toml"),
+        Some(&[SectionRule::of::<Kitchen>()]),
+    )
 }
 
 #[test]
-fn intent_patterns_and_agent_limits_are_checked_with_their_location() {
-    let e = parse("[intents.patterns.deploy]\nphrases = [\"deploy\"]\ntool = \"shell_execute\"\nrest = \"text\"\n").unwrap_err();
-    assert_eq!(e.location, Some((1, 1)));
-    assert!(e.message.contains("needs 'argument'"), "{e}");
-    let e = parse("\n[intents.patterns.x]\nphrases = [\"x\"]\nanswer = \"weather\"\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 1)));
-    assert!(
-        e.message.contains("answer is 'weather'; use status, help"),
-        "{e}"
-    );
-    let e = parse("[intents.patterns.status]\ntool = \"fs_list_dir\"\n").unwrap_err();
-    assert!(e.message.contains("exactly one of 'answer'"), "{e}");
-    let e = parse("[agent]\nmax_react_turns = 0\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 1)));
-    assert!(
-        e.message
-            .contains("agent.max_react_turns must be at least 1"),
-        "{e}"
-    );
-    // A pattern switched off is not checked.
-    assert!(parse("[intents.patterns.status]\nenabled = false\ntool = \"x\"\n").is_ok());
-}
-
-#[test]
-fn adapter_settings_are_checked_with_their_location() {
-    // A closed vocabulary is an enum: the error points at the value and
-    // names what is allowed.
-    let e = parse("[shell]\npolicy = \"anything\"\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 10)), "{e}");
-    assert!(
-        e.message
-            .contains("expected one of `allowlist`, `denylist`, `approval`"),
-        "{e}"
-    );
-    let e = parse("[web]\n\nallow_addresses = [\"127.0.0.1\", \"10.0.0.0/33\"]\n").unwrap_err();
+fn an_owned_section_is_typed_checked_and_located_by_the_loader() {
+    let c = with_kitchen("[kitchen]\npots = 2\nflavour = \"spicy\"\n").unwrap();
+    let k: Kitchen = c.section().unwrap();
+    assert_eq!((k.pots, k.flavour), (2, Flavour::Spicy));
+    // A type error inside the section points at the value.
+    let e = with_kitchen("\n[kitchen]\nflavour = \"sweet\"\n").unwrap_err();
+    assert_eq!(e.location, Some((3, 11)), "{e}");
+    assert!(e.message.contains("expected `plain` or `spicy`"), "{e}");
+    let e = with_kitchen("[kitchen]\npans = 1\n").unwrap_err();
+    assert_eq!(e.location, Some((2, 1)), "{e}");
+    assert!(e.message.contains("unknown field `pans`"), "{e}");
+    // A refusal of its checks is located at its key.
+    let e = with_kitchen("[kitchen]\nflavour = \"plain\"\npots = 0\n").unwrap_err();
     assert_eq!(e.location, Some((3, 1)), "{e}");
+    assert_eq!(e.message, "kitchen.pots must be at least 1");
+    let e =
+        with_kitchen("[kitchen]\npots = 1\nflavour = \"spicy\"\n[services.kitchen]\n").unwrap_err();
+    assert_eq!(e.message, "no spicy kitchen service");
+    // Absent: its default, whose checks run too.
+    let e = with_kitchen("").unwrap_err();
+    assert_eq!(e.message, "kitchen.pots must be at least 1");
+}
+
+#[test]
+fn a_section_nobody_owns_is_refused_only_when_the_owners_are_known() {
+    let e = with_kitchen("[kitchen]\npots = 1\n\n[kichen]\npots = 1\n").unwrap_err();
+    assert_eq!(e.location, Some((4, 1)), "{e}");
     assert!(
-        e.message
-            .contains("'10.0.0.0/33' is not an IP address or network"),
+        e.message.contains(
+            "unknown section 'kichen' (sections: bus, supervisor, groups, services, kitchen)"
+        ),
         "{e}"
     );
-    let e = parse("[web]\nsearch_engine = \"bing\"\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 17)), "{e}");
-    assert!(
-        e.message.contains("expected `duckduckgo` or `searxng`"),
-        "{e}"
-    );
-    let e = parse("[shell]\nlandlock = \"maybe\"\n").unwrap_err();
-    assert!(
-        e.message
-            .contains("expected one of `auto`, `required`, `off`"),
-        "{e}"
-    );
-    let e = parse("[vault]\nkey_source = \"tpm\"\n").unwrap_err();
-    assert_eq!(e.location, Some((2, 14)), "{e}");
-    assert!(
-        e.message
-            .contains("expected one of `auto`, `keyring`, `file`, `passphrase`"),
-        "{e}"
-    );
-    let c = parse("[web]\nallow_addresses = [\"127.0.0.1\", \"fd00::/8\"]\n").unwrap();
-    assert_eq!(c.web.allow_addresses.len(), 2);
-    let d = Config::defaults();
-    assert_eq!(d.fs.max_read_bytes, 16384);
-    assert_eq!(
-        (d.shell.timeout_secs, d.shell.policy.as_str()),
-        (30, "allowlist")
-    );
-    assert!(d.shell.deny.contains(&"sudo".to_string()));
-    assert_eq!(d.web.search_engine.as_str(), "duckduckgo");
+    // A service reading its own config does not know the others' sections.
+    let c = parse("[kichen]\npots = 1\n").unwrap();
+    // And its section() checks what the loader did not.
+    let k = Kitchen::default();
+    let mut c2 = c.clone();
+    c2.set_section(&k);
+    let e = c2.section::<Kitchen>().unwrap_err();
+    assert_eq!(e.message, "[kitchen] kitchen.pots must be at least 1");
+}
+
+#[test]
+fn the_config_survives_its_own_text() {
+    // What the supervisor sends in ConfigChanged parses back to the same.
+    let mut c = with_kitchen("[kitchen]\npots = 3\n[supervisor]\nintensity = 7\n").unwrap();
+    let back = Config::parse_layers(Some(&c.to_toml()), Path::new("<ConfigChanged>")).unwrap();
+    assert_eq!(back, c);
+    assert_eq!(back.section::<Kitchen>().unwrap().pots, 3);
+    c.set_section(&Kitchen {
+        pots: 9,
+        ..Kitchen::default()
+    });
+    let back = Config::parse_layers(Some(&c.to_toml()), Path::new("x")).unwrap();
+    assert_eq!(back.section::<Kitchen>().unwrap().pots, 9);
 }
 
 #[test]

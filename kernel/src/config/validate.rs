@@ -1,5 +1,5 @@
-//! Checks of a whole configuration, beyond its types: groups, dependencies
-//! and requirements that exist, vocabularies, URLs and ranges. Each error
+//! Checks of the kernel's sections beyond their types: groups,
+//! dependencies and requirements that exist, and ranges. Each error
 //! is the offending key path and what is wrong, located in the file by the
 //! loader.
 
@@ -16,11 +16,6 @@ impl Config {
                 "supervisor.backoff_jitter must be between 0.0 and 1.0".into(),
             ));
         }
-        self.validate_models()?;
-        self.validate_adapters()?;
-        self.validate_agent()?;
-        self.validate_telegram()?;
-        self.validate_memory()?;
         for (name, spec) in &self.services {
             if !valid_name(name) {
                 return Err((
@@ -233,204 +228,6 @@ impl Config {
         }
     }
 
-    pub(super) fn validate_models(&self) -> Result<(), (String, String)> {
-        let entries = std::iter::once(("provider".to_string(), &self.provider))
-            .filter(|(_, e)| !e.kind.is_empty())
-            .chain(self.models.iter().map(|(a, e)| (format!("models.{a}"), e)));
-        for (key, e) in entries {
-            if !MODEL_KINDS.contains(&e.kind.as_str()) {
-                return Err((
-                    key.clone(),
-                    format!(
-                        "{key}: kind is '{}'; use {}",
-                        e.kind,
-                        MODEL_KINDS.join(", ")
-                    ),
-                ));
-            }
-            if e.model.is_empty() {
-                return Err((key.clone(), format!("{key}: 'model' is required")));
-            }
-            if !http_url(&e.base_url) {
-                return Err((
-                    key.clone(),
-                    format!(
-                        "{key}: base_url '{}' must start with http:// or https://",
-                        e.base_url
-                    ),
-                ));
-            }
-        }
-        for alias in &self.cascade.order {
-            if !self.models.contains_key(alias) {
-                return Err((
-                    "cascade.order".into(),
-                    format!("cascade.order names '{alias}', which is not a [models.{alias}] entry"),
-                ));
-            }
-        }
-        at_least_one(&[("cascade.max_attempts", u64::from(self.cascade.max_attempts))])?;
-        if self.cascade.first_token_timeout_secs == 0 || self.cascade.idle_timeout_secs == 0 {
-            return Err((
-                "cascade".into(),
-                "cascade.first_token_timeout_secs and idle_timeout_secs must be at least 1".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    pub(super) fn validate_memory(&self) -> Result<(), (String, String)> {
-        let m = &self.memory;
-        at_least_one(&[
-            ("memory.retention_check_secs", m.retention_check_secs),
-            ("memory.embed_timeout_ms", m.embed_timeout_ms),
-        ])?;
-        let e = &self.embeddings;
-        if !e.enabled() {
-            return Ok(());
-        }
-        if e.kind == "anthropic" {
-            return Err((
-                "embeddings.kind".into(),
-                "embeddings.kind: Anthropic has no embeddings endpoint; use kind = \"openai\" (OpenAI, Voyage AI, Ollama, llama.cpp and other compatible servers) or \"gemini\"".into(),
-            ));
-        }
-        if !EMBEDDING_KINDS.contains(&e.kind.as_str()) {
-            return Err((
-                "embeddings.kind".into(),
-                format!(
-                    "embeddings.kind is '{}'; use {} (or leave it empty for the built-in local embedding only)",
-                    e.kind,
-                    EMBEDDING_KINDS.join(", ")
-                ),
-            ));
-        }
-        if e.model.is_empty() {
-            return Err((
-                "embeddings.model".into(),
-                "embeddings: 'model' is required".into(),
-            ));
-        }
-        if !http_url(&e.base_url) {
-            return Err((
-                "embeddings.base_url".into(),
-                format!(
-                    "embeddings.base_url '{}' must start with http:// or https://",
-                    e.base_url
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    pub(super) fn validate_adapters(&self) -> Result<(), (String, String)> {
-        if self.shell.timeout_secs == 0 || self.shell.max_timeout_secs < self.shell.timeout_secs {
-            return Err((
-                "shell.timeout_secs".into(),
-                "shell.timeout_secs must be at least 1 and at most shell.max_timeout_secs".into(),
-            ));
-        }
-        if !http_url(&self.web.search_url) {
-            return Err((
-                "web.search_url".into(),
-                format!(
-                    "web.search_url '{}' must start with http:// or https://",
-                    self.web.search_url
-                ),
-            ));
-        }
-        for a in &self.web.allow_addresses {
-            if parse_net(a).is_none() {
-                return Err((
-                    "web.allow_addresses".into(),
-                    format!(
-                        "web.allow_addresses: '{a}' is not an IP address or network (like 127.0.0.1 or 10.1.0.0/16)"
-                    ),
-                ));
-            }
-        }
-        at_least_one(&[("web.timeout_secs", self.web.timeout_secs)])?;
-        Ok(())
-    }
-
-    pub(super) fn validate_telegram(&self) -> Result<(), (String, String)> {
-        let t = &self.telegram;
-        let url = t.api_base_url.trim_end_matches('/');
-        if !http_url(url) || url.len() < 10 {
-            return Err((
-                "telegram.api_base_url".into(),
-                format!(
-                    "telegram.api_base_url is '{}'; give an http(s) URL such as https://api.telegram.org",
-                    t.api_base_url
-                ),
-            ));
-        }
-        if !(1..=50).contains(&t.poll_timeout_secs) {
-            return Err((
-                "telegram.poll_timeout_secs".into(),
-                "telegram.poll_timeout_secs must be between 1 and 50 (Telegram's limit)".into(),
-            ));
-        }
-        if !["html", "plain"].contains(&t.format.as_str()) {
-            return Err((
-                "telegram.format".into(),
-                format!("telegram.format is '{}'; use html or plain", t.format),
-            ));
-        }
-        at_least_one(&[("telegram.pair_code_minutes", t.pair_code_minutes)])?;
-        Ok(())
-    }
-
-    pub(super) fn validate_agent(&self) -> Result<(), (String, String)> {
-        let a = &self.agent;
-        at_least_one(&[
-            ("agent.max_react_turns", u64::from(a.max_react_turns)),
-            ("agent.tool_timeout_secs", a.tool_timeout_secs),
-            ("agent.intent_timeout_secs", a.intent_timeout_secs),
-            ("agent.token_budget", a.token_budget),
-            (
-                "agent.max_concurrent_intents",
-                u64::from(a.max_concurrent_intents),
-            ),
-        ])?;
-        for (name, p) in &self.intents.patterns {
-            let key = format!("intents.patterns.{name}");
-            let fail = |m: String| Err((key.clone(), format!("{key}: {m}")));
-            if !p.enabled {
-                continue;
-            }
-            if p.phrases.is_empty() || p.phrases.iter().any(|ph| ph.trim().is_empty()) {
-                return fail("'phrases' must list at least one non-empty phrase".into());
-            }
-            match (p.answer.is_empty(), p.tool.is_empty()) {
-                (true, true) | (false, false) => {
-                    return fail("set exactly one of 'answer' (a built-in) and 'tool'".into());
-                }
-                (false, true) if !INTENT_ANSWERS.contains(&p.answer.as_str()) => {
-                    return fail(format!(
-                        "answer is '{}'; use {}",
-                        p.answer,
-                        INTENT_ANSWERS.join(", ")
-                    ));
-                }
-                _ => {}
-            }
-            if !INTENT_RESTS.contains(&p.rest.as_str()) {
-                return fail(format!(
-                    "rest is '{}'; use {}",
-                    p.rest,
-                    INTENT_RESTS.join(", ")
-                ));
-            }
-            if !p.tool.is_empty() && p.rest != "none" && p.argument.is_empty() {
-                return fail(
-                    "a tool pattern with a rest needs 'argument' (the field it fills)".into(),
-                );
-            }
-        }
-        Ok(())
-    }
-
     pub(super) fn dependency_cycle(&self) -> Option<Vec<String>> {
         fn visit<'a>(
             c: &'a Config,
@@ -469,19 +266,6 @@ impl Config {
         }
         None
     }
-}
-
-/// The first of `fields` (key path, value) that is 0, as an error.
-fn at_least_one(fields: &[(&str, u64)]) -> Result<(), (String, String)> {
-    match fields.iter().find(|(_, v)| *v == 0) {
-        Some((key, _)) => Err((key.to_string(), format!("{key} must be at least 1"))),
-        None => Ok(()),
-    }
-}
-
-/// Whether `url` is an http or https URL (the scheme only).
-fn http_url(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
 }
 
 fn valid_name(name: &str) -> bool {

@@ -9,7 +9,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 use serde_json::{Map, Value};
 
-use oi_kernel::config::{IntentPattern, IntentsConfig};
+use crate::config::{IntentPattern, IntentsConfig, Rest};
 
 #[derive(Debug, thiserror::Error)]
 #[error("intent patterns: {0}")]
@@ -31,18 +31,9 @@ pub struct Routed {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rest {
-    None,
-    Word,
-    Url,
-    Text,
-}
-
 struct Compiled {
     name: String,
     pattern: IntentPattern,
-    rest: Rest,
 }
 
 pub struct IntentRouter {
@@ -59,17 +50,6 @@ impl IntentRouter {
         let mut patterns = Vec::new();
         if config.enabled {
             for (name, p) in config.patterns.iter().filter(|(_, p)| p.enabled) {
-                let rest = match p.rest.as_str() {
-                    "none" => Rest::None,
-                    "word" => Rest::Word,
-                    "url" => Rest::Url,
-                    "text" => Rest::Text,
-                    other => {
-                        return Err(IntentError(format!(
-                            "{name}: rest '{other}' is not none, word, url or text"
-                        )));
-                    }
-                };
                 for ph in &p.phrases {
                     phrases.push(normalize(ph).to_string());
                     owner.push(patterns.len());
@@ -77,7 +57,6 @@ impl IntentRouter {
                 patterns.push(Compiled {
                     name: name.clone(),
                     pattern: p.clone(),
-                    rest,
                 });
             }
         }
@@ -120,7 +99,7 @@ impl IntentRouter {
         if max > 0 && rest.split_whitespace().count() > max {
             return None;
         }
-        let value = rest_value(c.rest, rest, &c.pattern.default)?;
+        let value = rest_value(c.pattern.rest, rest, &c.pattern.default)?;
         let action = if c.pattern.tool.is_empty() {
             Action::Answer(c.pattern.answer.clone())
         } else {
@@ -196,7 +175,7 @@ mod tests {
     use oi_kernel::config::Config;
 
     fn shipped() -> IntentRouter {
-        IntentRouter::from_config(&Config::defaults().intents).unwrap()
+        IntentRouter::from_config(&Config::defaults().section().unwrap()).unwrap()
     }
 
     fn tool(r: &IntentRouter, text: &str) -> Option<(String, Value)> {
@@ -299,7 +278,7 @@ mod tests {
 
     #[test]
     fn patterns_come_from_config_and_can_be_disabled() {
-        let mut c = Config::defaults().intents;
+        let mut c: IntentsConfig = Config::defaults().section().unwrap();
         c.patterns.get_mut("status").unwrap().enabled = false;
         c.patterns.insert(
             "deploy".into(),
@@ -307,7 +286,7 @@ mod tests {
                 phrases: vec!["deploy".into()],
                 tool: "shell_execute".into(),
                 argument: "command".into(),
-                rest: "text".into(),
+                rest: Rest::Text,
                 ..IntentPattern::default()
             },
         );

@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod commands;
 pub mod compact;
+pub mod config;
 pub mod intent;
 pub mod prompt;
 pub mod react;
@@ -24,7 +25,9 @@ use oi_ipc_schema::agent::{
 use oi_ipc_schema::{ErrorCode, encode_payload};
 use oi_kernel::audit::now_ms;
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::Config;
+use oi_kernel::config::{Config, ConfigError};
+
+use crate::config::{AgentConfig, IntentsConfig};
 use oi_kernel::harness::{
     self, Live, Reply, Service, ServiceError, archived_reply, decode_request,
 };
@@ -40,16 +43,22 @@ struct Settings {
     limits: Limits,
     router: IntentRouter,
     slots: Arc<Semaphore>,
-    config: Config,
+    config: (AgentConfig, IntentsConfig),
 }
 
-fn settings(config: Config) -> Result<Settings, ServiceError> {
-    let router = IntentRouter::from_config(&config.intents)
+/// The agent's sections of a config.
+fn sections(c: &Config) -> Result<(AgentConfig, IntentsConfig), ConfigError> {
+    Ok((c.section()?, c.section()?))
+}
+
+fn settings(config: (AgentConfig, IntentsConfig)) -> Result<Settings, ServiceError> {
+    let (agent, intents) = &config;
+    let router = IntentRouter::from_config(intents)
         .map_err(|e| ServiceError::config_error(e.to_string()))?;
     Ok(Settings {
-        limits: Limits::from_config(&config.agent),
+        limits: Limits::from_config(agent),
         router,
-        slots: Arc::new(Semaphore::new(config.agent.max_concurrent_intents as usize)),
+        slots: Arc::new(Semaphore::new(agent.max_concurrent_intents as usize)),
         config,
     })
 }
@@ -83,7 +92,10 @@ impl Agent {
         req: IntentRequest,
         events: mpsc::UnboundedSender<AgentEvent>,
     ) -> Result<IntentResult, ServiceError> {
-        let _ = events.send(AgentEvent::Started { id: req.id.clone() });
+        let _ = events.send(AgentEvent::Started {
+            id: req.id.clone(),
+            limit_secs: s.limits.intent_timeout.as_secs(),
+        });
         if let Some(routed) = s.router.route(&req.text) {
             info!(pattern = %routed.pattern, "answered by the intent router");
             let a = route::dispatch(
@@ -239,22 +251,28 @@ impl Service for Agent {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(c) = harness::config_update(generation, config_toml) else {
+        let Some(c) = harness::config_update(generation, config_toml, sections) else {
             return;
         };
-        let current = self.settings.get();
-        if c.agent == current.config.agent && c.intents == current.config.intents {
+        if c == self.settings.get().config {
             return;
         }
         self.settings.rebuild("agent", || settings(c));
     }
 }
 
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "agent",
+    run,
+    sections: config::SECTIONS,
+    env: oi_kernel::kind::no_env,
+};
+
 /// Entry point of `openintentd service agent`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = harness::service_config()?;
-        let s = settings(config)?;
+        let s = settings(sections(&harness::service_config()?)?)?;
         info!(
             patterns = s.router.describe().len(),
             max_turns = s.limits.max_turns,

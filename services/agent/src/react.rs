@@ -81,7 +81,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(c: &oi_kernel::config::AgentConfig) -> Limits {
+    pub fn from_config(c: &crate::config::AgentConfig) -> Limits {
         Limits {
             max_turns: c.max_react_turns,
             tool_timeout: Duration::from_secs(c.tool_timeout_secs),
@@ -485,7 +485,7 @@ mod tests {
     use crate::scripted::{FnTools, ScriptedLlm, answering, calling};
 
     fn limits() -> Limits {
-        Limits::from_config(&oi_kernel::config::Config::defaults().agent)
+        Limits::from_config(&oi_kernel::config::Config::defaults().section().unwrap())
     }
 
     fn input(text: &str) -> Input {

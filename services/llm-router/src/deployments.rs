@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use oi_kernel::config::{Config, ModelEntry};
+use crate::config::{ModelEntry, RouterConfig};
 
 use crate::wire::{Target, WireKind};
 
@@ -140,7 +140,7 @@ fn deployment(alias: &str, e: &ModelEntry, keys: &dyn KeySource) -> Option<Deplo
 
 /// Every configured deployment: `[provider]` (when set) first, then the
 /// cascade order, then the aliases outside the cascade.
-pub fn from_config(config: &Config, keys: &dyn KeySource) -> Vec<Deployment> {
+pub fn from_config(config: &RouterConfig, keys: &dyn KeySource) -> Vec<Deployment> {
     let mut out = Vec::new();
     if !config.provider.kind.is_empty()
         && let Some(d) = deployment(PRIMARY_ALIAS, &config.provider, keys)
@@ -174,7 +174,7 @@ pub fn from_config(config: &Config, keys: &dyn KeySource) -> Vec<Deployment> {
 pub const EMBEDDINGS_ALIAS: &str = "embeddings";
 
 /// The `[embeddings]` deployment, when one is configured.
-pub fn embeddings_from_config(config: &Config, keys: &dyn KeySource) -> Option<Deployment> {
+pub fn embeddings_from_config(config: &RouterConfig, keys: &dyn KeySource) -> Option<Deployment> {
     if !config.embeddings.enabled() {
         return None;
     }
@@ -182,7 +182,7 @@ pub fn embeddings_from_config(config: &Config, keys: &dyn KeySource) -> Option<D
 }
 
 /// Vault secret names the config refers to, for keys not in the environment.
-pub fn wanted_secrets(config: &Config) -> Vec<String> {
+pub fn wanted_secrets(config: &RouterConfig) -> Vec<String> {
     let embeddings = config
         .embeddings
         .enabled()
@@ -207,6 +207,7 @@ pub fn wanted_secrets(config: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oi_kernel::config::Config;
     use std::path::Path;
 
     struct Keys(
@@ -224,7 +225,7 @@ mod tests {
 
     #[test]
     fn shipped_cascade_resolves_keys_and_skips_the_keyless() {
-        let config = Config::defaults();
+        let config = RouterConfig::of(&Config::defaults()).unwrap();
         let keys = Keys(
             HashMap::from([("NVIDIA_API_KEY", "nvapi-x")]),
             HashMap::from([("groq-api-key", "gsk-y")]),
@@ -256,11 +257,13 @@ mod tests {
 
     #[test]
     fn provider_section_is_the_primary() {
-        let config = Config::parse_layers(
+        let config = Config::parse_checked(
             Some("[provider]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nno_key = true\n"),
             Path::new("c.toml"),
+            Some(crate::config::SECTIONS),
         )
         .unwrap();
+        let config = RouterConfig::of(&config).unwrap();
         let ds = from_config(&config, &Keys(HashMap::new(), HashMap::new()));
         assert_eq!(ds[0].alias, PRIMARY_ALIAS);
         assert_eq!(ds[0].position, Some(0));

@@ -38,7 +38,7 @@ pub fn space(d: &Deployment, dimensions: usize) -> String {
 /// The embeddings deployment's cooldowns: 1 s doubling (or the provider's
 /// hint when larger) up to `[cascade] max_cooldown_secs` but at most 5
 /// minutes; auth failures as long as the cascade's.
-pub fn cooldown_policy(config: &oi_kernel::config::Config) -> CooldownPolicy {
+pub fn cooldown_policy(config: &crate::config::RouterConfig) -> CooldownPolicy {
     let c = &config.cascade;
     CooldownPolicy {
         base: Duration::from_secs(1),

@@ -5,6 +5,7 @@
 //! user.
 
 pub mod classify;
+pub mod config;
 pub mod deployments;
 pub mod embed;
 #[cfg(feature = "fake")]
@@ -20,12 +21,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::config::RouterConfig;
 use oi_ipc_schema::ErrorCode;
 use oi_ipc_schema::llm::{
     ChatRequest, EmbedRequest, ModelChoice, ModelStatus, ModelsStatus, StreamEvent, methods,
 };
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use oi_kernel::secrets::{self, SecretError};
 use tokio::sync::mpsc;
@@ -37,7 +38,7 @@ use crate::overrides::Overrides;
 use crate::router::{Router, RouterError, Settings};
 
 /// Router settings from `[cascade]`.
-pub fn settings(config: &Config) -> Settings {
+pub fn settings(config: &RouterConfig) -> Settings {
     let c = &config.cascade;
     Settings {
         max_attempts: c.max_attempts,
@@ -48,7 +49,7 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
-pub fn cooldown_policy(config: &Config) -> CooldownPolicy {
+pub fn cooldown_policy(config: &RouterConfig) -> CooldownPolicy {
     let c = &config.cascade;
     CooldownPolicy {
         base: Duration::from_secs(c.cooldown_secs),
@@ -73,7 +74,7 @@ fn router_error(e: RouterError) -> ServiceError {
 
 struct LlmRouter {
     client: BusClient,
-    config: RwLock<Arc<Config>>,
+    config: RwLock<Arc<RouterConfig>>,
     router: RwLock<Arc<Router>>,
     health: Health,
     embed_health: Health,
@@ -95,7 +96,7 @@ impl LlmRouter {
 
     async fn build_router(
         client: &BusClient,
-        config: &Config,
+        config: &RouterConfig,
         health: Health,
         embed_health: Health,
     ) -> Router {
@@ -118,7 +119,7 @@ impl LlmRouter {
         )
     }
 
-    fn replace_router(&self, config: Arc<Config>, router: Router) {
+    fn replace_router(&self, config: Arc<RouterConfig>, router: Router) {
         match self.router.write() {
             Ok(mut r) => *r = Arc::new(router),
             Err(p) => *p.into_inner() = Arc::new(router),
@@ -162,7 +163,7 @@ impl LlmRouter {
 
     /// Builds the deployments of `config` (keys read again) and swaps them
     /// in; health is kept.
-    async fn rebuild(&self, config: Arc<Config>) {
+    async fn rebuild(&self, config: Arc<RouterConfig>) {
         let router = Self::build_router(
             &self.client,
             &config,
@@ -457,7 +458,7 @@ impl Service for LlmRouter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(config) = harness::config_update(generation, config_toml) else {
+        let Some(config) = harness::config_update(generation, config_toml, RouterConfig::of) else {
             return;
         };
         self.rebuild(Arc::new(config)).await;
@@ -465,10 +466,18 @@ impl Service for LlmRouter {
     }
 }
 
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "llm-router",
+    run,
+    sections: config::SECTIONS,
+    env: config::key_variables,
+};
+
 /// Entry point of `openintentd service llm-router`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = harness::service_config()?;
+        let config = RouterConfig::of(&harness::service_config()?)?;
         let data = harness::data_dir(name)?;
         let path = data.join("llm-router.db");
         let overrides = tokio::task::spawn_blocking(move || Overrides::open(&path))

@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 
 use oi_ipc_schema::llm::{ChatMessage, ChatRequest, StreamEvent, ToolDef};
 use oi_kernel::config::Config;
+use oi_llm_router::config::{RouterConfig, SECTIONS};
+
+/// The router's sections of `toml` laid over the defaults, checked as
+/// `openintentd` checks them.
+fn router_config(toml: &str) -> RouterConfig {
+    let config = Config::parse_checked(Some(toml), Path::new("test.toml"), Some(SECTIONS));
+    RouterConfig::of(&config.unwrap()).unwrap()
+}
 use oi_llm_router::deployments::{KeySource, from_config};
 use oi_llm_router::fake::{FakeProvider, Reply, anthropic, gemini, openai};
 use oi_llm_router::health::{Clock, Health, ManualClock, SystemClock};
@@ -80,7 +88,7 @@ async fn env_with(deps: &[Dep<'_>], cascade: &str, clock: Option<Arc<dyn Clock>>
         "[cascade]\norder = [{}]\n{cascade}",
         order.join(", ")
     ));
-    let config = Config::parse_layers(Some(&toml), Path::new("test.toml")).unwrap();
+    let config = router_config(&toml);
     let manual = Arc::new(ManualClock::default());
     let clock: Arc<dyn Clock> = clock.unwrap_or_else(|| manual.clone());
     let health = Health::new(clock, cooldown_policy(&config));
@@ -766,7 +774,7 @@ async fn a_cancelled_request_does_not_cool_the_provider_down() {
 #[tokio::test]
 async fn missing_keys_are_skipped_and_reported() {
     let toml = "[cascade]\norder = [\"claude\", \"gpt4o\"]\n";
-    let config = Config::parse_layers(Some(toml), Path::new("t.toml")).unwrap();
+    let config = router_config(toml);
     struct NoKeys;
     impl KeySource for NoKeys {
         fn env(&self, _: &str) -> Option<String> {
@@ -947,7 +955,7 @@ async fn embed_env(kind: &str, extra: &str, clock: Arc<dyn Clock>) -> (FakeProvi
         "[embeddings]\nkind = \"{kind}\"\nbase_url = \"{}\"\nmodel = \"embed-1\"\napi_key_env = \"KEY_EMBED\"\n{extra}\n[cascade]\n{CASCADE}",
         f.url(path)
     );
-    let config = Config::parse_layers(Some(&toml), Path::new("test.toml")).unwrap();
+    let config = router_config(&toml);
     let chat_health = Health::new(Arc::new(SystemClock), cooldown_policy(&config));
     let router = Router::new(Vec::new(), chat_health, settings(&config)).with_embeddings(
         oi_llm_router::deployments::embeddings_from_config(&config, &TestKeys),
@@ -1103,7 +1111,7 @@ async fn embeddings_answers_that_do_not_fit_are_refused() {
     let none = Router::new(
         Vec::new(),
         router.health().clone(),
-        settings(&Config::defaults()),
+        settings(&router_config("")),
     );
     let e = none.embed(&texts(1), LONG).await.unwrap_err();
     assert!(e.to_string().contains("[embeddings] kind is empty"), "{e}");

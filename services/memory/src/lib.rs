@@ -3,6 +3,7 @@
 //! The semantic layer is also offered to the agent as tools; the chat
 //! gateways record their users' accounts here.
 
+pub mod config;
 pub mod embed;
 pub mod maintenance;
 pub mod provider;
@@ -18,7 +19,10 @@ use oi_ipc_schema::memory::{
     HistoryAppend, IntegrityReport, SettingSet, methods,
 };
 use oi_kernel::client::IncomingRequest;
-use oi_kernel::config::Config;
+use oi_kernel::config::{Config, ConfigError};
+use oi_llm_router::config::EmbeddingsConfig;
+
+use crate::config::MemoryConfig;
 use oi_kernel::harness::{
     self, Live, Reply, Service, ServiceError, archived_reply, decode_request,
 };
@@ -93,19 +97,19 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(c: &Config) -> Settings {
-        let m = &c.memory;
-        Settings {
+    pub fn from_config(c: &Config) -> Result<Settings, ConfigError> {
+        let m: MemoryConfig = c.section()?;
+        let e: EmbeddingsConfig = c.section()?;
+        Ok(Settings {
             history_window: m.history_window,
             episode_max_count: m.episode_max_count,
             episode_max_age_days: m.episode_max_age_days,
             retention_check: Duration::from_secs(m.retention_check_secs.max(1)),
-            embeddings: c.embeddings.enabled().then(|| {
-                let e = &c.embeddings;
-                format!("{} {} {} {}", e.kind, e.base_url, e.model, e.dimensions)
-            }),
+            embeddings: e
+                .enabled()
+                .then(|| format!("{} {} {} {}", e.kind, e.base_url, e.model, e.dimensions)),
             embed_timeout: Duration::from_millis(m.embed_timeout_ms.max(1)),
-        }
+        })
     }
 }
 
@@ -382,10 +386,10 @@ impl Service for MemoryService {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(config) = harness::config_update(generation, config_toml) else {
+        let Some(new) = harness::config_update(generation, config_toml, Settings::from_config)
+        else {
             return;
         };
-        let new = Settings::from_config(&config);
         if *self.settings.get() != new {
             self.provider
                 .configure(new.embeddings.is_some(), new.embed_timeout);
@@ -395,12 +399,20 @@ impl Service for MemoryService {
     }
 }
 
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "memory",
+    run,
+    sections: config::SECTIONS,
+    env: oi_kernel::kind::no_env,
+};
+
 /// Entry point of `openintentd service memory`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
         let config = harness::service_config()?;
         let data = harness::data_dir(name)?;
-        let m = &config.memory;
+        let m: MemoryConfig = config.section()?;
         let tuning = Tuning {
             readers: m.readers as usize,
             mmap_bytes: m.mmap_mb << 20,
@@ -418,7 +430,7 @@ pub fn run(name: &'static str) -> i32 {
             })?;
         info!(facts = store.fact_count(), space = ?store.space(), "memory open");
         let store = Arc::new(store);
-        let settings = Arc::new(Live::new(Settings::from_config(&config)));
+        let settings = Arc::new(Live::new(Settings::from_config(&config)?));
         let s = settings.get();
         let provider = Arc::new(ProviderEmbeddings::new(
             client,

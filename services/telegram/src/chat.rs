@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::Format;
 use oi_client::display::summary_line;
 use oi_client::gateway::{Progress, Redeemed, Workers};
-use oi_client::intent::Intent;
+use oi_client::intent::{Intent, UNTIL_THE_AGENTS_LIMIT};
 use oi_client::{BusError, chat as commands};
 use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
 use serde_json::{Value, json};
@@ -314,11 +315,10 @@ async fn intent(gw: &Gateway, chat: i64, message_id: i64, text: String) {
         history: true,
         ..IntentRequest::default()
     };
-    let mut stream =
-        match Intent::start(&gw.client, &req, s.intent_timeout + Duration::from_secs(60)) {
-            Ok(st) => st,
-            Err(e) => return send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await,
-        };
+    let mut stream = match Intent::start(&gw.client, &req, UNTIL_THE_AGENTS_LIMIT) {
+        Ok(st) => st,
+        Err(e) => return send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await,
+    };
     let (stop_tx, mut stop_rx) = oneshot::channel();
     lock(&gw.chats.running).insert(chat, stop_tx);
     let edit_every = Duration::from_millis(s.telegram.edit_interval_ms);
@@ -433,7 +433,7 @@ async fn answer(gw: &Gateway, chat: i64, message_id: i64, r: &IntentResult) {
         text.push_str("\n\n");
         text.push_str(&summary_line(r));
     }
-    let chunks = if gw.settings.get().telegram.format == "html" {
+    let chunks = if gw.settings.get().telegram.format == Format::Html {
         format::render_markdown(&text, MESSAGE_LIMIT)
     } else {
         format::render_plain(&text, MESSAGE_LIMIT)

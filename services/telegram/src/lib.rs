@@ -15,6 +15,7 @@
 pub mod account;
 pub mod api;
 pub mod chat;
+pub mod config;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod format;
@@ -27,7 +28,9 @@ use std::time::Duration;
 
 use oi_ipc_schema::telegram::{AllowedChat, ChatList, ChatRef, PairCode, methods};
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::{Config, TelegramConfig};
+use oi_kernel::config::Config;
+
+pub use crate::config::TelegramConfig;
 use oi_kernel::harness::{
     self, Live, Reply, Service, ServiceError, archived_reply, decode_request,
 };
@@ -47,17 +50,6 @@ pub const TOKEN_SECRET: &str = "telegram-bot-token";
 /// The settings a config change can replace.
 pub struct Settings {
     pub telegram: TelegramConfig,
-    /// `[agent] intent_timeout_secs`, to bound an intent's stream.
-    pub intent_timeout: Duration,
-}
-
-impl Settings {
-    fn from_config(c: &Config) -> Settings {
-        Settings {
-            telegram: c.telegram.clone(),
-            intent_timeout: Duration::from_secs(c.agent.intent_timeout_secs),
-        }
-    }
 }
 
 /// What the poller, the chat workers and the bus methods share.
@@ -174,28 +166,37 @@ impl Service for Telegram {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(c) = harness::config_update(generation, config_toml) else {
+        let Some(telegram) =
+            harness::config_update(generation, config_toml, Config::section::<TelegramConfig>)
+        else {
             return;
         };
         let gw = &self.0;
         let old = gw.settings.get();
-        if old.telegram == c.telegram && old.intent_timeout.as_secs() == c.agent.intent_timeout_secs
-        {
+        if old.telegram == telegram {
             return;
         }
-        gw.access().set_config(&c.telegram.allowed_chat_ids);
-        if old.telegram.api_base_url != c.telegram.api_base_url {
-            gw.api.set(BotApi::new(&c.telegram.api_base_url, &gw.token));
+        gw.access().set_config(&telegram.allowed_chat_ids);
+        if old.telegram.api_base_url != telegram.api_base_url {
+            gw.api.set(BotApi::new(&telegram.api_base_url, &gw.token));
         }
-        gw.settings.set(Settings::from_config(&c));
+        gw.settings.set(Settings { telegram });
         info!("new [telegram] settings applied");
     }
 }
 
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "telegram",
+    run,
+    sections: config::SECTIONS,
+    env: oi_kernel::kind::no_env,
+};
+
 /// Entry point of `openintentd service telegram`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = harness::service_config()?;
+        let config: TelegramConfig = harness::service_config()?.section()?;
         let token = token(&client).await?;
         let dir = harness::data_dir(name)?.join("telegram");
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -207,7 +208,7 @@ pub fn run(name: &'static str) -> i32 {
             .paired()
             .await
             .map_err(|e| ServiceError::config_error(e.to_string()))?;
-        let api = BotApi::new(&config.telegram.api_base_url, &token);
+        let api = BotApi::new(&config.api_base_url, &token);
         // A wrong token is a configuration error: exit 78, no restarts.
         let username = match api.get_me().await {
             Ok(me) => me["username"].as_str().unwrap_or_default().to_string(),
@@ -223,11 +224,13 @@ pub fn run(name: &'static str) -> i32 {
         };
         let gw = Arc::new(Gateway {
             access: Mutex::new(Access::new(
-                &config.telegram.allowed_chat_ids,
+                &config.allowed_chat_ids,
                 paired.into_iter().map(|p| (p.chat_id, p.title)),
             )),
             api: Live::new(api),
-            settings: Live::new(Settings::from_config(&config)),
+            settings: Live::new(Settings {
+                telegram: config.clone(),
+            }),
             username: Mutex::new(username.clone()),
             chats: chat::Chats::default(),
             store,

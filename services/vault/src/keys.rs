@@ -6,7 +6,7 @@
 //! everything in one transaction, then promotes it; on start a leftover
 //! "next" key is resolved by whichever key opens the vault.
 
-use oi_kernel::config::KeySetting;
+use crate::config::KeySetting;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -6,6 +6,7 @@
 //! without its value. Values are wiped from memory after use; the process
 //! cannot be dumped and its master key is locked in memory where allowed.
 
+pub mod config;
 pub mod crypto;
 pub mod keys;
 pub mod policy;
@@ -16,10 +17,12 @@ use std::sync::{Arc, Mutex};
 use oi_ipc_schema::encode_payload;
 use oi_ipc_schema::vault::{SecretList, SecretName, SecretValue, SetSecret, methods};
 use oi_kernel::client::IncomingRequest;
+use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Reply, Service, ServiceError, archived_reply, decode_request};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
+use crate::config::VaultConfig;
 use crate::policy::Policy;
 use crate::store::{Vault, VaultError};
 
@@ -193,20 +196,38 @@ impl Service for VaultService {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        if let Some(c) = harness::config_update(generation, config_toml) {
-            *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Policy::new(c.vault.policy)
+        if let Some(c) =
+            harness::config_update(generation, config_toml, Config::section::<VaultConfig>)
+        {
+            *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Policy::new(c.policy)
         }
     }
+}
+
+/// This kind of service, for `openintentd`'s service table.
+pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
+    name: "vault",
+    run,
+    sections: config::SECTIONS,
+    env: keyring_env,
+};
+
+/// The session's keyring is reached through these (Secret Service on
+/// D-Bus).
+fn keyring_env(_config: &oi_kernel::config::Config) -> Vec<String> {
+    ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// Entry point of `openintentd service vault`.
 pub fn run(name: &'static str) -> i32 {
     harden();
     harness::run(name, |_client| async move {
-        let config = harness::service_config()?;
+        let config: VaultConfig = harness::service_config()?.section()?;
         let data = harness::data_dir(name)?;
         let dir = data.join("vault");
-        let setting = config.vault.key_source;
+        let setting = config.key_source;
         let (vault, passed_over) = tokio::task::spawn_blocking(move || Vault::open(&dir, setting))
             .await
             .map_err(|e| ServiceError::internal(e.to_string()))?
@@ -222,7 +243,7 @@ pub fn run(name: &'static str) -> i32 {
         info!(key_source = %vault.source(), "vault open");
         Ok(VaultService {
             vault: Arc::new(Mutex::new(vault)),
-            policy: Mutex::new(Policy::new(config.vault.policy)),
+            policy: Mutex::new(Policy::new(config.policy)),
         })
     })
 }

@@ -2,7 +2,7 @@
 //! write one transaction), a key check that tells a wrong master key from a
 //! corrupt record, key rotation, and the audit log.
 
-use oi_kernel::config::KeySetting;
+use crate::config::KeySetting;
 use std::path::{Path, PathBuf};
 
 use oi_ipc_schema::vault::{SecretMeta, VaultStatus};

@@ -43,10 +43,7 @@ impl Supervisor {
             return;
         }
         // The same checks as at start, kinds included.
-        match Config::load_checked(
-            &self.paths.config_file,
-            Some(&crate::services::known_kinds()),
-        ) {
+        match Config::load_checked(&self.paths.config_file, Some(&crate::services::build())) {
             Err(e) => {
                 error!(error = %e, "config reload refused; keeping the running configuration");
                 self.config_error = Some(e.to_string());

@@ -24,13 +24,15 @@ pub enum WireKind {
 }
 
 impl WireKind {
+    /// Every kind, in the order the config's errors name them.
+    pub const ALL: [WireKind; 3] = [WireKind::OpenAi, WireKind::Anthropic, WireKind::Gemini];
+
     pub fn parse(kind: &str) -> Option<WireKind> {
-        match kind {
-            "openai" => Some(WireKind::OpenAi),
-            "anthropic" => Some(WireKind::Anthropic),
-            "gemini" => Some(WireKind::Gemini),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+    /// The kinds a config may name, for its errors.
+    pub fn names() -> String {
+        Self::ALL.map(WireKind::as_str).join(", ")
     }
     pub fn as_str(self) -> &'static str {
         match self {
