@@ -17,12 +17,6 @@
 pub mod actor;
 pub mod child_actor;
 pub mod cli;
-pub mod cli_agent;
-pub mod cli_approve;
-pub mod cli_memory;
-pub mod cli_models;
-pub mod cli_telegram;
-pub mod cli_tools;
 pub mod control;
 pub mod daemon;
 pub mod environment;

@@ -1,6 +1,13 @@
 //! `oictl doctor`: one line per check, `ok` or `PROBLEM` with what to do.
 
-use super::*;
+use std::process::ExitCode;
+
+use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
+use oi_kernel::client::BusClient;
+use oi_kernel::paths::Paths;
+
+use super::status::{human_duration, supervisor_status};
+use super::vault::vault_status;
 
 /// `oictl doctor`: every check prints one line, `ok` or `PROBLEM` with what
 /// to do.
@@ -13,8 +20,8 @@ pub(super) async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
             problems += 1;
         }
     };
-    let kinds = crate::services::known_kinds();
-    match oi_kernel::config::Config::load_checked(&paths.config_file, Some(&kinds)) {
+    let build = crate::services::build();
+    match oi_kernel::config::Config::load_checked(&paths.config_file, Some(&build)) {
         Ok(c) => report(
             true,
             format!(

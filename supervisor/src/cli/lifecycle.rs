@@ -1,7 +1,17 @@
 //! Reaching the daemon (starting it when it is not running) and
 //! installing it as a system or user service.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
+use oi_kernel::client::{BusClient, BusError};
+use oi_kernel::paths::Paths;
+
+use crate::install::{self, Platform};
 
 #[derive(Subcommand)]
 pub(super) enum ServiceCmd {

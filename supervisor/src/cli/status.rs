@@ -1,6 +1,10 @@
 //! `oictl status`: the supervisor's report, as a table or JSON.
 
-use super::*;
+use std::time::Duration;
+
+use oi_ipc_schema::control::{self, StatusReport};
+use oi_kernel::client::{BusClient, CallOptions};
+
 use oi_ipc_schema::control::ChildState;
 
 /// The supervisor's status report.

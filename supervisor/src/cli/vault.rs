@@ -1,6 +1,13 @@
 //! `oictl vault`: secrets in and out of the vault, never on the command line.
 
-use super::*;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Subcommand;
+use oi_kernel::client::{BusClient, CallOptions};
+
 use oi_ipc_schema::{Body, Call};
 
 #[derive(Subcommand)]
