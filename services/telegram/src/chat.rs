@@ -1,23 +1,19 @@
-//! One worker per chat: its messages are handled in order, one at a time
-//! (different chats run in parallel). A message is a command (`/models`,
-//! `/model`, ... through `agent.command`), a press of one of the bot's
-//! buttons, or an intent: the agent's events become a typing indicator, a
-//! status message edited with each tool call, one notice on failover, and
-//! the answer. `/cancel` is handled at once, outside the queue.
+//! Telegram as a gateway-kit [`Surface`], and its updates routed: strangers
+//! refused or paired here, `/cancel` at once, everything else in its
+//! chat's worker (in order, one at a time; chats run in parallel), where
+//! the kit's `conversation` makes it a command or an intent. Button
+//! presses (the `/model <alias>` buttons of `/models`) are Telegram's own.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Format;
-use oi_client::display::summary_line;
-use oi_client::gateway::{Progress, Redeemed, Workers};
-use oi_client::intent::{Intent, UNTIL_THE_AGENTS_LIMIT};
-use oi_client::{BusError, chat as commands};
-use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
+use oi_client::gateway::conversation::{self, Kind, NOTHING_RUNNING};
+use oi_client::gateway::{Redeemed, Running, Surface, Workers};
+use oi_ipc_schema::agent::CommandReply;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
+
+use crate::config::Format;
 
 use crate::Gateway;
 use crate::format::{self, Chunk, MESSAGE_LIMIT, escape, tg_len};
@@ -47,27 +43,16 @@ struct Queued {
 
 pub struct Chats {
     workers: Arc<Workers<i64, Queued>>,
-    /// The running intent of each chat, to cancel it.
-    running: Mutex<HashMap<i64, oneshot::Sender<()>>>,
+    running: Running<i64>,
 }
 
 impl Default for Chats {
     fn default() -> Self {
         Chats {
             workers: Arc::new(Workers::new(WORKER_IDLE)),
-            running: Mutex::default(),
+            running: Running::default(),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The command word of a message (`/models@my_bot` -> `/models`).
-fn command_word(text: &str) -> Option<&str> {
-    let w = text.split_whitespace().next()?;
-    w.starts_with('/').then(|| w.split('@').next().unwrap_or(w))
 }
 
 /// Marks an update handled.
@@ -138,13 +123,9 @@ pub async fn dispatch(gw: &Arc<Gateway>, u: Update) {
         .await;
         return done(gw, id).await;
     }
-    if command_word(&text) == Some("/cancel") {
-        let running = lock(&gw.chats.running).remove(&chat);
-        match running {
-            Some(stop) => {
-                let _ = stop.send(());
-            }
-            None => send_text(gw, chat, "Nothing is running.", Some(m.message_id)).await,
+    if conversation::kind(&text) == Kind::Cancel {
+        if !gw.chats.running.cancel(&chat) {
+            send_text(gw, chat, NOTHING_RUNNING, Some(m.message_id)).await;
         }
         return done(gw, id).await;
     }
@@ -172,10 +153,22 @@ fn enqueue(gw: &Arc<Gateway>, chat: i64, q: Queued) {
 /// One message of a chat, in its turn.
 async fn handle(gw: Arc<Gateway>, chat: i64, q: Queued) {
     match q.job {
-        Job::Text { message_id, text } if command_word(&text).is_some() => {
-            command(&gw, chat, message_id, &text).await;
+        Job::Text { message_id, text } if conversation::kind(&text) != Kind::Intent => {
+            conversation::command(&*gw, &gw.client, chat, message_id, &text).await;
         }
-        Job::Text { message_id, text } => intent(&gw, chat, message_id, text).await,
+        Job::Text { message_id, text } => {
+            let every = Duration::from_millis(gw.settings.get().telegram.edit_interval_ms);
+            conversation::intent(
+                &*gw,
+                &gw.client,
+                &gw.chats.running,
+                chat,
+                message_id,
+                text,
+                every,
+            )
+            .await
+        }
         Job::Button { query_id, data } => button(&gw, chat, &query_id, &data).await,
     }
     done(&gw, q.update_id).await;
@@ -190,7 +183,7 @@ async fn stranger(gw: &Gateway, m: &Message, text: &str) {
         .as_ref()
         .map(|f| (f.id, f.username.clone().unwrap_or_default()))
         .unwrap_or_default();
-    if command_word(text) == Some("/pair") {
+    if conversation::kind(text) == Kind::Pair {
         let code = text.split_whitespace().nth(1).unwrap_or("");
         let outcome = gw.access().redeem(code, Instant::now());
         let reply = match outcome {
@@ -235,55 +228,6 @@ async fn stranger(gw: &Gateway, m: &Message, text: &str) {
     }
 }
 
-async fn run_command(gw: &Gateway, chat: i64, text: &str) -> Result<CommandReply, String> {
-    commands::command(&gw.client, &chat_key(chat), text)
-        .await
-        .map_err(|e| match e {
-            BusError::Remote { message, .. } => message,
-            other => other.to_string(),
-        })
-}
-
-async fn command(gw: &Gateway, chat: i64, message_id: i64, text: &str) {
-    let word = command_word(text).unwrap_or("");
-    if word == "/pair" {
-        return send_text(
-            gw,
-            chat,
-            "This chat already gets answers.",
-            Some(message_id),
-        )
-        .await;
-    }
-    match run_command(gw, chat, text).await {
-        Ok(reply) => {
-            let mut body = reply.text;
-            if matches!(word, "/help" | "/start") {
-                body = body.replacen(
-                    "\nAnything else",
-                    "\n  /cancel          stop the request being worked on\nAnything else",
-                    1,
-                );
-            }
-            let buttons: Vec<Value> = reply
-                .choices
-                .iter()
-                .filter(|c| c.len() <= 64)
-                .map(|c| {
-                    let label = c.strip_prefix("/model ").unwrap_or(c);
-                    json!({"text": label, "callback_data": c})
-                })
-                .collect();
-            let markup = (!buttons.is_empty()).then(|| {
-                let rows: Vec<Value> = buttons.chunks(2).map(|r| Value::from(r.to_vec())).collect();
-                json!({"inline_keyboard": rows})
-            });
-            send_preformatted(gw, chat, &body, Some(message_id), markup).await;
-        }
-        Err(e) => send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await,
-    }
-}
-
 /// A press of one of the bot's buttons: only the `/model <alias>` buttons
 /// of `/models` exist.
 async fn button(gw: &Gateway, chat: i64, query_id: &str, data: &str) {
@@ -294,7 +238,7 @@ async fn button(gw: &Gateway, chat: i64, query_id: &str, data: &str) {
             .await;
         return;
     }
-    match run_command(gw, chat, data).await {
+    match conversation::command_text(&gw.client, &chat_key(chat), data).await {
         Ok(reply) => {
             let _ = api.answer_callback_query(query_id, &reply.text).await;
             send_text(gw, chat, &reply.text, None).await;
@@ -302,144 +246,6 @@ async fn button(gw: &Gateway, chat: i64, query_id: &str, data: &str) {
         Err(e) => {
             let _ = api.answer_callback_query(query_id, &e).await;
         }
-    }
-}
-
-/// Runs an intent for the chat and delivers what happens.
-async fn intent(gw: &Gateway, chat: i64, message_id: i64, text: String) {
-    let s = gw.settings.get();
-    let api = gw.api.get();
-    let req = IntentRequest {
-        chat: chat_key(chat),
-        text,
-        history: true,
-        ..IntentRequest::default()
-    };
-    let mut stream = match Intent::start(&gw.client, &req, UNTIL_THE_AGENTS_LIMIT) {
-        Ok(st) => st,
-        Err(e) => return send_text(gw, chat, &format!("⚠️ {e}"), Some(message_id)).await,
-    };
-    let (stop_tx, mut stop_rx) = oneshot::channel();
-    lock(&gw.chats.running).insert(chat, stop_tx);
-    let edit_every = Duration::from_millis(s.telegram.edit_interval_ms);
-    let mut typing = tokio::time::interval(TYPING_EVERY);
-    let mut progress = Progress::default();
-    let mut status: Option<i64> = None;
-    let mut dirty = false;
-    let mut last_edit = tokio::time::Instant::now() - edit_every;
-    let mut noticed = false;
-    loop {
-        tokio::select! {
-            _ = &mut stop_rx => {
-                drop(stream);
-                info!(chat, "intent cancelled from the chat");
-                if !progress.is_empty() {
-                    show_progress(gw, chat, &mut status, &progress, true).await;
-                }
-                send_text(gw, chat, "Cancelled.", Some(message_id)).await;
-                return;
-            }
-            _ = typing.tick() => {
-                let api = api.clone();
-                tokio::spawn(async move { let _ = api.send_chat_action(chat, "typing").await; });
-            }
-            _ = tokio::time::sleep_until(last_edit + edit_every), if dirty => {
-                show_progress(gw, chat, &mut status, &progress, false).await;
-                last_edit = tokio::time::Instant::now();
-                dirty = false;
-            }
-            step = stream.next() => match step {
-                Some(Ok(AgentEvent::ToolStarted { id, name, arguments })) => {
-                    progress.started(&id, &name, &arguments);
-                    dirty = true;
-                }
-                Some(Ok(AgentEvent::ToolFinished(call))) => {
-                    progress.finished(&call);
-                    dirty = true;
-                }
-                Some(Ok(AgentEvent::Notice(n))) => {
-                    // One notice per intent, however many failovers.
-                    if !noticed {
-                        noticed = true;
-                        send_text(gw, chat, &format!("⚠️ {n}"), None).await;
-                    }
-                }
-                Some(Ok(AgentEvent::Done(r))) => {
-                    if !progress.is_empty() {
-                        show_progress(gw, chat, &mut status, &progress, true).await;
-                    }
-                    answer(gw, chat, message_id, &r).await;
-                    break;
-                }
-                Some(Err(why)) => {
-                    send_text(gw, chat, &format!("⚠️ {}", capitalised(&why)), Some(message_id)).await;
-                    break;
-                }
-                Some(Ok(AgentEvent::Started { .. })) => {}
-                None => break,
-            }
-        }
-    }
-    lock(&gw.chats.running).remove(&chat);
-}
-
-/// "the agent ended ..." -> "The agent ended ...".
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-/// Sends or edits the status message.
-async fn show_progress(
-    gw: &Gateway,
-    chat: i64,
-    status: &mut Option<i64>,
-    p: &Progress,
-    done: bool,
-) {
-    let text = p.text(done, |t| tg_len(t) <= MESSAGE_LIMIT);
-    let api = gw.api.get();
-    match status {
-        Some(id) => {
-            if let Err(e) = api
-                .edit_message_text(json!({"chat_id": chat, "message_id": id, "text": text}))
-                .await
-            {
-                warn!(chat, "cannot update the status message: {e}");
-            }
-        }
-        None => {
-            match api
-                .send_message(json!({"chat_id": chat, "text": text, "disable_notification": true}))
-                .await
-            {
-                Ok(id) => *status = Some(id),
-                Err(e) => warn!(chat, "cannot send the status message: {e}"),
-            }
-        }
-    }
-}
-
-async fn answer(gw: &Gateway, chat: i64, message_id: i64, r: &IntentResult) {
-    let mut text = if r.answer.trim().is_empty() {
-        "(The model gave an empty answer.)".to_string()
-    } else {
-        r.answer.clone()
-    };
-    if commands::shows_tokens(&gw.client, &chat_key(chat)).await {
-        text.push_str("\n\n");
-        text.push_str(&summary_line(r));
-    }
-    let chunks = if gw.settings.get().telegram.format == Format::Html {
-        format::render_markdown(&text, MESSAGE_LIMIT)
-    } else {
-        format::render_plain(&text, MESSAGE_LIMIT)
-    };
-    for (i, c) in chunks.iter().enumerate() {
-        send(gw, chat, c, (i == 0).then_some(message_id), None).await;
     }
 }
 
@@ -488,6 +294,81 @@ async fn send(
     }
 }
 
+impl Surface for Gateway {
+    type Chat = i64;
+    type Message = i64;
+
+    fn chat_key(&self, chat: i64) -> String {
+        chat_key(chat)
+    }
+
+    fn fits(&self, text: &str) -> bool {
+        tg_len(text) <= MESSAGE_LIMIT
+    }
+
+    async fn send(&self, chat: i64, text: &str, reply_to: Option<i64>) {
+        send_text(self, chat, text, reply_to).await
+    }
+
+    async fn send_status(&self, chat: i64, text: &str) -> Option<i64> {
+        let params = json!({"chat_id": chat, "text": text, "disable_notification": true});
+        match self.api.get().send_message(params).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!(chat, "cannot send the status message: {e}");
+                None
+            }
+        }
+    }
+
+    async fn edit(&self, chat: i64, message: i64, text: &str) {
+        let params = json!({"chat_id": chat, "message_id": message, "text": text});
+        if let Err(e) = self.api.get().edit_message_text(params).await {
+            warn!(chat, "cannot update the status message: {e}");
+        }
+    }
+
+    async fn typing(&self, chat: i64) {
+        // Not awaited: a slow Bot API must not hold up the intent's events.
+        let api = self.api.get();
+        tokio::spawn(async move {
+            let _ = api.send_chat_action(chat, "typing").await;
+        });
+    }
+
+    fn typing_every(&self) -> Duration {
+        TYPING_EVERY
+    }
+
+    async fn answer(&self, chat: i64, reply_to: i64, markdown: &str) {
+        let chunks = if self.settings.get().telegram.format == Format::Html {
+            format::render_markdown(markdown, MESSAGE_LIMIT)
+        } else {
+            format::render_plain(markdown, MESSAGE_LIMIT)
+        };
+        for (i, c) in chunks.iter().enumerate() {
+            send(self, chat, c, (i == 0).then_some(reply_to), None).await;
+        }
+    }
+
+    async fn command_reply(&self, chat: i64, reply_to: i64, reply: &CommandReply) {
+        let buttons: Vec<Value> = reply
+            .choices
+            .iter()
+            .filter(|c| c.len() <= 64)
+            .map(|c| {
+                let label = c.strip_prefix("/model ").unwrap_or(c);
+                json!({"text": label, "callback_data": c})
+            })
+            .collect();
+        let markup = (!buttons.is_empty()).then(|| {
+            let rows: Vec<Value> = buttons.chunks(2).map(|r| Value::from(r.to_vec())).collect();
+            json!({"inline_keyboard": rows})
+        });
+        send_preformatted(self, chat, &reply.text, Some(reply_to), markup).await;
+    }
+}
+
 /// Sends plain text (split if long).
 pub async fn send_text(gw: &Gateway, chat: i64, text: &str, reply_to: Option<i64>) {
     for (i, c) in format::render_plain(text, MESSAGE_LIMIT).iter().enumerate() {
@@ -528,10 +409,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_words() {
-        assert_eq!(command_word("/models@my_bot"), Some("/models"));
-        assert_eq!(command_word("  /model two"), Some("/model"));
-        assert_eq!(command_word("what is /etc"), None);
+    fn chat_keys() {
         assert_eq!(chat_key(-100), "telegram:-100");
     }
 }
