@@ -227,7 +227,7 @@ async fn round_trips(client: &BusClient) -> anyhow::Result<u64> {
 
 fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
     let fake = rt.block_on(FakeProvider::start())?;
-    fake.set_default(openai::text("hello"));
+    fake.set_default(openai::says("hello"));
     let bins = release_bins()?;
     let off: String = ["vault", "fs", "shell", "web", "http"]
         .iter()

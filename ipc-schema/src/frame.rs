@@ -24,7 +24,8 @@ pub const HEADER_LEN: usize = 16;
 /// 3: `ChildState::Waiting` and the telegram methods.
 /// 4: secrets carry the hosts they may be sent to.
 /// 5: audit rows are one-way `Audit` frames.
-/// 6: `AgentEvent::Started` carries the agent's limit of the intent.
+/// 6: `AgentEvent::Started` carries the agent's limit of the intent;
+///    `llm::StreamEvent::Waiting` says what the router waits for.
 pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.

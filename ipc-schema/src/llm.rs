@@ -219,6 +219,10 @@ pub enum StreamEvent {
     Text(String),
     /// A complete tool call (assembled from its deltas).
     ToolCall(ToolCall),
+    /// The router is waiting for a deployment to come back from its
+    /// cooldown (at most `[cascade] max_cooldown_wait_secs`): what for and
+    /// how long, for the caller to show.
+    Waiting(String),
     /// The whole answer; always last.
     Done(ChatResponse),
 }

@@ -70,7 +70,7 @@ fn the_seed_example_searches_fetches_two_pages_and_writes_a_report() {
             "fs_write_file",
             json!({"path": "reports/rust-async.md", "content": REPORT}),
         )]),
-        openai::text("I searched the web, read two articles and wrote reports/rust-async.md."),
+        openai::says("I searched the web, read two articles and wrote reports/rust-async.md."),
     ]);
     let d = start(
         &["memory", "fs", "web"],
@@ -227,7 +227,7 @@ fn unknown_tools_bad_json_failures_and_a_hanging_tool_are_fed_back() {
     let rt = fake_runtime();
     let fake = rt.block_on(FakeProvider::start()).unwrap();
     fake.push([
-        openai::tool_calls(
+        openai::calls(
             None,
             &[
                 ("c1", "fs_delete", "{\"path\": \"x\"}"),
@@ -237,7 +237,7 @@ fn unknown_tools_bad_json_failures_and_a_hanging_tool_are_fed_back() {
         calls(&[("c3", "fs_read_file", json!({"path": "missing.md"}))]),
         calls(&[("c4", "fs_read_file", json!({"path": "missing.md"}))]),
         calls(&[("c5", "shell_execute", json!({"command": "sleep 30"}))]),
-        openai::text("The file does not exist and the command took too long."),
+        openai::says("The file does not exist and the command took too long."),
     ]);
     let d = start(
         &["fs", "shell"],
@@ -298,7 +298,7 @@ fn the_turn_limit_ends_with_a_summary_and_the_token_budget_stops_a_runaway() {
     fake.push([
         list(),
         list(),
-        openai::text("I listed the workspace twice; it is empty."),
+        openai::says("I listed the workspace twice; it is empty."),
     ]);
     let d = start(
         &["fs"],
@@ -396,7 +396,7 @@ fn an_adapter_killed_mid_call_is_a_tool_error_and_ctrl_c_cancels_an_intent() {
     fake.push([
         calls(&[("c1", "shell_execute", json!({"command": "sleep 20"}))]),
         calls(&[("c2", "shell_execute", json!({"command": "echo back again"}))]),
-        openai::text("The first command was interrupted; the second printed 'back again'."),
+        openai::says("The first command was interrupted; the second printed 'back again'."),
         calls(&[("c3", "shell_execute", json!({"command": "sleep 25"}))]),
     ]);
     let d = start(&["shell"], &[("fake", fake.url("/v1"))], "");
@@ -464,7 +464,7 @@ fn a_429_mid_intent_fails_over_without_an_error_for_the_user() {
             r#"{"error":{"message":"Rate limit reached","code":"rate_limit_exceeded"}}"#,
         ),
     ]);
-    backup.set_default(openai::text("The workspace is empty."));
+    backup.set_default(openai::says("The workspace is empty."));
     let d = start(
         &["fs"],
         &[
@@ -492,7 +492,7 @@ fn a_429_mid_intent_fails_over_without_an_error_for_the_user() {
 fn intent_router_patterns_answer_without_any_model_request() {
     let rt = fake_runtime();
     let fake = rt.block_on(FakeProvider::start()).unwrap();
-    fake.set_default(openai::text("should not be asked"));
+    fake.set_default(openai::says("should not be asked"));
     let d = start(&["fs", "memory"], &[("fake", fake.url("/v1"))], "");
     let ws = d.path("data/workspace/notes");
     std::fs::create_dir_all(&ws).unwrap();
@@ -571,8 +571,8 @@ fn oictl_chat_keeps_history_and_runs_the_chat_commands() {
             FakeProvider::start().await.unwrap(),
         )
     });
-    one.set_default(openai::text("Hello from one."));
-    two.set_default(openai::text("Hello from two."));
+    one.set_default(openai::says("Hello from one."));
+    two.set_default(openai::says("Hello from two."));
     let d = start(
         &["memory"],
         &[("one", one.url("/v1")), ("two", two.url("/v1"))],
@@ -622,7 +622,7 @@ fn oictl_chat_keeps_history_and_runs_the_chat_commands() {
 fn agent_and_intent_settings_reload_without_a_restart() {
     let rt = fake_runtime();
     let fake = rt.block_on(FakeProvider::start()).unwrap();
-    fake.set_default(openai::text("It is tea time."));
+    fake.set_default(openai::says("It is tea time."));
     let d = start(&[], &[("fake", fake.url("/v1"))], "");
     let pid = d.ready_pid("agent");
     let (j, _) = ask_json(&d, "what time is it");
@@ -657,7 +657,7 @@ fn agent_and_intent_settings_reload_without_a_restart() {
 fn a_restarting_router_is_waited_for_and_a_missing_one_is_named() {
     let rt = fake_runtime();
     let fake = rt.block_on(FakeProvider::start()).unwrap();
-    fake.push([openai::text("Back with an answer.")]);
+    fake.push([openai::says("Back with an answer.")]);
     let d = start(&[], &[("fake", fake.url("/v1"))], "");
     // R1: right after a kill -9 the router is restarting; the intent waits
     // for it instead of reading its absence as "no model configured".
@@ -707,4 +707,40 @@ fn a_router_that_does_not_come_back_in_time_is_said_to_be_restarting() {
     assert!(text.contains("The model router is not running"), "{text}");
     assert!(text.contains("nothing is starting it"), "{text}");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn the_agents_model_requests_are_streamed_and_a_cooldown_wait_is_said() {
+    let rt = fake_runtime();
+    let fake = rt.block_on(FakeProvider::start()).unwrap();
+    // Eight events 400 ms apart: 3.2 s in all, past the 2 s first-token
+    // limit, but never 2 s without a byte. Streamed, that is a slow model
+    // that answers; waited for whole, it would count as stalled.
+    fake.push([
+        openai::stream_text(&["The ", "slow ", "model ", "answered."])
+            .with_delay(Duration::from_millis(400)),
+    ]);
+    let d = start(
+        &[],
+        &[("fake", fake.url("/v1"))],
+        "first_token_timeout_secs = 2\nidle_timeout_secs = 2\ncooldown_secs = 1\nmax_cooldown_secs = 1\n",
+    );
+    let (j, o) = ask_json(&d, "say something slowly");
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(j["answer"], "The slow model answered.");
+    let sent = fake.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body["stream"], true, "{}", sent[0].body);
+
+    // A rate limit cools the only deployment for a second: the router
+    // waits it out and the caller hears so while it waits.
+    fake.push([
+        Reply::status(429, &[], "{}"),
+        openai::says("After the wait."),
+    ]);
+    let o = d.oictl(&["ask", "say something after a wait"]);
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("After the wait."), "{text}");
+    assert!(text.contains("waiting 1 s for a model"), "{text}");
 }

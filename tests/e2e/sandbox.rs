@@ -110,7 +110,7 @@ fn a_command_the_model_runs_cannot_act_as_the_user_on_the_bus() {
             "shell_execute",
             json!({"command": "python3 client.py bus-link.sock"}),
         )]),
-        openai::text("I could not reach the vault."),
+        openai::says("I could not reach the vault."),
     ]);
     let o = d.oictl(&["ask", "--json", "read my github token from the vault"]);
     assert!(o.status.success(), "{}", out(&o));

@@ -384,7 +384,7 @@ pub fn calls(list: &[(&str, &str, Value)]) -> oi_llm_router::fake::Reply {
         .iter()
         .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
         .collect();
-    oi_llm_router::fake::openai::tool_calls(None, &refs)
+    oi_llm_router::fake::openai::calls(None, &refs)
 }
 
 /// The tool messages (role "tool") of a recorded request, in order.

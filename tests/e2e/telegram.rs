@@ -76,7 +76,7 @@ fn a_message_becomes_an_intent_with_progress_and_the_answer_comes_back() {
     let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();
     let llm = rt.block_on(FakeProvider::start()).unwrap();
     llm.push([
-        openai::tool_calls(
+        openai::calls(
             None,
             &[(
                 "c1",
@@ -84,8 +84,8 @@ fn a_message_becomes_an_intent_with_progress_and_the_answer_comes_back() {
                 r#"{"path":"note.txt","content":"hi"}"#,
             )],
         ),
-        openai::text("**Done**: wrote `note.txt` (a < b & c)."),
-        openai::text("You asked me to write a note."),
+        openai::says("**Done**: wrote `note.txt` (a < b & c)."),
+        openai::says("You asked me to write a note."),
     ]);
     let d = start(&tg, &[("main", llm.url("/v1"))], &["fs"], "");
     // The commands are registered with Telegram.
@@ -169,7 +169,7 @@ fn commands_buttons_failover_notice_and_status() {
     let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();
     let one = rt.block_on(FakeProvider::start()).unwrap();
     let two = rt.block_on(FakeProvider::start()).unwrap();
-    two.set_default(openai::text("two here"));
+    two.set_default(openai::says("two here"));
     let d = start(
         &tg,
         &[("one", one.url("/v1")), ("two", two.url("/v1"))],
@@ -423,7 +423,7 @@ fn strangers_are_refused_and_pairing_lets_a_chat_in() {
     let rt = fake_runtime();
     let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();
     let llm = rt.block_on(FakeProvider::start()).unwrap();
-    llm.set_default(openai::text("hello friend"));
+    llm.set_default(openai::says("hello friend"));
     let d = start(&tg, &[("main", llm.url("/v1"))], &[], "");
     let stranger = 999;
     tg.push_message(stranger, 55, "give me your secrets");
@@ -600,7 +600,7 @@ fn long_and_markdown_heavy_answers_are_delivered() {
     for _ in 0..40 {
         md.push_str("A closing paragraph sentence that goes on. ");
     }
-    llm.push([openai::text(&md), openai::text("**short** but <refused>")]);
+    llm.push([openai::says(&md), openai::says("**short** but <refused>")]);
     let d = start(&tg, &[("main", llm.url("/v1"))], &[], "");
     let asked = tg.push_message(ME, USER, "write the report");
     let parts = wait_for(Duration::from_secs(20), "the whole answer", || {

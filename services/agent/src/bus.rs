@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use oi_ipc_schema::control::{self, ToolList};
-use oi_ipc_schema::llm::{self, ChatRequest, ChatResponse, ModelChoice, ModelsStatus, ToolDef};
+use oi_ipc_schema::llm::{
+    self, ChatRequest, ChatResponse, ModelChoice, ModelsStatus, StreamEvent, ToolDef,
+};
 use oi_ipc_schema::{Body, Call, ErrorCode};
 use oi_kernel::client::{BusClient, BusError, CallOptions};
 use oi_kernel::tool::{self, ToolCallError};
@@ -38,11 +40,15 @@ impl BusLlm {
 }
 
 impl Llm for BusLlm {
+    /// Streamed from the router, so its first-token limit is the first
+    /// token's (not the whole answer's), and what it waits for is said
+    /// while it waits.
     async fn chat(
         &self,
         req: ChatRequest,
         intent: &str,
         timeout: Duration,
+        say: &(dyn Fn(String) + Send + Sync),
     ) -> Result<ChatResponse, LlmError> {
         let first = !self.answered.load(Ordering::Acquire);
         let mut opts = CallOptions::deadline(timeout).for_intent(intent);
@@ -52,7 +58,7 @@ impl Llm for BusLlm {
             opts = opts.waiting();
         }
         let t0 = Instant::now();
-        match self.client.call(llm::CHAT, &req, opts).await {
+        match self.answer(&req, opts, say).await {
             Ok(r) => {
                 self.answered.store(true, Ordering::Release);
                 self.window.store(r.context_window, Ordering::Release);
@@ -60,6 +66,31 @@ impl Llm for BusLlm {
             }
             Err(e) if first => Err(explain(&self.client, e, t0.elapsed()).await),
             Err(e) => Err(plain(e)),
+        }
+    }
+}
+
+impl BusLlm {
+    /// The router's stream of one request, to its `Done`.
+    async fn answer(
+        &self,
+        req: &ChatRequest,
+        opts: CallOptions,
+        say: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<ChatResponse, BusError> {
+        let mut events = self.client.stream(llm::CHAT_STREAM, req, opts)?;
+        loop {
+            match events.next().await? {
+                Some(StreamEvent::Done(r)) => return Ok(r),
+                Some(StreamEvent::Waiting(w)) => say(w),
+                // The answer comes whole in `Done`.
+                Some(StreamEvent::Text(_) | StreamEvent::ToolCall(_)) => {}
+                None => {
+                    return Err(BusError::Protocol(
+                        "the model router's stream ended without its answer".into(),
+                    ));
+                }
+            }
         }
     }
 }

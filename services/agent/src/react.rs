@@ -43,11 +43,14 @@ pub struct LlmError {
 
 /// The model, as the loop sees it.
 pub trait Llm: Send + Sync {
+    /// One completion. `say` passes on what the caller should know while
+    /// it waits (the router waiting out a cooldown).
     fn chat(
         &self,
         req: ChatRequest,
         intent: &str,
         timeout: Duration,
+        say: &(dyn Fn(String) + Send + Sync),
     ) -> impl Future<Output = Result<ChatResponse, LlmError>> + Send;
 }
 
@@ -208,7 +211,10 @@ pub async fn run<L: Llm, T: Tools>(
         if room < 8192 {
             req.max_tokens = u32::try_from(room).unwrap_or(u32::MAX);
         }
-        let response = match llm.chat(req, &input.id, remaining).await {
+        let say = |note: String| {
+            let _ = events.send(AgentEvent::Notice(note));
+        };
+        let response = match llm.chat(req, &input.id, remaining, &say).await {
             Ok(r) => r,
             Err(e) if !e.explained && Instant::now() >= deadline => {
                 return Ok(deadline_stop(p, limits));

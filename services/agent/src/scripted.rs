@@ -74,6 +74,7 @@ impl Llm for ScriptedLlm {
         req: ChatRequest,
         _intent: &str,
         _t: Duration,
+        _say: &(dyn Fn(String) + Send + Sync),
     ) -> Result<ChatResponse, LlmError> {
         if let Ok(mut s) = self.seen.lock() {
             s.push(req);

@@ -223,6 +223,14 @@ impl Router {
                 };
                 let wait = until.saturating_duration_since(self.health.now());
                 if wait < remaining && wait <= self.settings.max_cooldown_wait {
+                    if let Some(tx) = events
+                        && !alias.is_empty()
+                        && wait >= SAY_WAIT
+                    {
+                        let _ = tx
+                            .send(StreamEvent::Waiting(waiting_note(alias, wait)))
+                            .await;
+                    }
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -526,6 +534,17 @@ pub(crate) fn transport_failure(e: &reqwest::Error) -> Failure {
         source = s.source();
     }
     Failure::new(class, crate::classify::redact(&msg))
+}
+
+/// Waits shorter than this are not worth a word to the caller.
+pub const SAY_WAIT: Duration = Duration::from_millis(500);
+
+/// What the caller is told while the router waits out a cooldown.
+fn waiting_note(alias: &str, wait: Duration) -> String {
+    format!(
+        "waiting {:.0} s for a model: every usable deployment is cooling down, {alias} first back",
+        wait.as_secs_f64().ceil()
+    )
 }
 
 fn summary(attempts: &[Attempt]) -> String {

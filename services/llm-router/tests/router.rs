@@ -722,6 +722,31 @@ async fn all_cooling_names_the_earliest_time_or_waits_when_it_fits() {
     assert_eq!(r.message.content, "after the wait");
     assert_eq!(r.attempts.len(), 2);
     assert!(t0.elapsed() >= Duration::from_millis(900));
+
+    // A streamed caller is told what the router waits for, before it waits.
+    e.fakes[0].push([
+        Reply::status(429, &[], "{}"),
+        openai::stream_text(&["after ", "the wait"]),
+    ]);
+    let (evs, r) = e.stream(&ask("x")).await;
+    assert_eq!(r.unwrap().message.content, "after the wait");
+    let waiting: Vec<&String> = evs
+        .iter()
+        .filter_map(|ev| match ev {
+            StreamEvent::Waiting(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waiting.len(), 1, "{evs:?}");
+    assert!(
+        waiting[0].starts_with("waiting 1 s for a model") && waiting[0].contains("only first back"),
+        "{}",
+        waiting[0]
+    );
+    assert!(
+        matches!(evs.first(), Some(StreamEvent::Waiting(_))),
+        "{evs:?}"
+    );
 }
 
 #[tokio::test]

@@ -165,6 +165,7 @@ pub async fn llm(
                     }
                 }
                 Ok(Some(StreamEvent::ToolCall(_))) => {}
+                Ok(Some(StreamEvent::Waiting(w))) => eprintln!("oictl: {w}"),
                 Ok(Some(StreamEvent::Done(r))) => done = Some(r),
                 Ok(None) => break,
                 Err(e) => {

@@ -124,7 +124,7 @@ pub fn reply_form(stream: bool, reply: &Reply) -> Result<(), Reply> {
     let streamed = match reply {
         Reply::Stream { .. } => true,
         Reply::Http { status: 200, .. } => false,
-        Reply::Http { .. } | Reply::Stall => return Ok(()),
+        Reply::Http { .. } | Reply::Stall | Reply::Either { .. } => return Ok(()),
     };
     match (stream, streamed) {
         (true, false) => Err(refuse(

@@ -39,9 +39,30 @@ pub enum Reply {
     },
     /// Accept the request and never answer.
     Stall,
+    /// A model's answer as a provider gives it in either form: `body` to
+    /// a request for one body, `stream` to a request for a stream. For
+    /// tests of a caller (the agent) that script what the model says, not
+    /// how the wire carries it; the router's own tests script one form.
+    Either {
+        body: Box<Reply>,
+        stream: Box<Reply>,
+    },
 }
 
 impl Reply {
+    pub fn either(body: Reply, stream: Reply) -> Reply {
+        Reply::Either {
+            body: Box::new(body),
+            stream: Box::new(stream),
+        }
+    }
+    /// The form the request asked for (only [`Reply::Either`] has two).
+    fn in_form(self, stream: bool) -> Reply {
+        match self {
+            Reply::Either { body, stream: s } => *if stream { s } else { body },
+            other => other,
+        }
+    }
     pub fn json(status: u16, body: Value) -> Reply {
         Reply::Http {
             status,
@@ -442,6 +463,7 @@ async fn serve_conn(mut sock: TcpStream, script: Arc<Mutex<Script>>) {
                 ) {
                     Err(refusal) => Some(refusal),
                     Ok(stream) => s.queue.pop_front().or_else(|| s.default.clone()).map(|r| {
+                        let r = r.in_form(stream);
                         check::reply_form(stream, &r).map_or_else(|refusal| refusal, |()| r)
                     }),
                 }
@@ -474,8 +496,11 @@ async fn hold(sock: &mut TcpStream) -> bool {
 
 /// Writes one reply; false when the connection must end.
 async fn write_reply(sock: &mut TcpStream, reply: Reply) -> bool {
-    match reply {
+    // An answer not yet put in a form (not a chat request) is one body.
+    match reply.in_form(false) {
         Reply::Stall => hold(sock).await,
+        // An answer inside an answer: its body, again.
+        nested @ Reply::Either { .. } => Box::pin(write_reply(sock, nested)).await,
         Reply::Http {
             status,
             headers,
@@ -592,14 +617,54 @@ pub mod openai {
     }
 
     fn tail(events: &mut Vec<(Option<&'static str>, String)>, finish: &str) {
+        tail_with(events, finish, (11, 7));
+    }
+
+    fn tail_with(
+        events: &mut Vec<(Option<&'static str>, String)>,
+        finish: &str,
+        usage: (u32, u32),
+    ) {
+        let (p, c) = usage;
         events.push((None, chunk(json!({}), Some(finish))));
         events.push((
             None,
             json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake-model",
-                   "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+                   "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
             .to_string(),
         ));
         events.push((None, "[DONE]".into()));
+    }
+
+    /// The model says `text`, in whichever form the request asks for.
+    pub fn says(text: &str) -> Reply {
+        Reply::either(self::text(text), stream_text(&[text]))
+    }
+
+    /// The model calls tools (with `content` beside them), in whichever
+    /// form the request asks for; the same usage either way.
+    pub fn calls(content: Option<&str>, calls: &[(&str, &str, &str)]) -> Reply {
+        let mut events = vec![(
+            None,
+            chunk(
+                json!({"role": "assistant", "content": content.map(|_| "")}),
+                None,
+            ),
+        )];
+        if let Some(c) = content {
+            events.push((None, chunk(json!({"content": c}), None)));
+        }
+        for (i, (id, name, args)) in calls.iter().enumerate() {
+            events.push((
+                None,
+                chunk(
+                    json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args}}]}),
+                    None,
+                ),
+            ));
+        }
+        tail_with(&mut events, "tool_calls", (20, 9));
+        Reply::either(tool_calls(content, calls), Reply::sse(&events))
     }
 
     /// A streamed text answer, one event per piece.
