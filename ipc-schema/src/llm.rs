@@ -248,6 +248,8 @@ pub struct ModelStatus {
     /// Unix milliseconds the cooldown ends; 0 when not cooling.
     pub cooling_until_ms: i64,
     pub last_error: String,
+    /// The last attempt found nothing listening at `base_url`.
+    pub unreachable: bool,
     pub context_window: u32,
     pub successes: u64,
     pub failures: u64,

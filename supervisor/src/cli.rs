@@ -12,6 +12,7 @@ use oi_kernel::paths::Paths;
 pub mod agent;
 pub mod approve;
 mod args;
+mod checks;
 mod doctor;
 mod lifecycle;
 mod logs;

@@ -4,6 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use oi_llm_router::fake::{FakeProvider, Reply, openai};
+
 use crate::support::*;
 
 #[test]
@@ -502,4 +504,93 @@ fn doctor_counts_a_bot_waiting_for_its_token_as_normal() {
         "{said}"
     );
     assert!(!said.contains("starting telegram"), "{said}");
+}
+
+#[test]
+fn doctor_asks_each_model_and_checks_the_disk_and_the_databases() {
+    let rt = fake_runtime();
+    let good = rt.block_on(FakeProvider::start()).unwrap();
+    good.set_default(openai::says("OK"));
+    let bad = rt.block_on(FakeProvider::start()).unwrap();
+    bad.set_default(Reply::status(
+        401,
+        &[],
+        r#"{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}"#,
+    ));
+    // A local server that is not running: nothing listens on its port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = format!(
+        "http://127.0.0.1:{}/v1",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let models = |with_bad: bool| {
+        let mut m = model("good", "openai", &good.url("/v1"), "no_key = true");
+        m.push_str(&model("local", "openai", &local, "no_key = true"));
+        let mut order = vec!["\"good\"", "\"local\""];
+        if with_bad {
+            m.push_str(&model("bad", "openai", &bad.url("/v1"), "no_key = true"));
+            order.insert(1, "\"bad\"");
+        }
+        format!("{m}[cascade]\norder = [{}]\n", order.join(", "))
+    };
+    let d = Daemon::start(&config_enabling(
+        &["llm-router", "memory"],
+        "",
+        &models(true),
+    ));
+    d.ready_pid("llm-router");
+    d.ready_pid("memory");
+    let o = d.oictl(&["doctor"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("ok      model good: answered in"), "{text}");
+    assert!(
+        text.contains("PROBLEM model bad: auth: Incorrect API key provided"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ok      model local: nothing answers at {local}")),
+        "{text}"
+    );
+    assert!(text.contains("ok      disk: "), "{text}");
+    assert!(text.contains("ok      memory database: intact"), "{text}");
+    assert!(text.contains("ok      audit log: chain intact"), "{text}");
+    assert_eq!(text.matches("PROBLEM").count(), 1, "{text}");
+    // The local alias that refused the connection is unreachable, not
+    // available, in `oictl models`.
+    let o = d.oictl(&["models"]);
+    let table = out(&o);
+    let row = table
+        .lines()
+        .find(|l| l.contains(" local "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("unreachable") && row.contains("connect_failed"),
+        "{table}"
+    );
+    let o = d.oictl(&["models", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let local_json = j["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["alias"] == "local")
+        .unwrap()
+        .clone();
+    assert_eq!(local_json["unreachable"], true, "{local_json}");
+    assert_eq!(local_json["available"], false, "{local_json}");
+
+    // Without the bad key nothing is wrong: exit 0.
+    std::fs::write(
+        d.path("config.toml"),
+        config_enabling(&["llm-router", "memory"], "", &models(false)),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(10), "the router to reload", || {
+        d.log_text().contains("models reloaded").then_some(())
+    });
+    let o = d.oictl(&["doctor"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
 }

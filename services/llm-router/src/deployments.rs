@@ -89,10 +89,15 @@ impl KeySource for ProcessKeys<'_> {
     }
 }
 
+/// The credential of a deployment that sends no key. Keyless deployments
+/// share no credential: an auth failure of one local server says nothing
+/// about another.
+pub const NO_CREDENTIAL: &str = "none";
+
 fn deployment(alias: &str, e: &ModelEntry, keys: &dyn KeySource) -> Option<Deployment> {
     let kind = WireKind::parse(&e.kind)?;
     let (key, credential, missing_key) = if e.no_key {
-        (None, "none".to_string(), None)
+        (None, NO_CREDENTIAL.to_string(), None)
     } else if let Some(k) = (!e.api_key_env.is_empty())
         .then(|| keys.env(&e.api_key_env))
         .flatten()
@@ -117,7 +122,7 @@ fn deployment(alias: &str, e: &ModelEntry, keys: &dyn KeySource) -> Option<Deplo
         } else {
             format!("no key: set {}", wanted.join(" or "))
         };
-        (None, "none".to_string(), Some(why))
+        (None, NO_CREDENTIAL.to_string(), Some(why))
     };
     Some(Deployment {
         alias: alias.to_string(),

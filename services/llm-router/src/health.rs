@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::classify::{Action, Class};
+use crate::deployments::NO_CREDENTIAL;
 
 /// The time source; tests advance a [`ManualClock`].
 pub trait Clock: Send + Sync + 'static {
@@ -79,6 +80,9 @@ struct DeploymentState {
     strikes: u32,
     probing: bool,
     last_error: String,
+    /// The last attempt found nothing listening (connection refused or no
+    /// route): until one succeeds, it is unreachable, not available.
+    unreachable: bool,
     successes: u64,
     failures: u64,
 }
@@ -144,6 +148,7 @@ pub struct Health {
 pub struct Snapshot {
     pub cooling_until: Option<SystemTime>,
     pub last_error: String,
+    pub unreachable: bool,
     pub successes: u64,
     pub failures: u64,
 }
@@ -232,6 +237,7 @@ impl Health {
             d.cooling_until = None;
             d.strikes = 0;
             d.probing = false;
+            d.unreachable = false;
             d.successes += 1;
         });
     }
@@ -254,6 +260,7 @@ impl Health {
             d.probing = false;
             d.failures += 1;
             d.last_error = format!("{}: {}", class.as_str(), message);
+            d.unreachable = class == Class::Connect;
             let cooldown = match class.action(failover_on_content_policy) {
                 Action::FailOver => {
                     d.strikes += 1;
@@ -267,7 +274,7 @@ impl Health {
                 return cooldown;
             }
             let until = now + cooldown;
-            if class.is_credential() {
+            if class.is_credential() && cred != NO_CREDENTIAL {
                 let c = s.credentials.entry(cred.to_string()).or_default();
                 c.blocked_until = Some(c.blocked_until.map_or(until, |u| u.max(until)));
             }
@@ -291,6 +298,7 @@ impl Health {
             Snapshot {
                 cooling_until: until.map(|u| wall + (u - now)),
                 last_error: d.last_error,
+                unreachable: d.unreachable,
                 successes: d.successes,
                 failures: d.failures,
             }
@@ -335,6 +343,40 @@ mod tests {
             p.transient(1, Some(Duration::from_secs(900))),
             Duration::from_secs(900)
         );
+    }
+
+    #[test]
+    fn keyless_deployments_share_no_credential() {
+        let (_clock, h) = health();
+        let c = h.try_claim("one", NO_CREDENTIAL).unwrap();
+        h.failure(c, NO_CREDENTIAL, Class::Auth, None, "401", false);
+        assert!(matches!(
+            h.try_claim("one", NO_CREDENTIAL),
+            Err(Unusable::CoolingUntil(_))
+        ));
+        assert!(h.try_claim("two", NO_CREDENTIAL).is_ok());
+        // A real key is shared: its other deployments stop too.
+        let c = h.try_claim("a", "env:KEY").unwrap();
+        h.failure(c, "env:KEY", Class::Auth, None, "401", false);
+        assert!(h.try_claim("b", "env:KEY").is_err());
+    }
+
+    #[test]
+    fn nothing_listening_is_unreachable_until_an_attempt_succeeds() {
+        let (clock, h) = health();
+        let c = h.try_claim("local", "none").unwrap();
+        h.failure(c, "none", Class::Connect, None, "connection refused", false);
+        assert!(h.snapshot("local", "none").unreachable);
+        // Still unreachable once the cooldown is over: nothing answered.
+        clock.advance(Duration::from_secs(121));
+        assert!(h.snapshot("local", "none").unreachable);
+        let probe = h.try_claim("local", "none").unwrap();
+        h.success(probe);
+        assert!(!h.snapshot("local", "none").unreachable);
+        // Another kind of failure is not "unreachable".
+        let c = h.try_claim("local", "none").unwrap();
+        h.failure(c, "none", Class::Server, None, "500", false);
+        assert!(!h.snapshot("local", "none").unreachable);
     }
 
     #[test]

@@ -213,6 +213,7 @@ impl LlmRouter {
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                         .map_or(0, |d| d.as_millis() as i64),
                     last_error: snap.last_error,
+                    unreachable: snap.unreachable,
                     context_window: d.context_window,
                     successes: snap.successes,
                     failures: snap.failures,

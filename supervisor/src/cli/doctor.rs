@@ -6,6 +6,7 @@ use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
 use oi_kernel::client::BusClient;
 use oi_kernel::paths::Paths;
 
+use super::checks;
 use super::status::{human_duration, supervisor_status};
 use super::vault::vault_status;
 
@@ -103,6 +104,16 @@ pub(super) async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
             ),
         }
     }
+    checks::disk(&paths.data_dir, &mut report);
+    let runs = |name: &str| {
+        st.services
+            .iter()
+            .any(|s| s.name == name && s.state == oi_ipc_schema::control::ChildState::Ready)
+    };
+    if runs("llm-router") {
+        checks::models(&client, &mut report).await;
+    }
+    checks::databases(&client, runs("memory"), &mut report).await;
     if st.services.iter().any(|s| s.name == "vault") {
         match vault_status(&client).await {
             Some(v) => report(

@@ -34,7 +34,8 @@ pub fn models_json(s: &ModelsStatus) -> Value {
             "model": m.model,
             "base_url": m.base_url,
             "position": (m.position >= 0).then_some(m.position),
-            "available": m.key_present && m.cooling_until_ms == 0,
+            "available": m.key_present && m.cooling_until_ms == 0 && !m.unreachable,
+            "unreachable": m.unreachable,
             "key_present": m.key_present,
             "key_source": m.key_source,
             "cooling_until_ms": (m.cooling_until_ms > 0).then_some(m.cooling_until_ms),
@@ -62,6 +63,18 @@ pub fn models_table(s: &ModelsStatus) -> String {
         };
         let (state, detail) = if !m.key_present {
             ("no key".to_string(), m.key_source.clone())
+        } else if m.unreachable {
+            let again = match m.cooling_until_ms > now_ms {
+                true => format!(
+                    " (tried again in {} s)",
+                    (m.cooling_until_ms - now_ms + 999) / 1000
+                ),
+                false => String::new(),
+            };
+            (
+                "unreachable".to_string(),
+                format!("{}{again}", m.last_error),
+            )
         } else if m.cooling_until_ms > now_ms {
             (
                 format!("cooling {}s", (m.cooling_until_ms - now_ms + 999) / 1000),
