@@ -649,3 +649,47 @@ fn a_service_stopped_by_a_config_error_starts_again_once_the_config_is_fixed() {
             .contains("starting the service again after its configuration error")
     );
 }
+
+/// Lines and audit rows of an idle minute of the shipped config.
+#[test]
+fn the_shipped_config_idles_a_minute_without_flooding_the_log_or_the_audit() {
+    // Nothing but the home: every service the defaults start, with no key
+    // and no model (a fresh install).
+    let d = Daemon::start("");
+    for s in [
+        "vault",
+        "memory",
+        "llm-router",
+        "fs",
+        "shell",
+        "web",
+        "http",
+        "agent",
+    ] {
+        d.ready_pid(s);
+    }
+    let audit_rows = || {
+        let o = d.oictl(&["audit", "--verify", "--json"]);
+        let j: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));
+        j["rows"].as_u64().unwrap()
+    };
+    // Settled: what start-up writes is written.
+    std::thread::sleep(Duration::from_secs(3));
+    let lines0 = d.log_text().lines().count();
+    let rows0 = audit_rows();
+    std::thread::sleep(Duration::from_secs(60));
+    let log = d.log_text();
+    let new: Vec<&str> = log.lines().skip(lines0).collect();
+    let rows = audit_rows() - rows0;
+    eprintln!("an idle minute: {} log lines, {rows} audit rows", new.len());
+    // A retention pass and the like, not a failure every few seconds.
+    assert!(
+        new.len() <= 20,
+        "{} lines in an idle minute:\n{}",
+        new.len(),
+        new.join("\n")
+    );
+    assert!(rows <= 5, "{rows} audit rows in an idle minute");
+    assert_eq!(d.state("telegram"), "WAITING");
+}

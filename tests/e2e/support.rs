@@ -81,6 +81,12 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
+        // A key in the test runner's environment must not reach a provider
+        // on the internet: tests give keys only through `env`.
+        for (var, _) in oi_supervisor::cli::KNOWN_ENV_SECRETS {
+            cmd.env_remove(var);
+        }
+        cmd.env_remove("TELEGRAM_BOT_TOKEN");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -81,6 +81,25 @@ struct LlmRouter {
     overrides: Arc<Overrides>,
     /// When keys were last read from the vault.
     keys_read: std::sync::Mutex<Instant>,
+    said: Said,
+}
+
+/// What was last logged about each deployment and key, so that the
+/// rebuild after every key check logs only what changed (it runs every
+/// few seconds while a deployment waits for its key).
+#[derive(Default)]
+struct Said(std::sync::Mutex<HashMap<String, String>>);
+
+impl Said {
+    /// Whether `line` is news for `key` (and remembers it).
+    fn changed(&self, key: &str, line: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.get(key).is_some_and(|l| l == line) {
+            return false;
+        }
+        m.insert(key.to_string(), line.to_string());
+        true
+    }
 }
 
 /// How often a keyless deployment's vault secret is looked for again.
@@ -99,12 +118,26 @@ impl LlmRouter {
         config: &RouterConfig,
         health: Health,
         embed_health: Health,
+        said: &Said,
     ) -> Router {
-        let secrets = fetch_secrets(client, &wanted_secrets(config)).await;
+        let secrets = fetch_secrets(client, &wanted_secrets(config), said).await;
         let keys = ProcessKeys { secrets: &secrets };
         let deployments = from_config(config, &keys);
         let embedder = embeddings_from_config(config, &keys);
         for d in deployments.iter().chain(embedder.as_ref()) {
+            let now = match &d.missing_key {
+                None => format!(
+                    "ready {} {} {} {}",
+                    d.model,
+                    d.kind.as_str(),
+                    d.credential,
+                    d.base_url
+                ),
+                Some(why) => format!("skipped {why}"),
+            };
+            if !said.changed(&format!("deployment {}", d.alias), &now) {
+                continue;
+            }
             match &d.missing_key {
                 None => {
                     info!(alias = %d.alias, model = %d.model, kind = d.kind.as_str(), credential = %d.credential, "deployment ready")
@@ -169,6 +202,7 @@ impl LlmRouter {
             &config,
             self.health.clone(),
             self.embed_health.clone(),
+            &self.said,
         )
         .await;
         self.replace_router(config, router);
@@ -320,7 +354,11 @@ fn send_audit(client: &BusClient, records: Vec<oi_ipc_schema::control::audit::Au
 
 /// Reads the vault secrets that hold API keys. A vault that is not running
 /// (or a secret it does not have) just leaves those deployments keyless.
-async fn fetch_secrets(client: &BusClient, names: &[String]) -> HashMap<String, String> {
+async fn fetch_secrets(
+    client: &BusClient,
+    names: &[String],
+    said: &Said,
+) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for name in names {
         match secrets::read_text(client, name, Duration::from_secs(2)).await {
@@ -328,7 +366,10 @@ async fn fetch_secrets(client: &BusClient, names: &[String]) -> HashMap<String, 
                 out.insert(name.clone(), v.to_string());
             }
             Err(SecretError::Bus(e)) => {
-                info!(secret = %name, "no key from the vault: {}", e.code().as_str())
+                let code = e.code().as_str();
+                if said.changed(&format!("secret {name}"), code) {
+                    info!(secret = %name, "no key from the vault: {code}")
+                }
             }
             Err(e) => warn!(secret = %name, "{e}; ignored"),
         }
@@ -487,8 +528,15 @@ pub fn run(name: &'static str) -> i32 {
             .map_err(|e| ServiceError::config_error(e.to_string()))?;
         let health = Health::new(Arc::new(SystemClock), cooldown_policy(&config));
         let embed_health = Health::new(Arc::new(SystemClock), embed::cooldown_policy(&config));
-        let router =
-            LlmRouter::build_router(&client, &config, health.clone(), embed_health.clone()).await;
+        let said = Said::default();
+        let router = LlmRouter::build_router(
+            &client,
+            &config,
+            health.clone(),
+            embed_health.clone(),
+            &said,
+        )
+        .await;
         let usable = router.deployments().iter().filter(|d| d.usable()).count();
         info!(
             usable,
@@ -503,6 +551,7 @@ pub fn run(name: &'static str) -> i32 {
             embed_health,
             overrides: Arc::new(overrides),
             keys_read: std::sync::Mutex::new(Instant::now()),
+            said,
         })
     })
 }
