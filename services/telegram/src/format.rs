@@ -44,6 +44,37 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Removes the last `n` visible characters of `html` (whitespace, the
+/// caller knows), stepping over the tags among them.
+fn trim_visible_end(html: &mut String, mut n: usize) {
+    let mut end = html.len();
+    let mut cut: Vec<std::ops::Range<usize>> = Vec::new();
+    while n > 0 && end > 0 {
+        let Some(c) = html[..end].chars().next_back() else {
+            break;
+        };
+        if c == '>' {
+            match html[..end].rfind('<') {
+                Some(open) => end = open,
+                None => break,
+            }
+            continue;
+        }
+        if !c.is_whitespace() {
+            break;
+        }
+        let start = end - c.len_utf8();
+        cut.push(start..end);
+        end = start;
+        n -= 1;
+    }
+    // Ranges were found from the end; removing them in that order keeps
+    // the earlier offsets valid.
+    for r in cut {
+        html.replace_range(r, "");
+    }
+}
+
 /// A rendered block: its HTML and its visible text.
 #[derive(Debug, Clone)]
 struct Block {
@@ -101,8 +132,11 @@ impl Renderer {
         }
         let text = self.text.trim_end().to_string();
         if !text.trim().is_empty() {
-            let trimmed = self.html.trim_end().len();
-            self.html.truncate(trimmed);
+            // The same trailing whitespace goes from the HTML, wherever
+            // it is among the closing tags (`<code>a </code>`), so the
+            // plain twin stays exactly what the HTML shows.
+            let spaces = self.text[text.len()..].chars().count();
+            trim_visible_end(&mut self.html, spaces);
             self.blocks.push(Block {
                 html: std::mem::take(&mut self.html),
                 text,
@@ -614,7 +648,47 @@ mod tests {
         );
     }
 
+    /// The text a reader sees of Telegram HTML: tags dropped, entities
+    /// read.
+    fn visible(html: &str) -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match (in_tag, c) {
+                (false, '<') => in_tag = true,
+                (true, '>') => in_tag = false,
+                (false, c) => out.push(c),
+                (true, _) => {}
+            }
+        }
+        out.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&")
+    }
+
+    #[test]
+    fn a_trailing_space_inside_closing_tags_goes_from_both_twins() {
+        // Was `<code>a </code>` with a plain twin of "a": a chunk measured
+        // by its plain text could show more than the limit.
+        let c = render_markdown("`a `", MESSAGE_LIMIT);
+        assert_eq!(c[0].html.as_deref(), Some("<code>a</code>"));
+        assert_eq!(c[0].plain, "a");
+        let c = render_markdown("- **x** ", MESSAGE_LIMIT);
+        assert_eq!(visible(c[0].html.as_deref().unwrap()), c[0].plain);
+    }
+
     proptest! {
+        #[test]
+        fn the_plain_twin_is_what_the_html_shows(words in proptest::collection::vec("[a-zé😀<&*`#\\-\n]{1,12}", 0..300)) {
+            let md = words.join(" ");
+            for c in render_markdown(&md, 500) {
+                let html = c.html.clone().unwrap_or_default();
+                prop_assert_eq!(visible(&html), c.plain.clone(), "html: {}", html);
+                prop_assert!(tg_len(&visible(&html)) <= 500);
+            }
+        }
+
         #[test]
         fn every_chunk_fits_and_no_text_is_lost(words in proptest::collection::vec("[a-zé😀<&*`#\\-\n]{1,12}", 0..1500)) {
             let md = words.join(" ");
