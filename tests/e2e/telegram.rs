@@ -33,7 +33,7 @@ fn start(tg: &FakeBotApi, fakes: &[(&str, String)], on: &[&str], extra: &str) ->
         &enabled,
         "",
         &format!(
-            "{models}[cascade]\norder = [{}]\n\n[telegram]\napi_base_url = \"{}\"\nallowed_chat_ids = [{ME}]\npoll_timeout_secs = 1\nedit_interval_ms = 50\n\n{extra}",
+            "{models}[cascade]\norder = [{}]\n\n[telegram]\napi_base_url = \"{}\"\nallowed_chat_ids = [{ME}]\npoll_timeout_secs = 1\nedit_interval_ms = 400\n\n{extra}",
             order.join(", "),
             tg.url()
         ),
@@ -742,4 +742,41 @@ fn a_waiting_bot_starts_by_itself_once_the_token_is_in_the_vault() {
         !d.log_text().contains("AAE-test-token"),
         "the token leaked into the log"
     );
+}
+
+#[test]
+fn a_busy_intent_edits_its_status_no_faster_than_telegram_allows() {
+    let rt = fake_runtime();
+    let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();
+    let llm = rt.block_on(FakeProvider::start()).unwrap();
+    // Six tool calls, one per turn, each turn streamed over about 150 ms:
+    // a status line each, and its end, faster than Telegram lets a chat
+    // be edited if each were shown at once.
+    let mut script: Vec<_> = (0..6)
+        .map(|i| {
+            let id = format!("c{i}");
+            openai::stream_tool_calls(&[(&id, "fs_list_dir", r#"{"path":"."}"#)], 1)
+                .with_delay(Duration::from_millis(30))
+        })
+        .collect();
+    script.push(openai::says("Listed it six times."));
+    llm.push(script);
+    let d = start(&tg, &[("main", llm.url("/v1"))], &["fs"], "");
+    tg.push_message(ME, USER, "list the workspace six times");
+    wait_reply(&tg, ME, "six times");
+    let status = tg
+        .sent_to(ME)
+        .into_iter()
+        .find(|m| m.text.starts_with("Working…"))
+        .unwrap();
+    assert!(status.current().starts_with("Done:"), "{status:?}");
+    assert_eq!(
+        status.current().matches("fs_list_dir").count(),
+        6,
+        "{status:?}"
+    );
+    // The fake answers a fourth edit within a second with 429; the
+    // gateway's throttle (edit_interval_ms) never lets it come to that.
+    assert_eq!(tg.rate_limited(), 0, "{:?}", status.edits);
+    drop(d);
 }

@@ -95,6 +95,9 @@ impl std::fmt::Debug for BotApi {
 
 /// Time allowed for a call that is not a long poll.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Characters of a callback answer's popup text.
+pub const CALLBACK_TEXT_LIMIT: usize = 200;
+
 /// Times a call is retried after a 429 with `retry_after`.
 const RETRIES_AFTER_429: u32 = 3;
 /// Longest `retry_after` waited for inside one call.
@@ -241,7 +244,17 @@ impl BotApi {
         .map(drop)
     }
 
+    /// Answers a button press; the popup text is cut to Telegram's 200
+    /// characters (the whole reply goes to the chat as a message).
     pub async fn answer_callback_query(&self, id: &str, text: &str) -> Result<(), ApiError> {
+        let text: String = match text.chars().count() > CALLBACK_TEXT_LIMIT {
+            true => text
+                .chars()
+                .take(CALLBACK_TEXT_LIMIT - 1)
+                .chain(std::iter::once('…'))
+                .collect(),
+            false => text.to_string(),
+        };
         self.call(
             "answerCallbackQuery",
             &json!({"callback_query_id": id, "text": text}),

@@ -12,12 +12,19 @@
 //!   units), and, with `parse_mode: HTML`, unsupported tags, unbalanced
 //!   tags and bad entities ("can't parse entities"); editing to the same
 //!   text is "message is not modified";
+//! - the other calls check what Telegram checks ([`checks`]): chat
+//!   actions, callback answers (an issued id, 200 characters), commands,
+//!   replies to and deletions of messages that exist, inline keyboards, and
+//!   a chat edited more than 3 times a second gets 429 (counted by
+//!   [`FakeBotApi::rate_limited`], which tests hold at 0);
 //! - any method can be made to fail on cue (409, 429 with `retry_after`,
 //!   400, 5xx).
 //!
 //! Everything received is recorded for the tests to inspect.
 
-use std::collections::VecDeque;
+pub mod checks;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -92,6 +99,14 @@ struct State {
     lose_confirmations: u32,
     /// Queued updates are not handed out while this is set.
     holding: bool,
+    /// (chat, message id) of every message there is: pushed and sent.
+    messages: HashSet<(i64, i64)>,
+    /// Callback query ids handed out.
+    callbacks: Vec<String>,
+    /// Each chat's recent edits, for the rate limit.
+    edits: HashMap<i64, VecDeque<Instant>>,
+    /// 429s given for editing too fast.
+    rate_limited: u32,
 }
 
 pub struct FakeBotApi {
@@ -190,7 +205,7 @@ impl FakeBotApi {
     /// Queues a text message from user `user` in chat `chat`. (Message
     /// ids count the bot's messages and the users' together.)
     pub fn push_message(&self, chat: i64, user: i64, text: &str) -> Pushed {
-        self.push(|uid, mid| {
+        let pushed = self.push(|uid, mid| {
             json!({"update_id": uid, "message": {
                 "message_id": mid,
                 "date": 1_700_000_000,
@@ -199,12 +214,14 @@ impl FakeBotApi {
                 "from": {"id": user, "is_bot": false, "first_name": format!("User{user}"), "username": format!("user{user}")},
                 "text": text,
             }})
-        })
+        });
+        lock(&self.state).messages.insert((chat, pushed.message_id));
+        pushed
     }
 
     /// Queues a button press on message `message_id` of chat `chat`.
     pub fn push_callback(&self, chat: i64, user: i64, message_id: i64, data: &str) -> Pushed {
-        self.push(|uid, _| {
+        let pushed = self.push(|uid, _| {
             json!({"update_id": uid, "callback_query": {
                 "id": format!("cb{uid}"),
                 "from": {"id": user, "is_bot": false, "first_name": format!("User{user}")},
@@ -213,7 +230,16 @@ impl FakeBotApi {
                             "chat": {"id": chat, "type": "private"}, "text": "…"},
                 "data": data,
             }})
-        })
+        });
+        lock(&self.state)
+            .callbacks
+            .push(format!("cb{}", pushed.update_id));
+        pushed
+    }
+
+    /// 429s given to a chat edited faster than Telegram allows.
+    pub fn rate_limited(&self) -> u32 {
+        lock(&self.state).rate_limited
     }
 
     /// The next call of `method` fails with `status` (`retry_after` for
@@ -380,8 +406,23 @@ async fn handle(
         "getUpdates" => get_updates(&params, &state, &notify).await,
         "sendMessage" => send_message(&params, &state),
         "editMessageText" => edit_message(&params, &state),
-        "sendChatAction" | "answerCallbackQuery" | "setMyCommands" | "deleteMessage" => {
-            ok(json!(true))
+        "sendChatAction" => answer(checks::chat_action(&params)),
+        "answerCallbackQuery" => {
+            let issued = lock(&state).callbacks.clone();
+            answer(checks::callback_answer(&params, &issued))
+        }
+        "setMyCommands" => answer(checks::commands(&params)),
+        "deleteMessage" => {
+            let key = (
+                params["chat_id"].as_i64().unwrap_or(0),
+                params["message_id"].as_i64().unwrap_or(0),
+            );
+            let mut s = lock(&state);
+            if s.messages.remove(&key) {
+                ok(json!(true))
+            } else {
+                error(400, "Bad Request: message to delete not found", None)
+            }
         }
         _ => error(404, "Not Found", None),
     }
@@ -567,6 +608,14 @@ fn check_text(params: &Value) -> Result<String, String> {
     Ok(visible)
 }
 
+/// `true`, or the refusal.
+fn answer(checked: Result<(), checks::Refusal>) -> Result<Response<Full<Bytes>>, Infallible> {
+    match checked {
+        Ok(()) => ok(json!(true)),
+        Err((status, description, retry)) => error(status, &description, retry),
+    }
+}
+
 fn send_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<Bytes>>, Infallible> {
     let Some(chat_id) = params["chat_id"].as_i64() else {
         return error(400, "Bad Request: chat_id is empty", None);
@@ -575,8 +624,14 @@ fn send_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<By
         return error(400, &e, None);
     }
     let mut s = lock(state);
+    let checked = checks::reply_markup(params.get("reply_markup"))
+        .and_then(|()| checks::reply_to(params, |id| s.messages.contains(&(chat_id, id))));
+    if let Err((status, description, retry)) = checked {
+        return error(status, &description, retry);
+    }
     let message_id = s.next_message;
     s.next_message += 1;
+    s.messages.insert((chat_id, message_id));
     s.sent.push(Sent {
         chat_id,
         message_id,
@@ -606,6 +661,14 @@ fn edit_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<By
     }
     let text = params["text"].as_str().unwrap_or("").to_string();
     let mut s = lock(state);
+    if let Err((status, description, retry)) = checks::reply_markup(params.get("reply_markup")) {
+        return error(status, &description, retry);
+    }
+    let recent = s.edits.entry(chat_id).or_default();
+    if let Err((status, description, retry)) = checks::edit_rate(recent, Instant::now()) {
+        s.rate_limited += 1;
+        return error(status, &description, retry);
+    }
     let Some(m) = s
         .sent
         .iter_mut()
@@ -627,6 +690,25 @@ fn edit_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<By
 
 #[cfg(test)]
 mod tests {
+    use crate::api::BotApi;
+
+    #[tokio::test]
+    async fn a_long_button_answer_is_cut_to_what_telegram_takes() {
+        let fake = FakeBotApi::start("1:t").await.unwrap();
+        let pressed = fake.push_callback(5, 7, 1, "/model x");
+        let api = BotApi::new(&fake.url(), "1:t");
+        let id = format!("cb{}", pressed.update_id);
+        api.answer_callback_query(&id, &"é".repeat(300))
+            .await
+            .unwrap();
+        let sent = fake.calls_of("answerCallbackQuery").pop().unwrap();
+        let text = sent.params["text"].as_str().unwrap();
+        assert_eq!(text.chars().count(), 200);
+        assert!(text.ends_with('…'));
+        // An id the fake never handed out is refused, as Telegram does.
+        assert!(api.answer_callback_query("cb999", "x").await.is_err());
+    }
+
     use super::*;
 
     #[test]
