@@ -693,6 +693,26 @@ mod tests {
     use crate::api::BotApi;
 
     #[tokio::test]
+    async fn a_second_poller_ends_the_first_with_409() {
+        let fake = FakeBotApi::start("1:t").await.unwrap();
+        let first = BotApi::new(&fake.url(), "1:t");
+        let second = BotApi::new(&fake.url(), "1:t");
+        let t0 = std::time::Instant::now();
+        let pending =
+            tokio::spawn(async move { first.get_updates(0, Duration::from_secs(20)).await });
+        // The first poll is in: its call is recorded.
+        while fake.calls_of("getUpdates").is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let newer = tokio::spawn(async move { second.get_updates(0, Duration::from_secs(1)).await });
+        let ended = pending.await.unwrap().unwrap_err();
+        assert!(ended.is_conflict(), "{ended}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        // The newer poll is the one that stays: it ends by its own timeout.
+        assert_eq!(newer.await.unwrap().unwrap(), Vec::<Value>::new());
+    }
+
+    #[tokio::test]
     async fn a_long_button_answer_is_cut_to_what_telegram_takes() {
         let fake = FakeBotApi::start("1:t").await.unwrap();
         let pressed = fake.push_callback(5, 7, 1, "/model x");
