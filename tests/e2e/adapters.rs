@@ -466,7 +466,42 @@ fn http_request_injects_a_vault_secret_by_name_and_never_shows_it() {
 /// Starts a call that will hang, kills the adapter under it, and checks the
 /// caller gets an error and the restarted adapter serves the next call.
 fn kill_mid_call(d: &Daemon, service: &str, name: &str, hanging: Value, after: Value) {
+    kill_in_flight(d, service, name, hanging, after, false)
+}
+
+/// [`kill_mid_call`]; with `freeze`, the adapter is stopped (SIGSTOP)
+/// before the call, so a call that would not hang by itself is in flight
+/// (forwarded, unanswered) when the SIGKILL comes.
+fn kill_in_flight(
+    d: &Daemon,
+    service: &str,
+    name: &str,
+    hanging: Value,
+    after: Value,
+    freeze: bool,
+) {
     let pid = d.ready_pid(service);
+    let rt = fake_runtime();
+    // Requests of `name` the broker has routed.
+    let routed = || {
+        rt.block_on(async {
+            let c = d.bus_client().await;
+            let opts = oi_kernel::client::CallOptions::deadline(Duration::from_secs(5));
+            let stats = c
+                .call(oi_ipc_schema::control::BUS_STATS, &(), opts)
+                .await
+                .unwrap();
+            stats
+                .by_method
+                .iter()
+                .find(|(m, _)| m == name)
+                .map_or(0, |(_, n)| *n)
+        })
+    };
+    let before = routed();
+    if freeze {
+        signal(pid, libc::SIGSTOP);
+    }
     let mut call = std::process::Command::new(env!("CARGO_BIN_EXE_oictl"))
         .arg("--home")
         .arg(d.path(""))
@@ -475,7 +510,17 @@ fn kill_mid_call(d: &Daemon, service: &str, name: &str, hanging: Value, after: V
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // The call is in flight once the broker has routed it. A frozen
+    // adapter misses heartbeats (the watchdog would kill it after a few),
+    // so it is killed as soon as its call has reached it.
+    wait_for(
+        Duration::from_secs(10),
+        "the call to reach the adapter",
+        || (routed() > before).then_some(()),
+    );
+    if !freeze {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert!(call.try_wait().unwrap().is_none(), "{name} did not hang");
     signal(pid, libc::SIGKILL);
     let t = Instant::now();
@@ -524,11 +569,9 @@ fn adapters_killed_mid_call_are_restarted_and_serve_again() {
         json!({"url": web.url("/hang")}),
         json!({"url": web.url("/echo")}),
     );
-    // fs calls do not hang; kill it between calls instead.
-    let pid = d.ready_pid("fs");
-    signal(pid, libc::SIGKILL);
-    d.new_ready_pid("fs", pid);
-    tool(&d, "fs_list_dir", json!({})).unwrap();
+    // fs calls do not hang by themselves: the adapter is frozen first, so
+    // its call is in flight when it is killed.
+    kill_in_flight(&d, "fs", "fs_list_dir", json!({}), json!({}), true);
     // The other adapters were not touched by one of them dying
     // (one_for_one): each restarted once.
     for s in ["shell", "web", "http", "fs"] {

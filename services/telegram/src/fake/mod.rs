@@ -704,7 +704,8 @@ mod tests {
         while fake.calls_of("getUpdates").is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let newer = tokio::spawn(async move { second.get_updates(0, Duration::from_secs(1)).await });
+        let newer =
+            tokio::spawn(async move { second.get_updates(0, Duration::from_secs(1)).await });
         let ended = pending.await.unwrap().unwrap_err();
         assert!(ended.is_conflict(), "{ended}");
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
