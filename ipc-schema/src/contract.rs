@@ -125,6 +125,7 @@ archived_bodies!(
     crate::memory::IntegrityReport,
     crate::memory::AccountSeen,
     crate::memory::Turn,
+    crate::gateway::LinkHealth,
     crate::telegram::PairCode,
     crate::telegram::ChatList,
     crate::telegram::ChatRef,

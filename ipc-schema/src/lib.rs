@@ -13,6 +13,7 @@ pub mod agent;
 pub mod contract;
 pub mod control;
 pub mod frame;
+pub mod gateway;
 pub mod llm;
 pub mod memory;
 pub mod messages;

@@ -13,6 +13,8 @@ pub mod methods {
     pub const CHATS: &str = "telegram.chats";
     /// [`super::ChatRef`] -> empty: a paired chat no longer gets answers.
     pub const UNPAIR: &str = "telegram.unpair";
+    /// empty -> [`crate::gateway::LinkHealth`]: how polling goes.
+    pub const HEALTH: &str = "telegram.health";
 }
 
 /// The Telegram gateway's destination.
@@ -21,6 +23,7 @@ pub const SERVICE: &str = "telegram";
 pub const PAIR: Call<(), PairCode> = Call::new(SERVICE, methods::PAIR);
 pub const CHATS: Call<(), ChatList> = Call::new(SERVICE, methods::CHATS);
 pub const UNPAIR: Call<ChatRef, ()> = Call::new(SERVICE, methods::UNPAIR);
+pub const HEALTH: Call<(), crate::gateway::LinkHealth> = Call::new(SERVICE, methods::HEALTH);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PairCode {

@@ -141,8 +141,9 @@ fn floods_of_connections_and_waiting_requests_meet_limits_and_memory_comes_back(
     let with_waiting = rss_kb(d.pid());
     drop(s);
 
-    // Everything closed: the broker gives the memory back.
-    let after = wait_for(Duration::from_secs(10), "memory given back", || {
+    // Everything closed: the broker gives the memory back (within 30 s: on
+    // a loaded machine the release takes longer; the bound is the same).
+    let after = wait_for(Duration::from_secs(30), "memory given back", || {
         std::thread::sleep(Duration::from_millis(300));
         let now = rss_kb(d.pid());
         (now <= before + 8 * 1024).then_some(now)

@@ -780,3 +780,52 @@ fn a_busy_intent_edits_its_status_no_faster_than_telegram_allows() {
     assert_eq!(tg.rate_limited(), 0, "{:?}", status.edits);
     drop(d);
 }
+
+#[test]
+fn status_and_doctor_say_when_every_poll_fails() {
+    let rt = fake_runtime();
+    let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();
+    let d = start(&tg, &[], &[], "");
+    let status_text = || out(&d.oictl(&["status"]));
+    let line = wait_for(Duration::from_secs(10), "a successful poll", || {
+        status_text()
+            .lines()
+            .find(|l| l.starts_with("telegram: polling, last success"))
+            .map(str::to_string)
+    });
+    assert!(!line.contains("PROBLEM"), "{line}");
+    // Three polls in a row fail: READY, but status and doctor say so.
+    for _ in 0..3 {
+        tg.fail_next("getUpdates", 502, "Bad Gateway", None);
+    }
+    let line = wait_for(Duration::from_secs(20), "three failed polls", || {
+        status_text()
+            .lines()
+            .find(|l| l.contains("failed 3 times in a row"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.starts_with("telegram: PROBLEM: polling failed 3 times in a row (last success"),
+        "{line}"
+    );
+    assert!(line.contains("Bad Gateway"), "{line}");
+    assert_eq!(d.state("telegram"), "READY");
+    let o = d.oictl(&["status", "--json"]);
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["gateways"]["telegram"]["healthy"], false, "{j}");
+    let doc = d.oictl(&["doctor"]);
+    let text = out(&doc);
+    assert_eq!(doc.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PROBLEM gateway telegram: polling failed"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN) && !line.contains(TOKEN));
+    // The next poll that works heals it.
+    wait_for(Duration::from_secs(20), "polling again", || {
+        status_text()
+            .lines()
+            .any(|l| l.starts_with("telegram: polling, last success"))
+            .then_some(())
+    });
+}

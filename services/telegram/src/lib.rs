@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 
 use crate::api::BotApi;
 use crate::store::Store;
-use oi_client::gateway::Access;
+use oi_client::gateway::{Access, Link};
 
 /// The environment variable read before the vault.
 pub const TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
@@ -62,12 +62,17 @@ pub struct Gateway {
     /// The bot's @username, once getMe answered.
     pub username: Mutex<String>,
     pub chats: chat::Chats,
+    /// How polling goes, for `oictl status` and `oictl doctor`.
+    pub link: Mutex<Link>,
     token: Zeroizing<String>,
 }
 
 impl Gateway {
     pub fn access(&self) -> std::sync::MutexGuard<'_, Access<i64>> {
         self.access.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -114,6 +119,7 @@ impl Service for Telegram {
                     bot_username: gw.username.lock().map(|u| u.clone()).unwrap_or_default(),
                 })
             }
+            methods::HEALTH => archived_reply(&gw.link().health(std::time::Instant::now())),
             methods::CHATS => {
                 let paired = gw
                     .store
@@ -233,6 +239,7 @@ pub fn run(name: &'static str) -> i32 {
             }),
             username: Mutex::new(username.clone()),
             chats: chat::Chats::default(),
+            link: Mutex::new(Link::new("polling", std::time::Instant::now())),
             store,
             client,
             token,

@@ -65,6 +65,7 @@ pub async fn run(gw: Arc<Gateway>) {
         let items = match api.get_updates(offset, timeout).await {
             Ok(items) => {
                 failures = 0;
+                gw.link().ok(std::time::Instant::now());
                 items
             }
             Err(e) if e.is_bad_token() => {
@@ -76,6 +77,7 @@ pub async fn run(gw: Arc<Gateway>) {
             Err(e) => {
                 let wait = backoff(&e, failures, timeout);
                 failures = failures.saturating_add(1);
+                gw.link().failed(&e.to_string());
                 if e.is_conflict() {
                     warn!(
                         wait_s = wait.as_secs(),

@@ -7,7 +7,7 @@ use oi_kernel::client::BusClient;
 use oi_kernel::paths::Paths;
 
 use super::checks;
-use super::status::{human_duration, supervisor_status};
+use super::status::{gateway_health, human_duration, supervisor_status};
 use super::vault::vault_status;
 
 /// `oictl doctor`: every check prints one line, `ok` or `PROBLEM` with what
@@ -103,6 +103,9 @@ pub(super) async fn doctor(paths: &Paths) -> anyhow::Result<ExitCode> {
                 ),
             ),
         }
+    }
+    for (name, h) in gateway_health(&client, &st).await {
+        report(h.healthy, format!("gateway {name}: {}", h.summary));
     }
     checks::disk(&paths.data_dir, &mut report);
     let runs = |name: &str| {

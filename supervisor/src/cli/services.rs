@@ -10,15 +10,26 @@ use oi_ipc_schema::{Call, DEFAULT_MAX_FRAME_BYTES, Text};
 use oi_kernel::client::{BusClient, BusError, CallOptions};
 use oi_kernel::paths::Paths;
 
-use super::status::{status_json, status_table, supervisor_status};
+use super::status::{gateway_health, status_json, status_table, supervisor_status};
 use super::vault::vault_status;
 
 /// `oictl status`: the services' table (or JSON) and the vault's state.
 pub(super) async fn status(client: &BusClient, json: bool) -> anyhow::Result<ExitCode> {
     let report = supervisor_status(client).await?;
     let vault = vault_status(client).await;
+    let gateways = gateway_health(client, &report).await;
     if json {
         let mut j = status_json(&report);
+        j["gateways"] = gateways
+            .iter()
+            .map(|(name, h)| {
+                (
+                    name.clone(),
+                    serde_json::json!({"healthy": h.healthy, "summary": h.summary}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
         j["vault"] = match &vault {
             Some(v) => {
                 serde_json::json!({"key_source": v.key_source, "secrets": v.secrets, "key_epoch": v.key_epoch})
@@ -28,6 +39,10 @@ pub(super) async fn status(client: &BusClient, json: bool) -> anyhow::Result<Exi
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         print!("{}", status_table(&report));
+        for (name, h) in &gateways {
+            let mark = if h.healthy { "" } else { "PROBLEM: " };
+            println!("{name}: {mark}{}", h.summary);
+        }
         if let Some(v) = vault {
             println!("vault: key source {}, {} secrets", v.key_source, v.secrets);
         }

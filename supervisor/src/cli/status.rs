@@ -7,6 +7,35 @@ use oi_kernel::client::{BusClient, CallOptions};
 
 use oi_ipc_schema::control::ChildState;
 
+/// The connection health of each running chat gateway (a bot can be
+/// READY while every poll fails).
+pub(super) async fn gateway_health(
+    client: &BusClient,
+    r: &StatusReport,
+) -> Vec<(String, oi_ipc_schema::gateway::LinkHealth)> {
+    let mut out = Vec::new();
+    let running = |name: &str| {
+        r.services
+            .iter()
+            .any(|s| s.name == name && s.state == ChildState::Ready)
+    };
+    if running(oi_ipc_schema::telegram::SERVICE) {
+        let opts = CallOptions::deadline(Duration::from_secs(2));
+        let h = match client
+            .call(oi_ipc_schema::telegram::HEALTH, &(), opts)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => oi_ipc_schema::gateway::LinkHealth {
+                healthy: false,
+                summary: format!("does not say how polling goes ({e})"),
+            },
+        };
+        out.push((oi_ipc_schema::telegram::SERVICE.to_string(), h));
+    }
+    out
+}
+
 /// The supervisor's status report.
 pub(super) async fn supervisor_status(client: &BusClient) -> anyhow::Result<StatusReport> {
     let opts = CallOptions::deadline(Duration::from_secs(10));
