@@ -18,6 +18,7 @@ mod lifecycle;
 mod logs;
 pub mod memory;
 pub mod models;
+mod prompt;
 mod services;
 mod status;
 pub mod telegram;
@@ -173,6 +174,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &chat,
                 model,
                 Duration::from_secs(timeout),
+                paths.data_dir.join("chat_history"),
             )
             .await
         }

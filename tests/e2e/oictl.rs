@@ -594,3 +594,76 @@ fn doctor_asks_each_model_and_checks_the_disk_and_the_databases() {
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{text}");
 }
+
+#[test]
+fn chat_on_a_terminal_edits_lines_and_keeps_a_private_history() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(&config_enabling(&["llm-router", "agent"], "", ""));
+    d.ready_pid("agent");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(OICTL)
+        .arg("--home")
+        .arg(d.path(""))
+        .args(["--no-autostart", "chat"])
+        .env("TERM", "xterm")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    // What the terminal shows, read as it comes (EIO once oictl is gone).
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let shown = shown.clone();
+        let mut m = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    // Keys are typed only once the prompt after the `n`-th help text is
+    // shown: typed earlier, the terminal is not in the editor's mode yet.
+    let type_after = |helps: usize, keys: &[u8], master: &mut std::fs::File| {
+        wait_for(Duration::from_secs(20), "the prompt", || {
+            let t = shown.lock().unwrap().clone();
+            let after = match t.rmatch_indices("Anything else").next() {
+                Some((i, _)) if t.matches("Anything else").count() == helps => &t[i..],
+                None if helps == 0 => &t[..],
+                _ => return None,
+            };
+            after.contains("> ").then_some(())
+        });
+        master.write_all(keys).unwrap();
+    };
+    type_after(0, b"/help\r", &mut master);
+    // Up arrow: the last line again, from the history.
+    type_after(1, b"\x1b[A\r", &mut master);
+    type_after(2, b"\x04", &mut master);
+    let status = wait_for(Duration::from_secs(10), "oictl chat to end", || {
+        child.try_wait().unwrap()
+    });
+    assert!(status.success(), "{}", shown.lock().unwrap());
+    drop(master);
+    let _ = reader.join();
+    let text = shown.lock().unwrap().clone();
+    // /help answered twice: the arrow key recalled the line instead of
+    // typing "^[[A".
+    assert_eq!(text.matches("Anything else").count(), 2, "{text}");
+    assert!(!text.contains("^[[A"), "{text}");
+    let history = d.path("data/chat_history");
+    let kept = std::fs::read_to_string(&history).unwrap();
+    assert!(kept.lines().any(|l| l == "/help"), "{kept}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&history).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "history mode {mode:o}");
+}

@@ -5,14 +5,12 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use oi_client::display::{short_args, summary_line, tool_line};
 use oi_client::intent::{Intent, NO_ANSWER};
 use oi_client::{BusClient, CallOptions};
 use oi_ipc_schema::agent::{AgentEvent, CommandReply, IntentRequest, IntentResult};
 use oi_ipc_schema::control::audit::{self, AuditQuery, AuditRows, AuditVerify};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
 /// Exit status of an intent cancelled with Ctrl-C (128 + SIGINT).
 const EXIT_CANCELLED: u8 = 130;
@@ -155,18 +153,14 @@ pub async fn chat(
     chat: &str,
     alias: Option<String>,
     timeout: Duration,
+    history: std::path::PathBuf,
 ) -> anyhow::Result<ExitCode> {
     eprintln!(
         "OpenIntentOS chat '{chat}'. Say what you want; /help lists the commands; Ctrl-D leaves."
     );
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut prompt = super::prompt::Prompt::new(history);
     loop {
-        eprint!("> ");
-        let line = tokio::select! {
-            l = lines.next_line() => l.context("reading standard input")?,
-            _ = tokio::signal::ctrl_c() => None,
-        };
-        let Some(line) = line else {
+        let Some(line) = prompt.line().await? else {
             eprintln!();
             return Ok(ExitCode::SUCCESS);
         };
