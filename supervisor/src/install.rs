@@ -42,6 +42,10 @@ pub enum InstallError {
     Relative { what: &'static str, value: String },
     #[error("cannot find your home directory (HOME is not set)")]
     NoHome,
+    #[error(
+        "'{0}' is not a user name useradd takes (a lowercase letter or _ first, then a-z, 0-9, _ or -; at most 32)"
+    )]
+    UserName(String),
 }
 
 /// What `oictl service install` will do.
@@ -56,6 +60,30 @@ pub struct Plan {
     pub enable: Vec<Vec<String>>,
     /// Commands that stop and disable it, in order (before the file is removed).
     pub disable: Vec<Vec<String>>,
+    /// Commands run before the unit is written: the system unit's user and
+    /// its data directory.
+    pub prepare: Vec<Vec<String>>,
+    /// What the person installing should know (printed, not refused).
+    pub warnings: Vec<String>,
+}
+
+/// The system unit's user when `--user-name` is not given.
+pub const SERVICE_USER: &str = "openintent";
+
+/// The user a system unit runs as, and whether it exists already.
+#[derive(Debug, Clone)]
+pub struct ServiceUser {
+    pub name: String,
+    pub exists: bool,
+}
+
+/// A name `useradd` takes: a lowercase letter or `_` first, then
+/// lowercase letters, digits, `_` and `-`; at most 32.
+fn valid_user_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
+        && name.len() <= 32
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
 fn check_path(
@@ -111,6 +139,7 @@ pub fn plan(
     home: Option<&Path>,
     user_home: Option<&Path>,
     uid: u32,
+    service_user: &ServiceUser,
 ) -> Result<Plan, InstallError> {
     match platform {
         Platform::Systemd => {
@@ -120,6 +149,8 @@ pub fn plan(
                 "systemd unit",
                 systemd_safe,
             )?;
+            let mut prepare = Vec::new();
+            let mut warnings = Vec::new();
             let (file, contents, scope) = if user {
                 let config = std::env::var_os("XDG_CONFIG_HOME")
                     .filter(|v| !v.is_empty())
@@ -141,11 +172,38 @@ pub fn plan(
             } else {
                 let h = home.unwrap_or(Path::new("/var/lib/openintent"));
                 let h = check_path("the home directory", h, "systemd unit", systemd_safe)?;
+                let name = service_user.name.as_str();
+                if !valid_user_name(name) {
+                    return Err(InstallError::UserName(name.to_string()));
+                }
+                if !service_user.exists {
+                    prepare.push(cmd(&[
+                        "useradd",
+                        "--system",
+                        "--user-group",
+                        "--no-create-home",
+                        "--home-dir",
+                        &h,
+                        "--shell",
+                        "/usr/sbin/nologin",
+                        name,
+                    ]));
+                }
+                prepare.push(cmd(&[
+                    "install", "-d", "-m", "0700", "-o", name, "-g", name, &h,
+                ]));
+                if Path::new(&h).starts_with("/tmp") || Path::new(&h).starts_with("/var/tmp") {
+                    warnings.push(format!(
+                        "the data directory {h} is under a temporary directory: with the unit's PrivateTmp=yes the service sees its own, empty {} and its data goes when it stops; choose a directory such as /var/lib/openintent",
+                        if h.starts_with("/tmp") { "/tmp" } else { "/var/tmp" }
+                    ));
+                }
                 (
                     PathBuf::from("/etc/systemd/system/openintentd.service"),
                     SYSTEMD_SYSTEM
                         .replace("@EXEC@", &format!("{exe_s} --home {h}"))
-                        .replace("@HOME@", &h),
+                        .replace("@HOME@", &h)
+                        .replace("@USER@", name),
                     vec![],
                 )
             };
@@ -165,6 +223,8 @@ pub fn plan(
                     sc(&["enable", "--now", "openintentd.service"]),
                 ],
                 disable: vec![sc(&["disable", "--now", "openintentd.service"])],
+                prepare,
+                warnings,
             })
         }
         Platform::Launchd => {
@@ -212,6 +272,8 @@ pub fn plan(
                     "bootout",
                     &format!("{domain}/{LAUNCHD_LABEL}"),
                 ])],
+                prepare: Vec::new(),
+                warnings: Vec::new(),
                 file,
             })
         }
@@ -222,6 +284,95 @@ pub fn plan(
 mod tests {
     use super::*;
 
+    /// The default user, already there.
+    fn su() -> ServiceUser {
+        ServiceUser {
+            name: SERVICE_USER.into(),
+            exists: true,
+        }
+    }
+
+    #[test]
+    fn the_system_unit_runs_as_its_own_user_created_when_missing() {
+        let exe = Path::new("/usr/local/bin/openintentd");
+        let p = plan(Platform::Systemd, false, exe, None, None, 0, &su()).unwrap();
+        assert!(
+            p.contents.lines().any(|l| l == "User=openintent"),
+            "{}",
+            p.contents
+        );
+        assert!(p.contents.lines().any(|l| l == "Group=openintent"));
+        assert_eq!(
+            p.prepare,
+            [cmd(&[
+                "install",
+                "-d",
+                "-m",
+                "0700",
+                "-o",
+                "openintent",
+                "-g",
+                "openintent",
+                "/var/lib/openintent"
+            ])]
+        );
+        let missing = ServiceUser {
+            name: "oi-bot".into(),
+            exists: false,
+        };
+        let p = plan(Platform::Systemd, false, exe, None, None, 0, &missing).unwrap();
+        assert_eq!(
+            p.prepare[0],
+            cmd(&[
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/var/lib/openintent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "oi-bot"
+            ])
+        );
+        assert!(p.contents.lines().any(|l| l == "User=oi-bot"));
+        assert!(p.warnings.is_empty());
+        let bad = ServiceUser {
+            name: "Root;x".into(),
+            exists: true,
+        };
+        let e = plan(Platform::Systemd, false, exe, None, None, 0, &bad).unwrap_err();
+        assert!(
+            e.to_string().contains("is not a user name useradd takes"),
+            "{e}"
+        );
+        // A data directory under /tmp is lost behind PrivateTmp=yes: said.
+        let p = plan(
+            Platform::Systemd,
+            false,
+            exe,
+            Some(Path::new("/tmp/oi")),
+            None,
+            0,
+            &su(),
+        )
+        .unwrap();
+        assert!(p.warnings[0].contains("PrivateTmp=yes"), "{:?}", p.warnings);
+        // A user unit runs as the user: no User= line, nothing to prepare.
+        let p = plan(
+            Platform::Systemd,
+            true,
+            exe,
+            None,
+            Some(Path::new("/home/ann")),
+            1000,
+            &su(),
+        )
+        .unwrap();
+        assert!(!p.contents.contains("User="));
+        assert!(p.prepare.is_empty());
+    }
+
     #[test]
     fn system_unit_has_the_real_paths_and_the_required_settings() {
         let p = plan(
@@ -231,6 +382,7 @@ mod tests {
             None,
             None,
             0,
+            &su(),
         )
         .unwrap();
         assert_eq!(p.file, Path::new("/etc/systemd/system/openintentd.service"));
@@ -276,6 +428,7 @@ mod tests {
             Some(Path::new("/home/ann/oi")),
             Some(Path::new("/home/ann")),
             1000,
+            &su(),
         )
         .unwrap();
         assert!(p.file.ends_with("systemd/user/openintentd.service"));
@@ -298,7 +451,16 @@ mod tests {
             "/opt/a\\b",
             "/opt/a;b",
         ] {
-            let err = plan(Platform::Systemd, false, Path::new(bad), None, None, 0).unwrap_err();
+            let err = plan(
+                Platform::Systemd,
+                false,
+                Path::new(bad),
+                None,
+                None,
+                0,
+                &su(),
+            )
+            .unwrap_err();
             assert!(
                 matches!(err, InstallError::Unsafe { .. }),
                 "{bad:?} accepted"
@@ -310,6 +472,7 @@ mod tests {
                 Some(Path::new(bad)),
                 None,
                 0,
+                &su(),
             )
             .unwrap_err();
             assert!(
@@ -324,6 +487,7 @@ mod tests {
             None,
             Some(Path::new("/Users/ann")),
             501,
+            &su(),
         )
         .unwrap_err();
         assert!(
@@ -337,7 +501,8 @@ mod tests {
                 Path::new("bin/openintentd"),
                 None,
                 None,
-                0
+                0,
+                &su()
             ),
             Err(InstallError::Relative { .. })
         ));
@@ -352,6 +517,7 @@ mod tests {
             None,
             Some(Path::new("/Users/ann")),
             501,
+            &su(),
         )
         .unwrap();
         assert!(

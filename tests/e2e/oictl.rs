@@ -284,6 +284,69 @@ fn rendered_units_verify_and_parse() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The system unit runs as its own user, created when missing, and its
+    // data directory is made theirs; a home under /tmp is warned about.
+    let sys = Command::new(OICTL)
+        .arg("--home")
+        .arg(home.path())
+        .args(["service", "install", "--dry-run", "--platform", "systemd"])
+        .output()
+        .unwrap();
+    assert!(sys.status.success(), "{}", crate::support::out(&sys));
+    let text = String::from_utf8_lossy(&sys.stdout).into_owned();
+    assert!(text.lines().any(|l| l == "User=openintent"), "{text}");
+    if nix::unistd::User::from_name("openintent")
+        .unwrap()
+        .is_none()
+    {
+        assert!(text.contains("$ useradd --system --user-group"), "{text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "$ install -d -m 0700 -o openintent -g openintent {}",
+            home.path().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&sys.stderr).contains("PrivateTmp=yes"),
+        "{}",
+        crate::support::out(&sys)
+    );
+    let sys_unit: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# /etc/systemd/system/"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("$ "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let sys_file = dir.path().join("system.service");
+    std::fs::write(&sys_file, &sys_unit).unwrap();
+    let out_sys = verify(&sys_file);
+    assert!(
+        out_sys.status.success(),
+        "systemd-analyze verify refused the system unit: {}",
+        String::from_utf8_lossy(&out_sys.stderr)
+    );
+    // A bad user name is refused, with what a good one looks like.
+    let bad = Command::new(OICTL)
+        .args([
+            "service",
+            "install",
+            "--dry-run",
+            "--platform",
+            "systemd",
+            "--user-name",
+            "Root;x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        crate::support::out(&bad).contains("is not a user name useradd takes"),
+        "{}",
+        crate::support::out(&bad)
+    );
     // launchd: a valid property list with the real paths.
     let text = render(&["--platform", "launchd", "--user"]);
     let plist: String = text

@@ -24,6 +24,10 @@ pub(super) enum ServiceCmd {
         dry_run: bool,
         #[arg(long, value_enum, default_value_t = Platform::native())]
         platform: Platform,
+        /// The user a system unit runs as (created when missing; never
+        /// root).
+        #[arg(long, default_value = install::SERVICE_USER)]
+        user_name: String,
     },
     /// Stop and disable the service and remove its unit.
     Uninstall {
@@ -56,17 +60,31 @@ pub(super) async fn connect(
 }
 
 pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (install_it, user, dry_run, platform) = match action {
+    let (install_it, user, dry_run, platform, user_name) = match action {
         ServiceCmd::Install {
             user,
             dry_run,
             platform,
-        } => (true, user, dry_run, platform),
+            user_name,
+        } => (true, user, dry_run, platform, user_name),
         ServiceCmd::Uninstall {
             user,
             dry_run,
             platform,
-        } => (false, user, dry_run, platform),
+        } => (
+            false,
+            user,
+            dry_run,
+            platform,
+            install::SERVICE_USER.to_string(),
+        ),
+    };
+    let service_user = install::ServiceUser {
+        exists: nix::unistd::User::from_name(&user_name)
+            .ok()
+            .flatten()
+            .is_some(),
+        name: user_name,
     };
     let exe = oi_client::connect::openintentd_exe();
     let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
@@ -81,7 +99,11 @@ pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Re
         home.as_deref(),
         user_home.as_deref(),
         nix::unistd::getuid().as_raw(),
+        &service_user,
     )?;
+    for w in &plan.warnings {
+        eprintln!("oictl: warning: {w}");
+    }
     let cmds = if install_it {
         &plan.enable
     } else {
@@ -89,6 +111,9 @@ pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Re
     };
     if dry_run {
         if install_it {
+            for c in &plan.prepare {
+                println!("$ {}", c.join(" "));
+            }
             println!("# {}", plan.file.display());
             print!("{}", plan.contents);
         } else {
@@ -99,7 +124,17 @@ pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Re
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let system = !user && platform == Platform::Systemd;
+    if system && !nix::unistd::geteuid().is_root() {
+        bail!(
+            "a system unit is installed as root (it creates the '{}' user and writes /etc/systemd/system): run this with sudo, or use --user for a unit of your own",
+            service_user.name
+        );
+    }
     if install_it {
+        for c in &plan.prepare {
+            run(c)?;
+        }
         if let Some(dir) = plan.file.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -108,13 +143,7 @@ pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Re
         eprintln!("oictl: wrote {}", plan.file.display());
     }
     for c in cmds {
-        let status = std::process::Command::new(&c[0])
-            .args(&c[1..])
-            .status()
-            .with_context(|| format!("running {}", c.join(" ")))?;
-        if !status.success() {
-            bail!("`{}` failed ({status})", c.join(" "));
-        }
+        run(c)?;
     }
     if !install_it {
         match std::fs::remove_file(&plan.file) {
@@ -124,4 +153,16 @@ pub(super) fn service_cmd(action: ServiceCmd, home: Option<&Path>) -> anyhow::Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one step of an install; a failure names the command.
+fn run(c: &[String]) -> anyhow::Result<()> {
+    let status = std::process::Command::new(&c[0])
+        .args(&c[1..])
+        .status()
+        .with_context(|| format!("running {}", c.join(" ")))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", c.join(" "));
+    }
+    Ok(())
 }
