@@ -26,7 +26,7 @@ pub const HEADER_LEN: usize = 16;
 /// 5: audit rows are one-way `Audit` frames.
 /// 6: `AgentEvent::Started` carries the agent's limit of the intent;
 ///    `llm::StreamEvent::Waiting` says what the router waits for;
-///    `llm::ModelStatus::unreachable`.
+///    `llm::ModelStatus::unreachable`; `llm::ChatRequest::deltas`.
 pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.

@@ -158,6 +158,12 @@ pub struct ChatRequest {
     pub max_tokens: u32,
     /// Negative for the provider's default.
     pub temperature: f32,
+    /// A streaming caller that shows the text as it comes (`oictl llm
+    /// --stream`) gets `Text` events; one that only wants the whole answer
+    /// streamed for its first-token limit (the agent) does not, and the
+    /// router can still fail over when a deployment breaks mid-answer,
+    /// since nothing of it was shown.
+    pub deltas: bool,
 }
 
 impl ChatRequest {
@@ -169,6 +175,7 @@ impl ChatRequest {
             tools: Vec::new(),
             max_tokens: 0,
             temperature: -1.0,
+            deltas: true,
         }
     }
 }

@@ -143,7 +143,7 @@ proptest! {
             chat: texts[0].clone(), alias: texts[1].clone(),
             messages: vec![ChatMessage::system(texts[2].clone()), assistant.clone(), ChatMessage::tool_result(texts[0].clone(), texts[1].clone(), texts[3].clone())],
             tools: vec![ToolDef { name: texts[1].clone(), description: texts[2].clone(), parameters_json: "{}".into() }],
-            max_tokens: n, temperature: t,
+            max_tokens: n, temperature: t, deltas: n % 2 == 0,
         };
         let bytes = crate::encode_payload(&req).unwrap();
         prop_assert_eq!(crate::decode_payload::<ChatRequest>(&bytes, Kind::Request, 1).unwrap(), req);

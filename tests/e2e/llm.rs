@@ -352,31 +352,48 @@ fn real_llama_cpp_server_openai_and_anthropic_endpoints_and_failover_when_killed
         assert!(out(&o).contains(&format!("via {alias}")), "{}", out(&o));
     }
 
-    // Mid-conversation: the primary dies while it is writing a long answer.
+    // Mid-answer: the primary is killed as soon as the first words of a
+    // streamed answer reach the caller. Those words were shown, so the
+    // answer is not spliced onto another model: the stream ends with the
+    // mid-stream failure (not "connect_failed": something was listening).
     let mut a = a;
     let pid = a.child.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(400));
-        signal(pid, libc::SIGKILL);
-        let _ = a.child.wait();
-    });
-    let j = json_of(&d.oictl(&[
-        "llm",
-        "--json",
-        "Write a long story about a lighthouse keeper, at least three paragraphs.",
-    ]));
-    killer.join().unwrap();
-    assert_eq!(j["provider"], "local-anthropic", "{j}");
-    assert_eq!(j["fallbacks"], 1, "{j}");
-    assert_eq!(j["attempts"][0]["deployment"], "local-openai");
-    let class = j["attempts"][0]["class"].as_str().unwrap();
-    assert!(["connect_failed", "protocol_error"].contains(&class), "{j}");
-    assert!(!j["answer"].as_str().unwrap().trim().is_empty());
-    // The next turn goes straight to the survivor.
+    let mut call = std::process::Command::new(env!("CARGO_BIN_EXE_oictl"))
+        .arg("--home")
+        .arg(d.path(""))
+        .args([
+            "--no-autostart",
+            "llm",
+            "--stream",
+            "Write a long story about a lighthouse keeper, at least three paragraphs.",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = call.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = std::io::Read::read(&mut stdout, &mut first).unwrap();
+    assert!(n > 0, "the stream ended before any text");
+    signal(pid, libc::SIGKILL);
+    let _ = a.child.wait();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stdout, &mut rest);
+    let o = call.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{said}");
+    assert!(
+        said.contains("local-openai failed mid-stream after the answer had started"),
+        "{said}"
+    );
+    assert!(said.contains("protocol_error"), "{said}");
+    assert!(!said.contains("connect_failed"), "{said}");
+    // The next request goes straight to the survivor: the dead one cools.
     let j = json_of(&d.oictl(&["llm", "--json", "And a title for it?"]));
     assert_eq!(
         (j["provider"].as_str(), j["fallbacks"].as_u64()),
-        (Some("local-anthropic"), Some(0))
+        (Some("local-anthropic"), Some(0)),
+        "{j}"
     );
     drop(b);
 }

@@ -58,6 +58,12 @@ impl Llm for BusLlm {
             opts = opts.waiting();
         }
         let t0 = Instant::now();
+        // Streamed for the first-token limit, not to show: the router may
+        // still fail over when a deployment breaks mid-answer.
+        let req = ChatRequest {
+            deltas: false,
+            ..req
+        };
         match self.answer(&req, opts, say).await {
             Ok(r) => {
                 self.answered.store(true, Ordering::Release);

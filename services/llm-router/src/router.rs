@@ -483,7 +483,11 @@ impl Router {
                         break;
                     }
                 }
-                if let (Some(tx), Some(text)) = (events, asm.take_text_delta()) {
+                // Text goes out only to a caller that shows it; what was
+                // not shown can still be answered by another deployment.
+                if let Some(tx) = events.filter(|_| req.deltas)
+                    && let Some(text) = asm.take_text_delta()
+                {
                     let _ = tx.send(StreamEvent::Text(text)).await;
                 }
                 if chunk.is_none() && !done {
@@ -521,8 +525,12 @@ pub(crate) fn transport_failure(e: &reqwest::Error) -> Failure {
         Class::Connect
     } else if e.is_timeout() {
         Class::Stalled
+    } else if e.is_body() || e.is_decode() {
+        // The answer had begun and its body was cut: a broken stream, not
+        // an address where nothing listens.
+        Class::Protocol
     } else {
-        // A reset or a body cut in the middle of a chunk.
+        // A reset before any answer.
         Class::Connect
     };
     // reqwest's message names the URL, never headers; still strip keys.

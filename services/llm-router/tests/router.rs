@@ -470,6 +470,20 @@ async fn mid_stream_failures_before_output_fail_over_and_after_output_end_the_st
     );
     assert!(e.cooling("p"));
 
+    // The same break for a caller that does not show text as it comes
+    // (the agent): nothing was shown, so the backup answers.
+    let e = env(&[dep("p", "openai"), dep("s", "openai")]).await;
+    e.fakes[0].push([openai::stream_text(&["partial ", "answer"]).stalling_after(2)]);
+    e.fakes[1].set_default(openai::stream_text(&["from s"]));
+    let mut whole = ask("x");
+    whole.deltas = false;
+    let (evs, r) = e.stream(&whole).await;
+    let r = r.unwrap();
+    assert_eq!((r.deployment.as_str(), r.fallbacks), ("s", 1), "{r:?}");
+    assert_eq!(r.attempts[0].class, "stalled");
+    assert_eq!(r.message.content, "from s");
+    assert_eq!(text_of(&evs), "", "no text went out: {evs:?}");
+
     // Text went out, then the stream ended without [DONE].
     let e = env(&[dep("p", "openai"), dep("s", "openai")]).await;
     e.fakes[0].push([openai::stream_text(&["partial"]).without_last(1)]);
