@@ -275,10 +275,12 @@ async fn registry_lists_services_and_tools() {
         assert_eq!(snap.services.len(), 1);
         assert!(snap.services[0].ready);
         assert_eq!(snap.services[0].pid, std::process::id());
-        // Heartbeats are echoed: the age stays near the 100 ms interval.
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Heartbeats are echoed: after a second, the last echo is much
+        // younger than that (100 ms interval; the bound leaves room for a
+        // loaded machine, and a stopped echo would be a second old).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let age = f.broker.heartbeat_age("echo").unwrap();
-        assert!(age < Duration::from_millis(250), "heartbeat age {age:?}");
+        assert!(age < Duration::from_millis(600), "heartbeat age {age:?}");
         let err = c
             .request(
                 KERNEL_DESTINATION,

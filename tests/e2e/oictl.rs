@@ -135,11 +135,13 @@ fn logs_follow_streams_new_lines() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the follower to connect, and after the restart for the
+    // lines to reach it (generous: a loaded machine is slow to start one).
+    std::thread::sleep(Duration::from_millis(1000));
     // A restart makes the service log again.
     assert!(d.oictl(&["restart", "alpha"]).status.success());
     d.new_ready_pid("alpha", a);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     signal(follow.id(), libc::SIGTERM);
     let out = follow.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

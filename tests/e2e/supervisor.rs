@@ -230,7 +230,9 @@ fn backoff_spacing_doubles_up_to_the_cap() {
     let expected = [0u128, 200, 400, 800, 800];
     for (i, (gap, want)) in gaps.iter().zip(expected).enumerate() {
         assert!(
-            *gap >= want && *gap < want + 400,
+            // The lower bound is exact; the upper leaves a loaded machine
+            // room to spawn.
+            *gap >= want && *gap < want + 600,
             "gap {i} was {gap} ms, expected about {want} ms (all gaps: {gaps:?})"
         );
     }
@@ -304,9 +306,10 @@ fn watchdog_catches_a_sigstopped_child_within_three_beats() {
     });
     let took = t0.elapsed();
     // Three beats of 200 ms, plus the 50 ms supervisor tick and a beat of
-    // slack for the last echo that arrived before the stop.
+    // slack for the last echo that arrived before the stop; doubled for a
+    // loaded machine (still far from the 5 s of the wait).
     assert!(
-        took < Duration::from_millis(1000),
+        took < Duration::from_millis(2000),
         "detected after {took:?}"
     );
     d.new_ready_pid("sleepy", pid);
@@ -595,7 +598,7 @@ fn a_notify_socket_nobody_reads_never_stalls_the_supervisor() {
     .replace("backoff_max_ms = 400", "backoff_max_ms = 1")
     .replace("min_unready_backoff_ms = 100", "min_unready_backoff_ms = 0");
     let d = Daemon::start_with(&cfg, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
-    wait_for(Duration::from_secs(15), "many restarts", || {
+    wait_for(Duration::from_secs(60), "many restarts", || {
         (d.service("bouncy")["restarts_total"].as_u64() >= Some(200)).then_some(())
     });
     // Still answering, still supervising.
