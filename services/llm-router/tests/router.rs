@@ -58,7 +58,9 @@ struct Env {
     clock: Arc<ManualClock>,
 }
 
-const CASCADE: &str = "cooldown_secs = 120\nmax_cooldown_secs = 3600\nauth_cooldown_secs = 3600\nfirst_token_timeout_secs = 1\nidle_timeout_secs = 1\nmax_attempts = 6\n";
+/// 2 s stall limits: a fake answers within milliseconds, and a loaded
+/// machine must not make that look like a stall (1 s could).
+const CASCADE: &str = "cooldown_secs = 120\nmax_cooldown_secs = 3600\nauth_cooldown_secs = 3600\nfirst_token_timeout_secs = 2\nidle_timeout_secs = 2\nmax_attempts = 6\n";
 
 async fn env_with(deps: &[Dep<'_>], cascade: &str, clock: Option<Arc<dyn Clock>>) -> Env {
     let mut fakes = Vec::new();
