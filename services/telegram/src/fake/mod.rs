@@ -24,6 +24,9 @@
 
 pub mod checks;
 
+use checks::check_text;
+pub use checks::parse_html;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -483,131 +486,6 @@ async fn get_updates(
     }
 }
 
-/// Checks Telegram HTML; returns the visible text, or the error Telegram
-/// gives.
-pub fn parse_html(s: &str) -> Result<String, String> {
-    const TAGS: &[&str] = &[
-        "b",
-        "strong",
-        "i",
-        "em",
-        "u",
-        "ins",
-        "s",
-        "strike",
-        "del",
-        "a",
-        "code",
-        "pre",
-        "blockquote",
-        "tg-spoiler",
-        "span",
-        "tg-emoji",
-    ];
-    let mut visible = String::new();
-    let mut stack: Vec<String> = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < s.len() {
-        match bytes[i] {
-            b'<' => {
-                let Some(end) = s[i..].find('>') else {
-                    return Err(format!("Unclosed start tag at byte offset {i}"));
-                };
-                let inner = &s[i + 1..i + end];
-                if let Some(name) = inner.strip_prefix('/') {
-                    let name = name.trim();
-                    match stack.pop() {
-                        Some(open) if open == name => {}
-                        Some(open) => {
-                            return Err(format!(
-                                "Unmatched end tag at byte offset {i}, expected \"</{open}>\", found \"</{name}>\""
-                            ));
-                        }
-                        None => return Err(format!("Unexpected end tag at byte offset {i}")),
-                    }
-                } else {
-                    let name = inner.split_whitespace().next().unwrap_or("");
-                    if !TAGS.contains(&name) {
-                        return Err(format!(
-                            "Unsupported start tag \"{name}\" at byte offset {i}"
-                        ));
-                    }
-                    if name == "a" && !inner.contains("href=\"") {
-                        return Err(format!(
-                            "Tag \"a\" must have attribute href at byte offset {i}"
-                        ));
-                    }
-                    stack.push(name.to_string());
-                }
-                i += end + 1;
-            }
-            b'&' => {
-                let Some(end) = s[i..].find(';').filter(|e| *e <= 10) else {
-                    return Err(format!("Character entity expected at byte offset {i}"));
-                };
-                let ent = &s[i + 1..i + end];
-                let ch = match ent {
-                    "lt" => '<',
-                    "gt" => '>',
-                    "amp" => '&',
-                    "quot" => '"',
-                    n if n.starts_with("#x") => u32::from_str_radix(&n[2..], 16)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or_else(|| format!("Unsupported HTML entity at byte offset {i}"))?,
-                    n if n.starts_with('#') => n[1..]
-                        .parse::<u32>()
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or_else(|| format!("Unsupported HTML entity at byte offset {i}"))?,
-                    _ => {
-                        return Err(format!(
-                            "Unsupported HTML entity \"&{ent};\" at byte offset {i}"
-                        ));
-                    }
-                };
-                visible.push(ch);
-                i += end + 1;
-            }
-            _ => {
-                let ch = s[i..].chars().next().unwrap_or(' ');
-                visible.push(ch);
-                i += ch.len_utf8();
-            }
-        }
-    }
-    if let Some(open) = stack.pop() {
-        return Err(format!(
-            "Can't find end tag corresponding to start tag \"{open}\""
-        ));
-    }
-    Ok(visible)
-}
-
-/// The text as Telegram would show it, or the 400 it would give.
-fn check_text(params: &Value) -> Result<String, String> {
-    let text = params["text"].as_str().unwrap_or("");
-    let visible = match params["parse_mode"].as_str() {
-        None => text.to_string(),
-        Some("HTML") => {
-            parse_html(text).map_err(|e| format!("Bad Request: can't parse entities: {e}"))?
-        }
-        Some(other) => {
-            return Err(format!(
-                "Bad Request: unsupported parse_mode {other} in this fake"
-            ));
-        }
-    };
-    if visible.trim().is_empty() {
-        return Err("Bad Request: message text is empty".into());
-    }
-    if visible.encode_utf16().count() > 4096 {
-        return Err("Bad Request: message is too long".into());
-    }
-    Ok(visible)
-}
-
 /// `true`, or the refusal.
 fn answer(checked: Result<(), checks::Refusal>) -> Result<Response<Full<Bytes>>, Infallible> {
     match checked {
@@ -690,6 +568,7 @@ fn edit_message(params: &Value, state: &Mutex<State>) -> Result<Response<Full<By
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::api::BotApi;
 
     #[tokio::test]
@@ -729,8 +608,6 @@ mod tests {
         // An id the fake never handed out is refused, as Telegram does.
         assert!(api.answer_callback_query("cb999", "x").await.is_err());
     }
-
-    use super::*;
 
     #[test]
     fn html_is_checked_as_telegram_checks_it() {
