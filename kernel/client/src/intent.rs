@@ -16,6 +16,14 @@ use oi_kernel::client::{BusClient, BusError, CallOptions, EventStream};
 /// terms). Notices come once each.
 pub type Step = Result<AgentEvent, String>;
 
+/// A bus error in the user's terms: what the service said, else the error.
+pub fn in_words(e: BusError) -> String {
+    match e {
+        BusError::Remote { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
 /// The message for an intent that ended without its `Done`.
 pub const NO_ANSWER: &str = "the agent ended the intent without an answer";
 
@@ -102,8 +110,7 @@ impl Intent {
                 }
                 Ok(Some(ev)) => Ok(ev),
                 Ok(None) => Err(NO_ANSWER.into()),
-                Err(BusError::Remote { message, .. }) => Err(message),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(in_words(e)),
             };
             self.ended = matches!(step, Ok(AgentEvent::Done(_)) | Err(_));
             return Some(step);

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use oi_ipc_schema::agent::{AgentEvent, IntentRequest};
-use oi_kernel::client::{BusClient, BusError};
+use oi_kernel::client::BusClient;
 use tokio::sync::oneshot;
 use tracing::info;
 
@@ -89,10 +89,7 @@ pub async fn command_text(
 ) -> Result<oi_ipc_schema::agent::CommandReply, String> {
     crate::chat::command(client, chat_key, text)
         .await
-        .map_err(|e| match e {
-            BusError::Remote { message, .. } => message,
-            other => other.to_string(),
-        })
+        .map_err(crate::intent::in_words)
 }
 
 /// Runs a chat command and sends its reply; `/help` learns `/cancel`,
