@@ -42,11 +42,34 @@ pub struct Intent {
     events: EventStream<AgentEvent>,
     notices: Vec<String>,
     ended: bool,
-    /// Until when the next event is waited for, and what a wait past it
-    /// means: before `Started`, [`START_WAIT`]; after, the agent's limit
-    /// plus [`GRACE`].
-    until: (Instant, String),
+    /// Until when the next event is waited for.
+    until: Instant,
+    /// What is waited for: the start (before `Started`, [`START_WAIT`]), or
+    /// the end within the agent's limit plus the grace.
+    waiting: Waiting,
     grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    Start(Duration),
+    End { limit_secs: u64 },
+}
+
+impl Intent {
+    /// Why a wait that ran out ended the intent.
+    fn ran_out(&self) -> String {
+        match self.waiting {
+            Waiting::Start(wait) => format!(
+                "the agent did not start the intent within {} s (`oictl status` shows why)",
+                wait.as_secs()
+            ),
+            Waiting::End { limit_secs } => format!(
+                "the agent did not finish the intent within its {limit_secs}-second limit ([agent] intent_timeout_secs) and {} s more",
+                self.grace.as_secs()
+            ),
+        }
+    }
 }
 
 impl Intent {
@@ -58,18 +81,14 @@ impl Intent {
         timeout: Duration,
     ) -> Result<Intent, BusError> {
         let events = client.stream(agent::RUN, req, CallOptions::deadline(timeout).waiting())?;
+        let start = START_WAIT.min(timeout);
         Ok(Intent {
             events,
             notices: Vec::new(),
             ended: false,
             grace: GRACE,
-            until: (
-                Instant::now() + START_WAIT.min(timeout),
-                format!(
-                    "the agent did not start the intent within {} s (`oictl status` shows why)",
-                    START_WAIT.min(timeout).as_secs()
-                ),
-            ),
+            until: Instant::now() + start,
+            waiting: Waiting::Start(start),
         })
     }
 
@@ -85,20 +104,14 @@ impl Intent {
             if self.ended {
                 return None;
             }
-            let Ok(event) = tokio::time::timeout_at(self.until.0, self.events.next()).await else {
+            let Ok(event) = tokio::time::timeout_at(self.until, self.events.next()).await else {
                 self.ended = true;
-                return Some(Err(self.until.1.clone()));
+                return Some(Err(self.ran_out()));
             };
             let step = match event {
                 Ok(Some(AgentEvent::Started { id, limit_secs })) => {
-                    let limit = Duration::from_secs(limit_secs);
-                    self.until = (
-                        Instant::now() + limit + self.grace,
-                        format!(
-                            "the agent did not finish the intent within its {limit_secs}-second limit ([agent] intent_timeout_secs) and {} s more",
-                            self.grace.as_secs()
-                        ),
-                    );
+                    self.until = Instant::now() + Duration::from_secs(limit_secs) + self.grace;
+                    self.waiting = Waiting::End { limit_secs };
                     Ok(AgentEvent::Started { id, limit_secs })
                 }
                 Ok(Some(AgentEvent::Notice(n))) => {
