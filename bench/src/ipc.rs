@@ -146,6 +146,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             wait_for_service: false,
             stream: false,
             intent: String::new(),
+            chat: String::new(),
             payload: Vec::new(),
         },
     )?
@@ -287,6 +288,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             wait_for_service: false,
             stream: false,
             intent: String::new(),
+            chat: String::new(),
             payload: vec![b'x'; size.saturating_sub(120)],
         };
         let frame = oi_ipc_schema::Frame::new(1, &req)?;

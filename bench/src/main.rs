@@ -7,6 +7,7 @@ mod daemon;
 mod ipc;
 mod memory;
 mod router;
+mod scheduler;
 mod stats;
 mod supervisor;
 mod telegram;
@@ -14,7 +15,7 @@ mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some("intent-router") => agent::intent_router(quick),
         Some("agent") => agent::agent(quick),
         Some("telegram") => telegram::run(quick),
+        Some("scheduler") => scheduler::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

@@ -27,7 +27,8 @@ pub const HEADER_LEN: usize = 16;
 /// 6: `AgentEvent::Started` carries the agent's limit of the intent;
 ///    `llm::StreamEvent::Waiting` says what the router waits for;
 ///    `llm::ModelStatus::unreachable`; `llm::ChatRequest::deltas`.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// 7: `Request::chat`; the scheduler's methods; the gateways' `deliver`.
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Default cap on a frame's payload (8 MiB); configurable in `[bus]`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod llm;
 pub mod memory;
 pub mod messages;
+pub mod scheduler;
 pub mod shell;
 pub mod telegram;
 pub mod vault;

@@ -76,6 +76,11 @@ pub struct Request {
     /// The intent this request serves (empty when none): the audit log and
     /// the services' logs tie a tool call or provider request to it.
     pub intent: String,
+    /// The conversation that intent belongs to (`telegram:<chat id>`,
+    /// `cli:<user>`; empty when none), set by the agent on its tool calls:
+    /// a tool that answers there (`cron_add`'s default delivery) reads it.
+    /// A destination takes it only from the agent.
+    pub chat: String,
     pub payload: Vec<u8>,
 }
 message!(Request => Request);

@@ -15,6 +15,9 @@ pub mod methods {
     pub const UNPAIR: &str = "telegram.unpair";
     /// empty -> [`crate::gateway::LinkHealth`]: how polling goes.
     pub const HEALTH: &str = "telegram.health";
+    /// [`crate::gateway::Delivery`] -> empty: sends a message to an allowed
+    /// chat (the scheduler's answers).
+    pub const DELIVER: &str = "telegram.deliver";
 }
 
 /// The Telegram gateway's destination.
@@ -24,6 +27,7 @@ pub const PAIR: Call<(), PairCode> = Call::new(SERVICE, methods::PAIR);
 pub const CHATS: Call<(), ChatList> = Call::new(SERVICE, methods::CHATS);
 pub const UNPAIR: Call<ChatRef, ()> = Call::new(SERVICE, methods::UNPAIR);
 pub const HEALTH: Call<(), crate::gateway::LinkHealth> = Call::new(SERVICE, methods::HEALTH);
+pub const DELIVER: Call<crate::gateway::Delivery, ()> = Call::new(SERVICE, methods::DELIVER);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PairCode {

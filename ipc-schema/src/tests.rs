@@ -72,8 +72,8 @@ proptest! {
     }
 
     #[test]
-    fn request_round_trips(corr: u64, destination in text(), caller in text(), method in text(), deadline_ms: u32, wait_for_service: bool, stream: bool, intent in text(), payload in bytes()) {
-        round_trip(corr, &Request { destination, caller, method, deadline_ms, wait_for_service, stream, intent, payload });
+    fn request_round_trips(corr: u64, destination in text(), caller in text(), method in text(), deadline_ms: u32, wait_for_service: bool, stream: bool, intent in text(), chat in text(), payload in bytes()) {
+        round_trip(corr, &Request { destination, caller, method, deadline_ms, wait_for_service, stream, intent, chat, payload });
     }
 
     #[test]
@@ -212,6 +212,7 @@ fn samples() -> Vec<Vec<u8>> {
                 wait_for_service: true,
                 stream: false,
                 intent: String::new(),
+                chat: String::new(),
                 payload: br#"{"query":"rust"}"#.to_vec(),
             },
         )
@@ -338,6 +339,7 @@ fn truncated_payload_with_matching_header_is_an_error() {
             wait_for_service: false,
             stream: false,
             intent: String::new(),
+            chat: String::new(),
             payload: vec![7; 64],
         },
     )
@@ -408,13 +410,14 @@ fn oversized_length_is_rejected_by_header_check() {
 fn version_mismatch_names_both_versions() {
     let h = FrameHeader {
         len: 0,
-        version: 7,
+        version: PROTOCOL_VERSION + 1,
         kind: 1,
         corr: 0,
     };
     let msg = h.check(DEFAULT_MAX_FRAME_BYTES).unwrap_err().to_string();
     assert!(
-        msg.contains("version 7") && msg.contains(&format!("version {PROTOCOL_VERSION}")),
+        msg.contains(&format!("version {}", PROTOCOL_VERSION + 1))
+            && msg.contains(&format!("version {PROTOCOL_VERSION}")),
         "{msg}"
     );
 }

@@ -139,6 +139,11 @@ impl IncomingRequest {
     pub fn intent(&self) -> &str {
         self.req().intent.as_str()
     }
+    /// The conversation of that intent, as its sender says; trust it only
+    /// from the agent (see [`oi_ipc_schema::Request::chat`]).
+    pub fn chat(&self) -> &str {
+        self.req().chat.as_str()
+    }
 }
 
 /// How to send a request.
@@ -149,6 +154,8 @@ pub struct CallOptions {
     pub wait_for_service: bool,
     /// The intent the request serves (for the audit log); may be empty.
     pub intent: String,
+    /// The conversation of that intent; may be empty.
+    pub chat: String,
 }
 
 impl Default for CallOptions {
@@ -157,6 +164,7 @@ impl Default for CallOptions {
             deadline: Duration::from_secs(30),
             wait_for_service: false,
             intent: String::new(),
+            chat: String::new(),
         }
     }
 }
@@ -174,6 +182,10 @@ impl CallOptions {
     }
     pub fn for_intent(mut self, intent: &str) -> Self {
         self.intent = intent.to_string();
+        self
+    }
+    pub fn in_chat(mut self, chat: &str) -> Self {
+        self.chat = chat.to_string();
         self
     }
 }
@@ -321,6 +333,7 @@ impl BusClient {
                 wait_for_service: opts.wait_for_service,
                 stream,
                 intent: opts.intent.clone(),
+                chat: opts.chat.clone(),
                 payload: payload.to_vec(),
             },
         )?)

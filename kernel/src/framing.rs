@@ -160,6 +160,7 @@ mod tests {
                 wait_for_service: false,
                 stream: false,
                 intent: String::new(),
+                chat: String::new(),
                 payload: vec![1; 100],
             },
         )

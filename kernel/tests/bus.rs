@@ -613,6 +613,7 @@ async fn liars_and_strangers_are_refused() {
                 wait_for_service: false,
                 stream: false,
                 intent: String::new(),
+                chat: String::new(),
                 payload: vec![],
             },
         )
@@ -709,6 +710,7 @@ async fn bad_frames_close_only_their_connection() {
                 wait_for_service: false,
                 stream: false,
                 intent: String::new(),
+                chat: String::new(),
                 payload: vec![1; 8],
             },
         )
@@ -899,6 +901,7 @@ async fn request_and_response_bytes_cross_the_broker_unchanged() {
                 wait_for_service: false,
                 stream: false,
                 intent: String::new(),
+                chat: String::new(),
                 payload: vec![9, 8, 7, 6],
             },
         )
@@ -1313,6 +1316,7 @@ async fn slow_readers_together_cannot_make_the_broker_buffer_past_its_budget() {
                         wait_for_service: false,
                         stream: false,
                         intent: String::new(),
+                        chat: String::new(),
                         payload: payload.clone(),
                     },
                 )

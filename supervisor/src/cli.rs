@@ -13,6 +13,7 @@ pub mod agent;
 pub mod approve;
 mod args;
 mod checks;
+pub mod cron;
 mod doctor;
 mod lifecycle;
 mod logs;
@@ -189,6 +190,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             crate::cli::approve::approve(&connect().await?, id, refuse).await
         }
         Cmd::Telegram { action } => crate::cli::telegram::telegram(&connect().await?, action).await,
+        Cmd::Cron { action } => crate::cli::cron::cron(&connect().await?, action).await,
         Cmd::Tool {
             name,
             args,

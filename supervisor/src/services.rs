@@ -17,6 +17,7 @@ const KINDS: &[ServiceKind] = &[
     oi_adapter_http::KIND,
     oi_agent::KIND,
     oi_telegram::KIND,
+    oi_scheduler::KIND,
     #[cfg(feature = "chaos")]
     crate::chaos::KIND,
 ];

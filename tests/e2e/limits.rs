@@ -121,6 +121,7 @@ fn floods_of_connections_and_waiting_requests_meet_limits_and_memory_comes_back(
                 wait_for_service: true,
                 stream: false,
                 intent: String::new(),
+                chat: String::new(),
                 payload: vec![0u8; 64],
             },
         )

@@ -8,6 +8,7 @@ mod llm;
 mod memory;
 mod oictl;
 mod sandbox;
+mod scheduler;
 mod supervisor;
 mod support;
 mod telegram;

@@ -189,6 +189,15 @@ impl Daemon {
         st
     }
 
+    /// Stops the daemon (SIGTERM, reaped) and keeps its home for a new one.
+    pub fn stop_keeping_home(mut self) -> tempfile::TempDir {
+        if let Some(c) = &self.child {
+            signal(c.id(), libc::SIGTERM);
+        }
+        self.wait_exit(Duration::from_secs(20));
+        std::mem::replace(&mut self.home, new_home())
+    }
+
     pub fn log_text(&self) -> String {
         let mut s = String::new();
         let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
@@ -225,6 +234,7 @@ pub const OPTIONAL: &[&str] = &[
     "http",
     "agent",
     "telegram",
+    "scheduler",
 ];
 
 /// A config with fast supervision timings for tests, plus `extra`.

@@ -293,10 +293,14 @@ impl Tools for BusTools {
         name: &str,
         arguments: &str,
         intent: &str,
+        chat: &str,
         timeout: Duration,
     ) -> Result<String, String> {
         // Waiting: a restarting adapter serves the call once it is back.
-        let opts = CallOptions::deadline(timeout).waiting().for_intent(intent);
+        let opts = CallOptions::deadline(timeout)
+            .waiting()
+            .for_intent(intent)
+            .in_chat(chat);
         match tool::call_on(&self.client, service, name, arguments, opts).await {
             Ok(v) => Ok(v.to_string()),
             Err(ToolCallError::Bus(BusError::Timeout { .. })) => {

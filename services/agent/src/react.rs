@@ -66,6 +66,7 @@ pub trait Tools: Send + Sync {
         name: &str,
         arguments: &str,
         intent: &str,
+        chat: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<String, String>> + Send;
 }
@@ -249,7 +250,7 @@ pub async fn run<L: Llm, T: Tools>(
                 tools,
                 &catalog,
                 c,
-                &input.id,
+                &input,
                 tool_deadline,
                 limits.tool_timeout,
                 events,
@@ -364,7 +365,7 @@ async fn call_one<T: Tools>(
     tools: &T,
     catalog: &[ToolInfo],
     call: &ToolCall,
-    intent: &str,
+    input: &Input,
     timeout: Duration,
     configured_timeout: Duration,
     events: &UnboundedSender<AgentEvent>,
@@ -400,7 +401,14 @@ async fn call_one<T: Tools>(
             // The bus enforces the deadline; this is the backstop.
             match tokio::time::timeout(
                 timeout + Duration::from_millis(500),
-                tools.call(&t.service, &call.name, &call.arguments, intent, timeout),
+                tools.call(
+                    &t.service,
+                    &call.name,
+                    &call.arguments,
+                    &input.id,
+                    &input.chat,
+                    timeout,
+                ),
             )
             .await
             {

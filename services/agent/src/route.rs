@@ -45,7 +45,7 @@ pub async fn dispatch(
             };
             let started = std::time::Instant::now();
             let outcome = tools
-                .call(&t.service, name, arguments, intent, tool_timeout)
+                .call(&t.service, name, arguments, intent, "", tool_timeout)
                 .await;
             let mut record = ToolCallRecord {
                 id: "routed".into(),

@@ -115,6 +115,7 @@ where
         name: &str,
         arguments: &str,
         _intent: &str,
+        _chat: &str,
         _t: Duration,
     ) -> Result<String, String> {
         (self.run)(name.to_string(), arguments.to_string()).await

@@ -80,7 +80,7 @@ impl Schedule {
                 }
                 Ok(Schedule::Every(every))
             }
-            "in" => Ok(Schedule::At(now + duration(rest)?)),
+            "in" => Ok(Schedule::At(to_ms(now + duration(rest)?))),
             "at" => {
                 let at = Timestamp::from_str(rest).map_err(|e| ScheduleError::At {
                     text: rest.into(),
@@ -89,7 +89,7 @@ impl Schedule {
                 if at <= now {
                     return Err(ScheduleError::Past { text: rest.into() });
                 }
-                Ok(Schedule::At(at))
+                Ok(Schedule::At(to_ms(at)))
             }
             _ => cron(text, zone, now),
         }
@@ -128,6 +128,16 @@ impl Schedule {
         }
     }
 
+    /// The text to store, which parses back to the same schedule at any
+    /// later time (`in 2h` becomes the `at` it means).
+    pub fn canonical(&self) -> String {
+        match self {
+            Schedule::Cron { expr, .. } => expr.clone(),
+            Schedule::Every(d) => format!("every {}", friendly(*d)),
+            Schedule::At(t) => format!("at {t}"),
+        }
+    }
+
     /// What to store to parse it back: the text, and the zone of a cron.
     pub fn zone(&self) -> Option<&str> {
         match self {
@@ -135,6 +145,11 @@ impl Schedule {
             _ => None,
         }
     }
+}
+
+/// Slots are kept in milliseconds: a finer one would never match its row.
+fn to_ms(t: Timestamp) -> Timestamp {
+    Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t)
 }
 
 fn cron(expr: &str, zone: Option<&str>, now: Timestamp) -> Result<Schedule, ScheduleError> {
@@ -154,11 +169,13 @@ fn cron(expr: &str, zone: Option<&str>, now: Timestamp) -> Result<Schedule, Sche
             })?,
             name.to_string(),
         ),
-        None => {
-            let tz = TimeZone::system();
-            let name = tz.iana_name().unwrap_or("UTC").to_string();
-            (tz, name)
-        }
+        // The host's, by its name, so that what is stored means the same
+        // when read back; a host whose zone has no name runs in UTC, and
+        // says so.
+        None => match TimeZone::system().iana_name() {
+            Some(name) => (TimeZone::system(), name.to_string()),
+            None => (TimeZone::UTC, "UTC".to_string()),
+        },
     };
     let s = Schedule::Cron {
         expr: expr.into(),

@@ -9,23 +9,12 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::schedule::Schedule;
-
-/// What a job does with slots that passed while it could not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissedPolicy {
-    /// Each is recorded as missed.
-    Skip,
-    /// The latest, if within the catch-up window, runs once; the others
-    /// are recorded as missed.
-    RunOnce,
-    /// Each runs, up to a bound; past it, missed.
-    RunAll,
-}
+pub use oi_ipc_schema::scheduler::Missed;
 
 /// How a wake-up treats the slots of one job.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
-    pub missed: MissedPolicy,
+    pub missed: Missed,
     /// How late a slot may be and still count as on time (the timer's own
     /// lateness, a busy machine).
     pub grace: SignedDuration,
@@ -104,11 +93,11 @@ pub fn decide(
             Some(s) == latest
         } else {
             match rules.missed {
-                MissedPolicy::Skip => false,
-                MissedPolicy::RunOnce => {
+                Missed::Skip => false,
+                Missed::RunOnce => {
                     Some(s) == latest && now.duration_since(s) <= rules.catchup_window
                 }
-                MissedPolicy::RunAll => d.run.len() < rules.max_runs,
+                Missed::RunAll => d.run.len() < rules.max_runs,
             }
         };
         if run {

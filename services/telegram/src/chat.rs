@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::Format;
 
 use crate::Gateway;
+use crate::api::ApiError;
 use crate::format::{self, Chunk, MESSAGE_LIMIT, escape, tg_len};
 use crate::types::{Message, Update};
 
@@ -250,7 +251,7 @@ async fn button(gw: &Gateway, chat: i64, query_id: &str, data: &str) {
 }
 
 /// Sends one message: formatted if it has HTML, plain if Telegram refuses
-/// the formatting. Returns its id.
+/// the formatting. Returns its id; a failure is logged.
 async fn send(
     gw: &Gateway,
     chat: i64,
@@ -258,6 +259,23 @@ async fn send(
     reply_to: Option<i64>,
     markup: Option<Value>,
 ) -> Option<i64> {
+    match try_send(gw, chat, c, reply_to, markup).await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            warn!(chat, "cannot send a message: {e}");
+            None
+        }
+    }
+}
+
+/// [`send`], with the failure for the caller.
+async fn try_send(
+    gw: &Gateway,
+    chat: i64,
+    c: &Chunk,
+    reply_to: Option<i64>,
+    markup: Option<Value>,
+) -> Result<i64, ApiError> {
     let api = gw.api.get();
     let mut params = json!({"chat_id": chat, "link_preview_options": {"is_disabled": true}});
     if let Some(id) = reply_to {
@@ -271,27 +289,36 @@ async fn send(
         p["text"] = json!(html);
         p["parse_mode"] = json!("HTML");
         match api.send_message(p).await {
-            Ok(id) => return Some(id),
+            Ok(id) => return Ok(id),
             Err(e) if e.is_bad_formatting() => {
                 warn!(
                     chat,
                     "Telegram refused the formatting ({e}); sending plain text"
                 );
             }
-            Err(e) => {
-                warn!(chat, "cannot send a message: {e}");
-                return None;
-            }
+            Err(e) => return Err(e),
         }
     }
     params["text"] = json!(c.plain);
-    match api.send_message(params).await {
-        Ok(id) => Some(id),
-        Err(e) => {
-            warn!(chat, "cannot send a message: {e}");
-            None
-        }
+    api.send_message(params).await
+}
+
+/// Markdown rendered as answers are, in as many messages as it takes.
+fn render(gw: &Gateway, markdown: &str) -> Vec<Chunk> {
+    if gw.settings.get().telegram.format == Format::Html {
+        format::render_markdown(markdown, MESSAGE_LIMIT)
+    } else {
+        format::render_plain(markdown, MESSAGE_LIMIT)
     }
+}
+
+/// A message another service hands the gateway (`telegram.deliver`): sent
+/// like an answer, and the first failure is the caller's to retry.
+pub async fn deliver(gw: &Gateway, chat: i64, markdown: &str) -> Result<(), ApiError> {
+    for c in render(gw, markdown) {
+        try_send(gw, chat, &c, None, None).await?;
+    }
+    Ok(())
 }
 
 impl Surface for Gateway {
@@ -341,11 +368,7 @@ impl Surface for Gateway {
     }
 
     async fn answer(&self, chat: i64, reply_to: i64, markdown: &str) {
-        let chunks = if self.settings.get().telegram.format == Format::Html {
-            format::render_markdown(markdown, MESSAGE_LIMIT)
-        } else {
-            format::render_plain(markdown, MESSAGE_LIMIT)
-        };
+        let chunks = render(self, markdown);
         for (i, c) in chunks.iter().enumerate() {
             send(self, chat, c, (i == 0).then_some(reply_to), None).await;
         }

@@ -26,6 +26,7 @@ pub mod types;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oi_ipc_schema::gateway::Delivery;
 use oi_ipc_schema::telegram::{AllowedChat, ChatList, ChatRef, PairCode, methods};
 use oi_kernel::client::{BusClient, IncomingRequest};
 use oi_kernel::config::Config;
@@ -97,9 +98,47 @@ async fn token(client: &BusClient) -> Result<Zeroizing<String>, ServiceError> {
     }
 }
 
+/// The services that may hand the gateway messages for its chats.
+const MAY_DELIVER: &[&str] = &[oi_ipc_schema::scheduler::SERVICE];
+
+/// `telegram.deliver`: a message for an allowed chat, from the owner or a
+/// service that may deliver. A chat nobody allowed gets nothing, whoever
+/// asks; a Telegram failure is the caller's to retry.
+async fn deliver(gw: &Gateway, req: &IncomingRequest) -> Result<Reply, ServiceError> {
+    if !req.caller().is_empty() && !MAY_DELIVER.contains(&req.caller()) {
+        return Err(ServiceError::denied(format!(
+            "service '{}' may not send messages through the Telegram gateway",
+            req.caller()
+        )));
+    }
+    let d: Delivery = decode_request(req)?;
+    let chat: i64 = d.chat.trim().parse().map_err(|_| {
+        ServiceError::bad_request(format!(
+            "telegram.deliver: `{}` is not a Telegram chat id (a number such as 42 or -100123)",
+            d.chat
+        ))
+    })?;
+    if !gw.access().allows(chat) {
+        return Err(ServiceError::denied(format!(
+            "chat {chat} is not allowed to talk to this bot (`oictl telegram chats` lists those that are; `oictl telegram pair` adds one)"
+        )));
+    }
+    chat::deliver(gw, chat, &d.text).await.map_err(|e| {
+        ServiceError::new(
+            oi_ipc_schema::ErrorCode::Unavailable,
+            format!("Telegram did not take the message for chat {chat}: {e}"),
+        )
+    })?;
+    info!(chat, caller = req.caller(), "message delivered");
+    Ok(Reply::Once(Vec::new()))
+}
+
 impl Service for Telegram {
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
         let gw = &self.0;
+        if req.method() == methods::DELIVER {
+            return deliver(gw, &req).await;
+        }
         // Pairing decides who talks to the agent: only the owner (oictl)
         // may do it, never another service.
         if !req.caller().is_empty() {

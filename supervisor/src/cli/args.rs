@@ -170,6 +170,12 @@ pub(super) enum Cmd {
         #[command(subcommand)]
         action: VaultCmd,
     },
+    /// Scheduled intents: add, list, remove, enable, disable, run now, and
+    /// what happened to every slot.
+    Cron {
+        #[command(subcommand)]
+        action: crate::cli::cron::CronCmd,
+    },
     /// The Telegram gateway: pair a chat, list or remove allowed chats.
     Telegram {
         #[command(subcommand)]

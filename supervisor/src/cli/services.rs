@@ -10,7 +10,9 @@ use oi_ipc_schema::{Call, DEFAULT_MAX_FRAME_BYTES, Text};
 use oi_kernel::client::{BusClient, BusError, CallOptions};
 use oi_kernel::paths::Paths;
 
-use super::status::{gateway_health, status_json, status_table, supervisor_status};
+use super::status::{
+    gateway_health, scheduler_problems, status_json, status_table, supervisor_status,
+};
 use super::vault::vault_status;
 
 /// `oictl status`: the services' table (or JSON) and the vault's state.
@@ -18,8 +20,12 @@ pub(super) async fn status(client: &BusClient, json: bool) -> anyhow::Result<Exi
     let report = supervisor_status(client).await?;
     let vault = vault_status(client).await;
     let gateways = gateway_health(client, &report).await;
+    let scheduler = scheduler_problems(client, &report).await;
     if json {
         let mut j = status_json(&report);
+        if let Some((jobs, problems)) = &scheduler {
+            j["scheduler"] = serde_json::json!({"jobs": jobs, "problems": problems});
+        }
         j["gateways"] = gateways
             .iter()
             .map(|(name, h)| {
@@ -42,6 +48,12 @@ pub(super) async fn status(client: &BusClient, json: bool) -> anyhow::Result<Exi
         for (name, h) in &gateways {
             let mark = if h.healthy { "" } else { "PROBLEM: " };
             println!("{name}: {mark}{}", h.summary);
+        }
+        if let Some((jobs, problems)) = &scheduler {
+            println!("scheduler: {jobs} jobs");
+            for p in problems {
+                println!("scheduler: PROBLEM: {p}");
+            }
         }
         if let Some(v) = vault {
             println!("vault: key source {}, {} secrets", v.key_source, v.secrets);

@@ -36,6 +36,52 @@ pub(super) async fn gateway_health(
     out
 }
 
+/// The scheduler's jobs that need a look: (jobs in all, lines on the
+/// disabled and the failing ones); `None` while it is not running.
+pub(super) async fn scheduler_problems(
+    client: &BusClient,
+    r: &StatusReport,
+) -> Option<(usize, Vec<String>)> {
+    let name = oi_ipc_schema::scheduler::SERVICE;
+    if !r
+        .services
+        .iter()
+        .any(|s| s.name == name && s.state == ChildState::Ready)
+    {
+        return None;
+    }
+    let opts = CallOptions::deadline(Duration::from_secs(5));
+    let list = match client.call(oi_ipc_schema::scheduler::LIST, &(), opts).await {
+        Ok(l) => l,
+        Err(e) => return Some((0, vec![format!("does not list its jobs ({e})")])),
+    };
+    let problems = list
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            if !j.enabled && !j.disabled_reason.contains("oictl cron disable") {
+                Some(format!(
+                    "job {} ({}) is disabled: {}",
+                    j.id, j.name, j.disabled_reason
+                ))
+            } else if j.enabled && j.consecutive_failures > 0 {
+                let why = j
+                    .last
+                    .as_ref()
+                    .map(|r| r.reason.as_str())
+                    .unwrap_or_default();
+                Some(format!(
+                    "job {} ({}) failed {} times in a row: {why}",
+                    j.id, j.name, j.consecutive_failures
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    Some((list.jobs.len(), problems))
+}
+
 /// The supervisor's status report.
 pub(super) async fn supervisor_status(client: &BusClient) -> anyhow::Result<StatusReport> {
     let opts = CallOptions::deadline(Duration::from_secs(10));

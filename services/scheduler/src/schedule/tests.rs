@@ -206,3 +206,36 @@ fn schedules_are_described_in_words_with_their_zone() {
         "every 1h 30m"
     );
 }
+
+#[test]
+fn what_is_stored_parses_back_to_the_same_schedule_later() {
+    let created = ts("2026-12-01T10:00:00Z");
+    let later = ts("2026-12-01T11:00:00Z");
+    for text in [
+        "every 90m",
+        "in 2h",
+        "at 2026-12-24T09:00:00+01:00",
+        "@daily",
+    ] {
+        let s = Schedule::parse(text, Some("Europe/Berlin"), created).unwrap();
+        let back = Schedule::parse(&s.canonical(), s.zone(), later).unwrap();
+        assert_eq!(
+            back.next_after(later, created),
+            s.next_after(later, created),
+            "{text} stored as {}",
+            s.canonical()
+        );
+    }
+    assert_eq!(
+        Schedule::parse("in 2h", None, created).unwrap().canonical(),
+        "at 2026-12-01T12:00:00Z"
+    );
+    // Slots are whole milliseconds, as their rows keep them: a one-shot
+    // whose row says it ran has no slot left.
+    let fine = ts("2026-12-01T10:00:00.828288685Z");
+    let once = Schedule::parse("in 2s", None, fine).unwrap();
+    let slot = once.next_after(fine, fine).unwrap();
+    assert_eq!(slot, ts("2026-12-01T10:00:02.828Z"));
+    let row = Timestamp::from_millisecond(slot.as_millisecond()).unwrap();
+    assert_eq!(once.next_after(row, fine), None);
+}

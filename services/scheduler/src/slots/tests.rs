@@ -5,7 +5,7 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn rules(missed: MissedPolicy) -> Rules {
+fn rules(missed: Missed) -> Rules {
     Rules {
         missed,
         grace: SignedDuration::from_secs(30),
@@ -26,7 +26,7 @@ fn an_on_time_slot_runs_and_the_next_is_the_following_one() {
         ts("2026-12-01T00:00:00Z"),
         ts("2026-12-01T09:00:00Z"),
         ts("2026-12-01T10:00:02Z"),
-        &rules(MissedPolicy::Skip),
+        &rules(Missed::Skip),
     );
     assert_eq!(d.run, [ts("2026-12-01T10:00:00Z")]);
     assert!(d.missed.is_empty());
@@ -42,13 +42,13 @@ fn each_missed_policy_after_the_daemon_was_down() {
         ts("2026-12-01T13:10:00Z"),
     );
     let at = |h: &str| ts(&format!("2026-12-01T{h}:00:00Z"));
-    let skip = decide(&hourly(), anchor, after, now, &rules(MissedPolicy::Skip));
+    let skip = decide(&hourly(), anchor, after, now, &rules(Missed::Skip));
     assert!(skip.run.is_empty());
     assert_eq!(skip.missed, [at("10"), at("11"), at("12"), at("13")]);
-    let once = decide(&hourly(), anchor, after, now, &rules(MissedPolicy::RunOnce));
+    let once = decide(&hourly(), anchor, after, now, &rules(Missed::RunOnce));
     assert_eq!(once.run, [at("13")]);
     assert_eq!(once.missed, [at("10"), at("11"), at("12")]);
-    let all = decide(&hourly(), anchor, after, now, &rules(MissedPolicy::RunAll));
+    let all = decide(&hourly(), anchor, after, now, &rules(Missed::RunAll));
     assert_eq!(all.run, [at("10"), at("11"), at("12")], "bounded at 3");
     assert_eq!(all.missed, [at("13")]);
     for d in [&skip, &once, &all] {
@@ -58,7 +58,7 @@ fn each_missed_policy_after_the_daemon_was_down() {
     // old, past a 30 min window: nothing is caught up.
     let narrow = Rules {
         catchup_window: SignedDuration::from_mins(30),
-        ..rules(MissedPolicy::RunOnce)
+        ..rules(Missed::RunOnce)
     };
     let late = decide(
         &hourly(),
@@ -81,7 +81,7 @@ fn a_clock_that_jumps_back_decides_nothing_twice_and_one_that_jumps_ahead_record
         anchor,
         after,
         ts("2026-12-01T08:00:00Z"),
-        &rules(MissedPolicy::Skip),
+        &rules(Missed::Skip),
     );
     assert_eq!(
         back,
@@ -96,7 +96,7 @@ fn a_clock_that_jumps_back_decides_nothing_twice_and_one_that_jumps_ahead_record
         anchor,
         after,
         ts("2026-12-01T16:00:01Z"),
-        &rules(MissedPolicy::Skip),
+        &rules(Missed::Skip),
     );
     assert_eq!(ahead.missed.len(), 5);
     assert_eq!(ahead.run, [ts("2026-12-01T16:00:00Z")]);
@@ -108,7 +108,7 @@ fn a_long_outage_of_a_fast_job_is_counted_not_walked() {
     let every = Schedule::parse("every 1s", None, anchor).unwrap();
     // A year down at one slot a second: 31.5 million slots.
     let now = ts("2027-01-01T00:00:00Z");
-    let d = decide(&every, anchor, anchor, now, &rules(MissedPolicy::Skip));
+    let d = decide(&every, anchor, anchor, now, &rules(Missed::Skip));
     let (counted, last) = d.missed_more.unwrap();
     assert_eq!(
         counted + d.missed.len() as u64 + d.run.len() as u64,
@@ -133,7 +133,7 @@ proptest! {
         let every = Schedule::Every(SignedDuration::from_secs(every_s));
         let after = anchor + SignedDuration::from_secs(after_s);
         let now = after + SignedDuration::from_secs(gap_s);
-        let policy = [MissedPolicy::Skip, MissedPolicy::RunOnce, MissedPolicy::RunAll][policy as usize];
+        let policy = [Missed::Skip, Missed::RunOnce, Missed::RunAll][policy as usize];
         let d = decide(&every, anchor, after, now, &rules(policy));
         let mut all: Vec<Timestamp> = d.run.iter().chain(&d.missed).copied().collect();
         all.sort();
@@ -148,7 +148,7 @@ proptest! {
         prop_assert_eq!(&all[..], &expected[counted..]);
         // At most `max_runs` catch-ups, and the on-time slot.
         prop_assert!(d.run.len() <= 4);
-        if policy == MissedPolicy::Skip {
+        if policy == Missed::Skip {
             prop_assert!(d.run.len() <= 1);
         }
         prop_assert!(d.next.is_none_or(|n| n > now));
