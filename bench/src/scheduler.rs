@@ -6,7 +6,8 @@
 //!   slot, when its row was written and its intent started, minus the
 //!   slot's time. `sched_missed_slots` counts the slots of those jobs that
 //!   were recorded missed (overlap or lateness); `sched_runs` the runs.
-//! - With 10,000 jobs loaded (cron `0 0 1 1 *`: none due for months):
+//! - With 10,000 jobs loaded (each its own cron expression, due about six
+//!   months from now):
 //!   `sched_idle_cpu_ms_per_min` (the scheduler's user+system CPU over a
 //!   minute), `sched_idle_wakeups_per_min` (its context switches, all
 //!   threads) next to `baseline_idle_wakeups_per_min` (the same of the fs
@@ -16,6 +17,7 @@
 //!   p50), and `sched_add_p50_ms` (one job created: checked, stored with
 //!   `synchronous=FULL`, armed).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,8 +43,9 @@ async fn pid_of(client: &BusClient, name: &str) -> anyhow::Result<u32> {
         .with_context(|| format!("{name} is not running"))
 }
 
-/// (CPU ms, context switches) of a process so far, over all its threads.
-fn cpu_and_switches(pid: u32) -> anyhow::Result<(u64, u64)> {
+/// CPU ms of a process so far, and the context switches of each of its
+/// threads (threads come and go: the blocking pool's exit when idle).
+fn cpu_and_switches(pid: u32) -> anyhow::Result<(u64, HashMap<String, u64>)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -55,19 +58,50 @@ fn cpu_and_switches(pid: u32) -> anyhow::Result<(u64, u64)> {
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mut switches = 0;
+    let mut switches = HashMap::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let status = std::fs::read_to_string(t?.path().join("status"))?;
+        let t = t?;
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue; // it exited meanwhile
+        };
+        let mut n = 0;
         for l in status.lines() {
             if let Some(v) = l
                 .strip_prefix("voluntary_ctxt_switches:")
                 .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
             {
-                switches += v.trim().parse::<u64>()?;
+                n += v.trim().parse::<u64>()?;
             }
         }
+        switches.insert(t.file_name().to_string_lossy().into_owned(), n);
     }
     Ok((ticks * 1000 / hz, switches))
+}
+
+/// Switches between two samples: of the threads alive at the end (a
+/// thread that exited in between is not counted).
+fn switched(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
+}
+
+/// A cron expression of its own for job `n`, due about half a year from
+/// now (none fires while the benchmark runs).
+fn far_cron(n: usize) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let month_now = (secs as f64 / 86_400.0 / 30.44) as u64 % 12;
+    let month = (month_now + 6) % 12 + 1;
+    format!(
+        "{} {} {} {month} *",
+        n % 60,
+        (n / 60) % 24,
+        1 + (n / 1440) % 28
+    )
 }
 
 fn job(schedule: &str, n: usize) -> JobSpec {
@@ -98,6 +132,8 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         let sched = pid_of(&client, "scheduler").await?;
         figure("sched_pss_kb_empty", pss_kb(sched).unwrap_or(0));
         lateness(&client, quick).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        figure("sched_pss_kb_after_runs", pss_kb(sched).unwrap_or(0));
         loaded(&client, sched, quick).await
     })
 }
@@ -161,12 +197,14 @@ async fn loaded(client: &BusClient, sched: u32, quick: bool) -> anyhow::Result<(
     for i in 0..n {
         let t0 = Instant::now();
         client
-            .call(scheduler::ADD, &job("0 0 1 1 *", i), opts())
+            .call(scheduler::ADD, &job(&far_cron(i), i), opts())
             .await?;
         adds.push(t0.elapsed());
     }
     figure("sched_jobs_loaded", n);
     figure("sched_add_p50_ms", Samples::new(adds).ms(50.0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    figure("sched_pss_kb_10k_jobs", pss_kb(sched).unwrap_or(0));
     let mut lists = Vec::new();
     for _ in 0..if quick { 3 } else { 10 } {
         let t0 = Instant::now();
@@ -186,8 +224,8 @@ async fn loaded(client: &BusClient, sched: u32, quick: bool) -> anyhow::Result<(
     let (_, b1) = cpu_and_switches(fs)?;
     let per_min = |v: u64| v * 60 / window.as_secs();
     figure("sched_idle_cpu_ms_per_min", per_min(c1 - c0));
-    figure("sched_idle_wakeups_per_min", per_min(s1 - s0));
-    figure("baseline_idle_wakeups_per_min", per_min(b1 - b0));
-    figure("sched_pss_kb_10k_jobs", pss_kb(sched).unwrap_or(0));
+    figure("sched_idle_wakeups_per_min", per_min(switched(&s0, &s1)));
+    figure("baseline_idle_wakeups_per_min", per_min(switched(&b0, &b1)));
+    figure("sched_pss_kb_after_lists", pss_kb(sched).unwrap_or(0));
     Ok(())
 }

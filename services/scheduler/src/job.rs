@@ -27,11 +27,15 @@ pub enum JobError {
     Stored { id: i64, why: String },
 }
 
-/// A job the scheduler runs.
+/// A job the scheduler runs. Its schedule is parsed again when a slot is
+/// decided, not kept: a parsed cron expression holds about 6 KB (croner
+/// keeps a bit per possible year), which 10,000 jobs would pay for in
+/// memory while they wait for months.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub row: JobRow,
-    pub schedule: Schedule,
+    /// The schedule in words, with its zone.
+    pub described: String,
     pub overlap: Overlap,
     pub missed: Missed,
     /// The next slot and when it is due (the slot plus its jitter).
@@ -101,17 +105,23 @@ impl Job {
         let stored = |why: String| JobError::Stored { id: row.id, why };
         let created = Timestamp::from_millisecond(row.created_ms)
             .map_err(|e| stored(format!("created_ms: {e}")))?;
-        let before = created - SignedDuration::from_millis(1);
-        let schedule = Schedule::parse(&row.schedule, row.zone.as_deref(), before)
-            .map_err(|e| stored(e.to_string()))?;
+        let schedule = parse_stored(&row, created).map_err(|e| stored(e.to_string()))?;
         let overlap = Overlap::parse(&row.overlap).map_err(|e| stored(format!("overlap {e}")))?;
         let missed = Missed::parse(&row.missed).map_err(|e| stored(format!("missed {e}")))?;
         Ok(Job {
             row,
-            schedule,
+            described: schedule.describe(),
             overlap,
             missed,
             next: None,
+        })
+    }
+
+    /// The schedule, parsed (it parsed when the job was loaded).
+    pub fn schedule(&self) -> Result<Schedule, JobError> {
+        parse_stored(&self.row, self.anchor()).map_err(|e| JobError::Stored {
+            id: self.row.id,
+            why: e.to_string(),
         })
     }
 
@@ -144,7 +154,7 @@ impl Job {
 
     /// The zone times are shown in: a cron's own, else the host's.
     fn zone(&self, host: &str) -> (TimeZone, String) {
-        let name = self.schedule.zone().unwrap_or(host);
+        let name = self.row.zone.as_deref().unwrap_or(host);
         match TimeZone::get(name) {
             Ok(tz) => (tz, name.to_string()),
             Err(_) => (TimeZone::UTC, "UTC".into()),
@@ -160,7 +170,7 @@ impl Job {
             id: r.id,
             name: r.name.clone(),
             schedule: r.schedule.clone(),
-            described: self.schedule.describe(),
+            described: self.described.clone(),
             zone,
             intent: r.intent.clone(),
             chat: r.chat.clone(),
@@ -182,6 +192,13 @@ impl Job {
             last: last.map(run_info),
         }
     }
+}
+
+/// A stored schedule, as of its job's creation (so an `at` that has passed
+/// still reads).
+fn parse_stored(row: &JobRow, created: Timestamp) -> Result<Schedule, ScheduleError> {
+    let before = created - SignedDuration::from_millis(1);
+    Schedule::parse(&row.schedule, row.zone.as_deref(), before)
 }
 
 /// A stored row as the bus carries it.

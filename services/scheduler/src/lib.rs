@@ -222,7 +222,7 @@ pub fn run(name: &'static str) -> i32 {
             );
         }
         info!(jobs = core.job_count(), zone = %host_zone(), "scheduler ready");
-        let sh = Shared::new(core, client);
+        let sh = Shared::new(core, client)?;
         tokio::spawn(service::timer_loop(sh.clone()));
         Ok(Scheduler(sh))
     })

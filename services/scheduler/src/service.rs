@@ -23,8 +23,14 @@ use crate::timer::{self, Rang, Timer};
 /// How long one delivery attempt may take.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Work for the core's thread.
+type Work = Box<dyn FnOnce(&mut Core) + Send>;
+
 pub struct Shared {
-    core: Arc<Mutex<Core>>,
+    /// The core lives on a thread of its own (it writes SQLite with
+    /// `synchronous=FULL`, which must not stall the async threads); work
+    /// reaches it in order over this channel.
+    core: std::sync::mpsc::Sender<Work>,
     client: BusClient,
     /// Re-arms the timer after a change.
     changed: Notify,
@@ -33,28 +39,38 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(core: Core, client: BusClient) -> Arc<Shared> {
-        Arc::new(Shared {
-            core: Arc::new(Mutex::new(core)),
+    pub fn new(core: Core, client: BusClient) -> Result<Arc<Shared>, ServiceError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("scheduler-core".into())
+            .spawn(move || {
+                let mut core = core;
+                while let Ok(work) = rx.recv() {
+                    work(&mut core);
+                }
+            })
+            .map_err(|e| ServiceError::internal(format!("cannot start the core's thread: {e}")))?;
+        Ok(Arc::new(Shared {
+            core: tx,
             client,
             changed: Notify::new(),
             runs: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
-    /// Runs `f` on the core off the async threads (it writes SQLite with
-    /// `synchronous=FULL`).
+    /// Runs `f` on the core's thread and waits for its result.
     pub async fn core<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Core) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let core = self.core.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = core.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| ServiceError::internal(format!("the scheduler's task failed: {e}")))
+        let gone = || ServiceError::internal("the scheduler's core thread stopped");
+        let (tx, rx) = oneshot::channel();
+        self.core
+            .send(Box::new(move |c: &mut Core| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     /// Something changed: the timer is armed again.

@@ -1,5 +1,5 @@
 use super::*;
-use oi_ipc_schema::scheduler::Overlap;
+use oi_ipc_schema::scheduler::{JobSpec, Missed, Overlap};
 
 fn t(s: &str) -> Timestamp {
     format!("2026-12-01T{s}Z").parse().unwrap()
