@@ -10,6 +10,7 @@
 //! come from LLMs); everything the kernel itself reads is archived.
 
 pub mod agent;
+pub mod browser;
 pub mod contract;
 pub mod control;
 pub mod frame;

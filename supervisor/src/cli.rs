@@ -12,6 +12,7 @@ use oi_kernel::paths::Paths;
 pub mod agent;
 pub mod approve;
 mod args;
+mod browser;
 mod checks;
 pub mod cron;
 mod doctor;
@@ -191,6 +192,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Telegram { action } => crate::cli::telegram::telegram(&connect().await?, action).await,
         Cmd::Cron { action } => crate::cli::cron::cron(&connect().await?, action).await,
+        Cmd::Browser { action } => crate::cli::browser::browser(&connect().await?, action).await,
         Cmd::Tool {
             name,
             args,

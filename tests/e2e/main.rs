@@ -3,6 +3,7 @@
 
 mod adapters;
 mod agent;
+mod browser;
 mod limits;
 mod llm;
 mod memory;

@@ -232,6 +232,7 @@ pub const OPTIONAL: &[&str] = &[
     "shell",
     "web",
     "http",
+    "browser",
     "agent",
     "telegram",
     "scheduler",

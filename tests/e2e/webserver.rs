@@ -10,6 +10,12 @@ use std::time::Duration;
 
 pub const DDG_PAGE: &str = include_str!("../../adapters/web/tests/fixtures/ddg-rust-async.html");
 
+/// Text written by a script: a static fetch does not see it.
+const JS_TEXT: &str = "<html><head><title>Rendered</title></head><body><main><div id=out></div></main><script>document.getElementById('out').textContent = 'The answer, written by JavaScript: 4217';</script></body></html>";
+
+/// A form posted to /submitted.
+const FORM: &str = "<html><head><title>Order</title></head><body><h1>Order</h1><form action=/submitted method=post><label for=n>Name</label><input id=n name=name><label for=e>Email</label><input id=e name=email type=email><select name=size><option>small</option><option>large</option></select><button type=submit>Send order</button></form></body></html>";
+
 pub struct WebServer {
     pub port: u16,
     /// Request heads received, in order.
@@ -76,7 +82,10 @@ fn serve(mut s: TcpStream, port: u16, requests: &Mutex<Vec<String>>) {
     }
     let mut body = vec![0u8; content_length];
     let _ = reader.read_exact(&mut body);
-    requests.lock().unwrap().push(head.clone());
+    requests
+        .lock()
+        .unwrap()
+        .push(format!("{head}\r\n{}", String::from_utf8_lossy(&body)));
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let html = |ct: &str| vec![("Content-Type", ct.to_string())];
     match path.split('?').next().unwrap_or("") {
@@ -159,6 +168,38 @@ fn serve(mut s: TcpStream, port: u16, requests: &Mutex<Vec<String>>) {
                 )
             };
             respond(&mut s, "200 OK", &html("application/json"), body.as_bytes());
+        }
+        "/js-text" => respond(&mut s, "200 OK", &html("text/html"), JS_TEXT.as_bytes()),
+        "/form" => respond(&mut s, "200 OK", &html("text/html"), FORM.as_bytes()),
+        "/submitted" => {
+            let page = format!(
+                "<html><head><title>Thanks</title></head><body><p id=conf>Confirmation number: C-{}</p><pre>{}</pre></body></html>",
+                1000 + body.len(),
+                String::from_utf8_lossy(&body).replace('<', "&lt;")
+            );
+            respond(&mut s, "200 OK", &html("text/html"), page.as_bytes())
+        }
+        "/never" => {
+            // Headers and the start of a page, then nothing: the load event
+            // never fires.
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body><p>still loading");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        p if p.starts_with("/reach") => {
+            // Loads from places a page must not reach: the query says
+            // which (a metadata address, a private one, another port).
+            let targets: Vec<String> = path
+                .split_once('?')
+                .map(|(_, q)| q.split('&').map(|t| t.replace("%3A", ":")).collect())
+                .unwrap_or_default();
+            let mut page = String::from("<html><body><p>reaching out</p>");
+            for t in &targets {
+                page.push_str(&format!(
+                    "<img src=\"http://{t}/img.png\"><script src=\"http://{t}/evil.js\"></script><script>fetch('http://{t}/xhr').catch(() => {{}})</script>"
+                ));
+            }
+            page.push_str("</body></html>");
+            respond(&mut s, "200 OK", &html("text/html"), page.as_bytes())
         }
         "/echo" => {
             let v = serde_json::json!({"head": head, "body": String::from_utf8_lossy(&body)});

@@ -115,24 +115,52 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
+/// A network the guard lets through, on every port or on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    pub net: IpNet,
+    pub port: Option<u16>,
+}
+
+impl From<IpNet> for Allowed {
+    fn from(net: IpNet) -> Allowed {
+        Allowed { net, port: None }
+    }
+}
+
 /// The guard: refuses non-public addresses outside `allow`.
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
-    allow: Vec<IpNet>,
+    allow: Vec<Allowed>,
 }
 
 impl Guard {
     pub fn new(allow: Vec<IpNet>) -> Guard {
+        Guard::allowing(allow.into_iter().map(Allowed::from).collect())
+    }
+
+    /// A guard whose exceptions may name a port.
+    pub fn allowing(allow: Vec<Allowed>) -> Guard {
         Guard { allow }
     }
 
-    /// Checks one address a host resolved to (or a literal).
+    /// Checks one address a host resolved to (or a literal), on any port:
+    /// an exception for one port does not count.
     pub fn check(&self, host: &str, addr: IpAddr) -> Result<(), Blocked> {
+        self.check_on(host, addr, None)
+    }
+
+    /// Checks one address on `port` (when known).
+    pub fn check_on(&self, host: &str, addr: IpAddr, port: Option<u16>) -> Result<(), Blocked> {
         let canonical = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
         };
-        if self.allow.iter().any(|n| n.contains(&canonical)) {
+        if self
+            .allow
+            .iter()
+            .any(|a| a.net.contains(&canonical) && (a.port.is_none() || a.port == port))
+        {
             return Ok(());
         }
         match non_public(addr) {
@@ -151,10 +179,11 @@ impl Guard {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Blocked::Scheme(url.to_string()));
         }
+        let port = url.port_or_known_default();
         match url.host() {
             None => Err(Blocked::NoHost(url.to_string())),
-            Some(url::Host::Ipv4(ip)) => self.check(&ip.to_string(), IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => self.check(&ip.to_string(), IpAddr::V6(ip)),
+            Some(url::Host::Ipv4(ip)) => self.check_on(&ip.to_string(), IpAddr::V4(ip), port),
+            Some(url::Host::Ipv6(ip)) => self.check_on(&ip.to_string(), IpAddr::V6(ip), port),
             // Names are checked after resolution. (Numeric hosts such as
             // http://2130706433/ are parsed as IPv4 literals above.)
             Some(url::Host::Domain(_)) => Ok(()),
@@ -164,6 +193,11 @@ impl Guard {
     /// Resolves a name and keeps only the addresses the guard allows; if
     /// none is left, says why the first was refused.
     pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, Blocked> {
+        self.resolve_on(host, None).await
+    }
+
+    /// [`Guard::resolve`] for a connection to `port`.
+    pub async fn resolve_on(&self, host: &str, port: Option<u16>) -> Result<Vec<IpAddr>, Blocked> {
         let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
             .await
             .map_err(|e| Blocked::Resolve {
@@ -174,7 +208,7 @@ impl Guard {
         let mut first_refusal = None;
         let mut ok = Vec::new();
         for a in found {
-            match self.check(host, a.ip()) {
+            match self.check_on(host, a.ip(), port) {
                 Ok(()) => ok.push(a.ip()),
                 Err(e) => {
                     first_refusal.get_or_insert(e);
@@ -384,6 +418,35 @@ mod tests {
         let e = g.check("x", ip("127.0.0.2")).unwrap_err();
         assert!(e.to_string().contains("127.0.0.2 (loopback)"), "{e}");
         assert!(g.check("x", ip("10.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn an_exception_with_a_port_lets_only_that_port_through() {
+        let local: IpNet = "127.0.0.1/32".parse().unwrap();
+        let g = Guard::allowing(vec![Allowed {
+            net: local,
+            port: Some(8080),
+        }]);
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(g.check_on("x", lo, Some(8080)).is_ok());
+        assert!(g.check_on("x", lo, Some(8081)).is_err());
+        assert!(
+            g.check("x", lo).is_err(),
+            "an unknown port is not that port"
+        );
+        assert!(
+            g.check_url(&Url::parse("http://127.0.0.1:8080/a").unwrap())
+                .is_ok()
+        );
+        assert!(
+            g.check_url(&Url::parse("http://127.0.0.1:9/a").unwrap())
+                .is_err()
+        );
+        assert!(
+            g.check_url(&Url::parse("http://127.0.0.1/a").unwrap())
+                .is_err(),
+            "port 80"
+        );
     }
 
     #[test]

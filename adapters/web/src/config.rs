@@ -52,11 +52,11 @@ impl Section for WebConfig {
             ));
         }
         for a in &self.allow_addresses {
-            if parse_net(a).is_none() {
+            if parse_allowed(a).is_none() {
                 return Err(Invalid::new(
                     "web.allow_addresses",
                     format!(
-                        "web.allow_addresses: '{a}' is not an IP address or network (like 127.0.0.1 or 10.1.0.0/16)"
+                        "web.allow_addresses: '{a}' is not an IP address, network or address with a port (like 127.0.0.1, 10.1.0.0/16 or 127.0.0.1:8080)"
                     ),
                 ));
             }
@@ -68,10 +68,10 @@ impl Section for WebConfig {
 impl WebConfig {
     /// The SSRF guard with `allow_addresses` let through.
     pub fn guard(&self) -> Guard {
-        Guard::new(
+        Guard::allowing(
             self.allow_addresses
                 .iter()
-                .filter_map(|a| parse_net(a))
+                .filter_map(|a| parse_allowed(a))
                 .collect(),
         )
     }
@@ -85,6 +85,18 @@ impl WebConfig {
             same_origin_only: false,
         }
     }
+}
+
+/// An entry of `allow_addresses`: a network, or an address with a port
+/// (`127.0.0.1:8080`, `[::1]:8080`) that lets only that port through.
+pub fn parse_allowed(s: &str) -> Option<oi_sandbox::netguard::Allowed> {
+    if let Ok(sa) = s.trim().parse::<std::net::SocketAddr>() {
+        return Some(oi_sandbox::netguard::Allowed {
+            net: ipnet::IpNet::from(sa.ip()),
+            port: Some(sa.port()),
+        });
+    }
+    parse_net(s).map(oi_sandbox::netguard::Allowed::from)
 }
 
 /// An address (`127.0.0.1`, `::1`) or network (`10.0.0.0/8`) of
@@ -111,7 +123,7 @@ mod tests {
         assert_eq!(e.location, Some((3, 1)), "{e}");
         assert!(
             e.message
-                .contains("'10.0.0.0/33' is not an IP address or network"),
+                .contains("'10.0.0.0/33' is not an IP address, network or address with a port"),
             "{e}"
         );
         let e = parse("[web]\nsearch_engine = \"bing\"\n").unwrap_err();

@@ -163,8 +163,10 @@ fn unknown_service_kind_is_refused() {
         "shell",
         "web",
         "http",
+        "browser",
         "agent",
         "telegram",
+        "scheduler",
     ];
     let build = Build {
         kinds: kinds.to_vec(),
@@ -174,7 +176,7 @@ fn unknown_service_kind_is_refused() {
     assert_eq!(e.location, Some((2, 1)));
     assert!(
             e.message.contains(
-                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, agent, telegram)"
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler)"
             ),
             "{e}"
         );

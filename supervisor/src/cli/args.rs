@@ -170,6 +170,11 @@ pub(super) enum Cmd {
         #[command(subcommand)]
         action: VaultCmd,
     },
+    /// The browser adapter: `reset` deletes its profile.
+    Browser {
+        #[command(subcommand)]
+        action: crate::cli::browser::BrowserCmd,
+    },
     /// Scheduled intents: add, list, remove, enable, disable, run now, and
     /// what happened to every slot.
     Cron {

@@ -1,0 +1,389 @@
+//! The browser adapter against a real headless Chromium (`.ci/run`
+//! installs Debian's `chromium`) and local pages on 127.0.0.1, driven with
+//! `oictl tool` as a person would (calls outside an intent share a tab).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+use crate::webserver::WebServer;
+
+fn require_chromium() {
+    let found = oi_adapter_browser::chrome::find("");
+    assert!(
+        found.is_ok(),
+        "these tests need a real Chromium: apt-get install chromium (.ci/run does)"
+    );
+}
+
+/// A daemon with the browser adapter; pages may reach `allow` (an
+/// address, or an address and port).
+fn start(allow: &str) -> Daemon {
+    require_chromium();
+    let d = Daemon::start(&config_enabling(
+        &["browser"],
+        "",
+        &format!("[web]\nallow_addresses = [\"{allow}\"]\n\n[browser]\ntimeout_secs = 10\n"),
+    ));
+    d.ready_pid("browser");
+    d
+}
+
+/// A tool's JSON result, or its error text.
+fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
+    let o = d.oictl(&["tool", name, &args.to_string()]);
+    if o.status.success() {
+        Ok(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o))))
+    } else {
+        Err(out(&o))
+    }
+}
+
+/// The ref of the snapshot line that contains `has`.
+fn ref_of(snapshot: &str, has: &str) -> u64 {
+    let line = snapshot
+        .lines()
+        .find(|l| l.contains(has))
+        .unwrap_or_else(|| panic!("no line with {has} in:\n{snapshot}"));
+    line[1..line.find(']').unwrap()].parse().unwrap()
+}
+
+/// Pids whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Pids in process group `pgid`.
+fn group_of(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(2)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_script_written_page_a_form_by_ref_and_selector_a_stale_ref_and_a_screenshot() {
+    let web = WebServer::start();
+    let d = start("127.0.0.1");
+    let page = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/js-text")}),
+    )
+    .unwrap();
+    assert_eq!(page["title"], "Rendered");
+    assert_eq!(page["status"], 200);
+    assert!(
+        page["text"]
+            .as_str()
+            .unwrap()
+            .contains("written by JavaScript: 4217"),
+        "{page}"
+    );
+    if nix_root() {
+        assert!(
+            page["note"]
+                .as_str()
+                .unwrap()
+                .contains("without its own sandbox"),
+            "{page}"
+        );
+    }
+
+    tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/form")}),
+    )
+    .unwrap();
+    let snap = tool(&d, "browser_snapshot", serde_json::json!({})).unwrap();
+    let text = snap["snapshot"].as_str().unwrap().to_string();
+    assert!(text.contains("# Order"), "{text}");
+    let name = ref_of(&text, "name=\"name\"");
+    let send = ref_of(&text, "button \"Send order\"");
+    tool(
+        &d,
+        "browser_fill",
+        serde_json::json!({"ref": name, "text": "Ana"}),
+    )
+    .unwrap();
+    tool(
+        &d,
+        "browser_fill",
+        serde_json::json!({"selector": "#e", "text": "ana@example.org"}),
+    )
+    .unwrap();
+    tool(
+        &d,
+        "browser_fill",
+        serde_json::json!({"selector": "select", "text": "large"}),
+    )
+    .unwrap();
+    let after = tool(&d, "browser_click", serde_json::json!({"ref": send})).unwrap();
+    assert_eq!(after["title"], "Thanks", "{after}");
+    let conf = tool(&d, "browser_text", serde_json::json!({"selector": "#conf"})).unwrap();
+    assert!(
+        conf["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Confirmation number: C-"),
+        "{conf}"
+    );
+    assert!(
+        web.seen("name=Ana&email=ana%40example.org&size=large"),
+        "the server got the form's values: {:?}",
+        web.requests.lock().unwrap().last()
+    );
+    // The form's refs are gone with its page.
+    let stale = tool(&d, "browser_click", serde_json::json!({"ref": send})).unwrap_err();
+    assert!(
+        stale.contains("the page changed; take a new snapshot"),
+        "{stale}"
+    );
+    let missing = tool(
+        &d,
+        "browser_click",
+        serde_json::json!({"selector": "#nothing"}),
+    )
+    .unwrap_err();
+    assert!(
+        missing.contains("no element matches the selector #nothing"),
+        "{missing}"
+    );
+
+    let shot = tool(
+        &d,
+        "browser_screenshot",
+        serde_json::json!({"name": "thanks"}),
+    )
+    .unwrap();
+    assert_eq!(shot["path"], "screenshots/thanks.png");
+    let png = std::fs::read(d.path("data/workspace/screenshots/thanks.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!(
+        (w, h),
+        (
+            shot["width"].as_u64().unwrap() as u32,
+            shot["height"].as_u64().unwrap() as u32
+        )
+    );
+    assert_eq!(w, 1280, "the configured window width");
+    assert!(h > 100 && h <= 800, "{h}");
+    let bad = tool(
+        &d,
+        "browser_screenshot",
+        serde_json::json!({"name": "../x"}),
+    )
+    .unwrap_err();
+    assert!(bad.contains("letters, digits"), "{bad}");
+
+    let eval = tool(
+        &d,
+        "browser_eval",
+        serde_json::json!({"expression": "1 + 1"}),
+    )
+    .unwrap_err();
+    assert!(eval.contains("allow_eval"), "{eval}");
+}
+
+fn nix_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn a_page_that_never_finishes_times_out_and_the_next_call_works() {
+    let web = WebServer::start();
+    let d = start("127.0.0.1");
+    let e = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/never"), "timeout_secs": 2}),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "{} did not finish loading within 2 s (waited for the load event)",
+            web.url("/never")
+        )),
+        "{e}"
+    );
+    let ok = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/js-text")}),
+    )
+    .unwrap();
+    assert_eq!(ok["title"], "Rendered");
+    let e = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/js-text"), "wait": "#never-there", "timeout_secs": 1}),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("waited for an element matching #never-there"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pages_cannot_reach_metadata_private_addresses_other_ports_or_files() {
+    let web = WebServer::start();
+    // Listening on 127.0.0.1 too, on a port that is not allowed.
+    let other = WebServer::start();
+    let d = start(&format!("127.0.0.1:{}", web.port));
+    let reach = format!("/reach?169.254.169.254&10.0.0.1&127.0.0.1%3A{}", other.port);
+    let page = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url(&reach), "wait": "networkidle"}),
+    )
+    .unwrap();
+    assert!(page["text"].as_str().unwrap().contains("reaching out"));
+    let log = d.log_text();
+    let other_host = format!("127.0.0.1:{}", other.port);
+    for host in ["169.254.169.254", "10.0.0.1", other_host.as_str()] {
+        for what in ["img.png", "evil.js", "xhr"] {
+            assert!(
+                log.lines().any(|l| l.contains("request refused")
+                    && l.contains(&format!("url=\"http://{host}/{what}\""))),
+                "{host}/{what} was not refused:\n{log}"
+            );
+        }
+    }
+    assert!(
+        other.requests.lock().unwrap().is_empty(),
+        "the server on the other port got nothing"
+    );
+    let e = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": other.url("/js-text")}),
+    )
+    .unwrap_err();
+    assert!(e.contains("loopback") && e.contains("SSRF guard"), "{e}");
+    let e = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": "http://169.254.169.254/latest/meta-data/"}),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("a cloud metadata endpoint") && e.contains("SSRF guard"),
+        "{e}"
+    );
+    let e = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": "file:///etc/passwd"}),
+    )
+    .unwrap_err();
+    assert!(e.contains("file: URLs are refused"), "{e}");
+    let e = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": "chrome://version"}),
+    )
+    .unwrap_err();
+    assert!(e.contains("chrome: URLs are refused"), "{e}");
+}
+
+#[test]
+fn a_killed_chromium_is_started_again_and_a_killed_adapter_leaves_nothing_behind() {
+    let web = WebServer::start();
+    let d = start("127.0.0.1");
+    tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/js-text")}),
+    )
+    .unwrap();
+    let adapter = d.ready_pid("browser");
+    let chromium = children_of(adapter);
+    assert_eq!(
+        chromium.len(),
+        1,
+        "one browser, a child of the adapter: {chromium:?}"
+    );
+    // Killed mid-call: the call fails, the next one works.
+    let call = spawn_oictl(
+        &d,
+        &[
+            "tool",
+            "browser_navigate",
+            &serde_json::json!({"url": web.url("/never"), "timeout_secs": 8}).to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    signal(chromium[0], libc::SIGKILL);
+    let o = call.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("the browser stopped during the call"),
+        "{}",
+        out(&o)
+    );
+    let again = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/js-text")}),
+    )
+    .unwrap();
+    assert_eq!(again["title"], "Rendered");
+    let second = children_of(adapter);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, chromium);
+    // The adapter killed: its browser and every helper go, and are reaped.
+    let group = group_of(adapter);
+    assert!(
+        group.len() > 2,
+        "chromium's helpers share the adapter's group: {group:?}"
+    );
+    signal(adapter, libc::SIGKILL);
+    d.new_ready_pid("browser", adapter);
+    wait_for(
+        Duration::from_secs(10),
+        "the old browser's processes gone and reaped",
+        || {
+            group
+                .iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+                .then_some(())
+        },
+    );
+}
