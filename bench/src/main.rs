@@ -3,6 +3,7 @@
 //! line per figure on stdout (progress goes to stderr).
 
 mod agent;
+mod browser;
 mod daemon;
 mod ipc;
 mod memory;
@@ -15,7 +16,7 @@ mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some("agent") => agent::agent(quick),
         Some("telegram") => telegram::run(quick),
         Some("scheduler") => scheduler::run(quick),
+        Some("browser") => browser::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

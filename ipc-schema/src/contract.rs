@@ -127,6 +127,8 @@ archived_bodies!(
     crate::memory::Turn,
     crate::gateway::LinkHealth,
     crate::gateway::Delivery,
+    crate::browser::RenderRequest,
+    crate::browser::Rendered,
     crate::scheduler::JobSpec,
     crate::scheduler::JobInfo,
     crate::scheduler::JobList,

@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod shell;
 pub mod telegram;
 pub mod vault;
+pub mod web;
 
 pub use contract::{Body, Call, Json, Stream, Text};
 pub use frame::{

@@ -22,11 +22,12 @@ fn require_chromium() {
 fn start(allow: &str) -> Daemon {
     require_chromium();
     let d = Daemon::start(&config_enabling(
-        &["browser"],
+        &["browser", "web"],
         "",
         &format!("[web]\nallow_addresses = [\"{allow}\"]\n\n[browser]\ntimeout_secs = 10\n"),
     ));
     d.ready_pid("browser");
+    d.ready_pid("web");
     d
 }
 
@@ -226,6 +227,55 @@ fn nix_root() -> bool {
 }
 
 #[test]
+fn web_fetch_renders_a_page_whose_text_a_script_writes() {
+    let web = WebServer::start();
+    let d = start("127.0.0.1");
+    let plain = tool(
+        &d,
+        "web_fetch",
+        serde_json::json!({"url": web.url("/js-text"), "render": false}),
+    )
+    .unwrap();
+    assert!(!plain["text"].as_str().unwrap().contains("4217"), "{plain}");
+    assert_eq!(plain.get("rendered"), None);
+    // Scripts and almost no text: rendered without being asked.
+    let auto = tool(
+        &d,
+        "web_fetch",
+        serde_json::json!({"url": web.url("/js-text")}),
+    )
+    .unwrap();
+    assert_eq!(auto["rendered"], true, "{auto}");
+    assert!(
+        auto["text"]
+            .as_str()
+            .unwrap()
+            .contains("written by JavaScript: 4217"),
+        "{auto}"
+    );
+    assert_eq!(
+        (auto["title"].as_str(), auto["status"].as_u64()),
+        (Some("Rendered"), Some(200))
+    );
+    let asked = tool(
+        &d,
+        "web_fetch",
+        serde_json::json!({"url": web.url("/form"), "render": true}),
+    )
+    .unwrap();
+    assert_eq!(asked["rendered"], true);
+    assert!(asked["text"].as_str().unwrap().contains("Order"), "{asked}");
+    // The browser's guard holds for rendering too.
+    let e = tool(
+        &d,
+        "web_fetch",
+        serde_json::json!({"url": "http://10.0.0.1/", "render": true}),
+    )
+    .unwrap_err();
+    assert!(e.contains("10.0.0.1") && e.contains("SSRF guard"), "{e}");
+}
+
+#[test]
 fn a_page_that_never_finishes_times_out_and_the_next_call_works() {
     let web = WebServer::start();
     let d = start("127.0.0.1");
@@ -385,5 +435,97 @@ fn a_killed_chromium_is_started_again_and_a_killed_adapter_leaves_nothing_behind
                 .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
                 .then_some(())
         },
+    );
+}
+
+#[test]
+fn through_the_agent_open_the_page_fill_the_form_and_read_the_confirmation() {
+    require_chromium();
+    let web = WebServer::start();
+    let rt = fake_runtime();
+    let llm = rt
+        .block_on(oi_llm_router::fake::FakeProvider::start())
+        .unwrap();
+    let step = |id: &str, name: &str, args: Value| calls(&[(id, name, args)]);
+    llm.push([
+        step(
+            "c1",
+            "browser_navigate",
+            serde_json::json!({"url": web.url("/form")}),
+        ),
+        step("c2", "browser_snapshot", serde_json::json!({})),
+        step(
+            "c3",
+            "browser_fill",
+            serde_json::json!({"selector": "#n", "text": "Ana"}),
+        ),
+        step(
+            "c4",
+            "browser_click",
+            serde_json::json!({"selector": "button"}),
+        ),
+        step(
+            "c5",
+            "browser_text",
+            serde_json::json!({"selector": "#conf"}),
+        ),
+        oi_llm_router::fake::openai::says("Your order went through."),
+    ]);
+    let d = Daemon::start(&config_enabling(
+        &["browser", "agent", "llm-router", "memory"],
+        "",
+        &format!(
+            "{}[cascade]\norder = [\"main\"]\n\n[web]\nallow_addresses = [\"127.0.0.1\"]\n",
+            model("main", "openai", &llm.url("/v1"), "no_key = true")
+        ),
+    ));
+    for s in ["browser", "agent", "llm-router"] {
+        d.ready_pid(s);
+    }
+    let o = d.oictl(&[
+        "ask",
+        "--json",
+        "open the order page, fill in the form and tell me the confirmation number",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = r["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "browser_navigate",
+            "browser_snapshot",
+            "browser_fill",
+            "browser_click",
+            "browser_text"
+        ]
+    );
+    assert!(
+        r["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["error"].is_null()),
+        "{r}"
+    );
+    // What the model was shown: the snapshot with refs, then the
+    // confirmation, both marked untrusted.
+    let reqs = llm.requests();
+    let shown = tool_messages(&reqs.last().unwrap().body);
+    assert!(
+        shown[1].contains("button \\\"Send order\\\"") && shown[1].contains("trust=\"untrusted\""),
+        "{}",
+        shown[1]
+    );
+    assert!(shown[4].contains("Confirmation number: C-"), "{}", shown[4]);
+    assert!(
+        web.seen("name=Ana&email=&size=small"),
+        "{:?}",
+        web.requests.lock().unwrap().last()
     );
 }

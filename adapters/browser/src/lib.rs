@@ -234,6 +234,61 @@ impl BrowserAdapter {
         ))
     }
 
+    /// `browser.render`, for the web adapter (and the user): the page's
+    /// HTML once it has loaded and the network is idle.
+    async fn render(&self, req: &IncomingRequest) -> Result<Reply, ServiceError> {
+        use oi_ipc_schema::browser::{RenderRequest, Rendered};
+        let web = oi_ipc_schema::web::SERVICE;
+        if !req.caller().is_empty() && req.caller() != web {
+            return Err(ServiceError::denied(format!(
+                "service '{}' may not have pages rendered",
+                req.caller()
+            )));
+        }
+        let r: RenderRequest = harness::decode_request(req)?;
+        let s = self.settings.get();
+        let deadline = Duration::from_secs(r.timeout_secs.clamp(1, s.browser.max_timeout_secs));
+        let key = format!(
+            "render:{}",
+            if req.intent().is_empty() {
+                req.caller()
+            } else {
+                req.intent()
+            }
+        );
+        self.touch();
+        let mut slot = self.running.lock().await;
+        let run = self.browser(&mut slot, &s).await?;
+        let name = "browser.render";
+        let args = tools::Args {
+            url: Some(r.url.clone()),
+            wait: Some("networkidle".into()),
+            timeout_secs: Some(deadline.as_secs()),
+            ..tools::Args::default()
+        };
+        let page = self
+            .in_tab(run, &key, tools::NAVIGATE, &args, deadline, &s)
+            .await
+            .map_err(|mut e| {
+                e.message = e.message.replacen(tools::NAVIGATE, name, 1);
+                e
+            })?;
+        let tab = run
+            .tabs
+            .get(&key)
+            .ok_or_else(|| ServiceError::internal("no tab"))?;
+        let html = tab
+            .eval("document.documentElement.outerHTML", deadline)
+            .await
+            .map_err(|e| tool_error(name, e))?;
+        self.touch();
+        harness::archived_reply(&Rendered {
+            final_url: page["url"].as_str().unwrap_or_default().to_string(),
+            status: page["status"].as_u64().unwrap_or(0) as u16,
+            html: html.as_str().unwrap_or_default().to_string(),
+        })
+    }
+
     /// Stops an idle browser and closes idle tabs.
     async fn sweep(&self) {
         let s = self.settings.get();
@@ -284,8 +339,10 @@ impl Service for BrowserAdapter {
     }
 
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
-        if req.method() == oi_ipc_schema::browser::methods::RESET {
-            return self.reset(&req).await;
+        match req.method() {
+            oi_ipc_schema::browser::methods::RESET => return self.reset(&req).await,
+            oi_ipc_schema::browser::methods::RENDER => return self.render(&req).await,
+            _ => {}
         }
         json_reply(self.call(&req).await?)
     }

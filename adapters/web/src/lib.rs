@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::WebConfig;
+use oi_ipc_schema::browser::{RenderRequest, Rendered};
 use oi_ipc_schema::{ErrorCode, ToolSpec};
-use oi_kernel::client::IncomingRequest;
+use oi_kernel::client::{BusClient, BusError, CallOptions, IncomingRequest};
 use oi_kernel::config::Config;
 use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply, spec};
@@ -41,6 +42,7 @@ pub fn tool_specs() -> Vec<ToolSpec> {
             "Fetch a web page and return its title, readable text and links.",
             json!({"type": "object", "required": ["url"], "properties": {
                 "url": {"type": "string", "description": "http or https URL"},
+                "render": {"type": "boolean", "description": "Load the page in a real browser so its scripts run (default: only when the page has scripts and almost no text)."},
                 "max_chars": {"type": "integer", "minimum": 100, "description": "Characters of text to return at most."}}}),
         ),
     ]
@@ -57,8 +59,12 @@ struct SearchArgs {
 #[serde(deny_unknown_fields)]
 struct FetchArgs {
     url: String,
+    render: Option<bool>,
     max_chars: Option<u64>,
 }
+
+/// A static page with scripts and less main text than this is rendered.
+const RENDER_BELOW_CHARS: usize = 200;
 
 struct State {
     cfg: WebConfig,
@@ -87,9 +93,18 @@ fn build(cfg: WebConfig) -> Result<State, ServiceError> {
 pub struct WebAdapter {
     state: Live<State>,
     cache: moka::sync::Cache<String, Value>,
+    /// The bus, to have pages rendered by the browser adapter.
+    bus: Option<BusClient>,
 }
 
 impl WebAdapter {
+    /// An adapter that renders pages through `bus` (none: it never does).
+    pub fn with_bus(cfg: WebConfig, bus: Option<BusClient>) -> Result<WebAdapter, ServiceError> {
+        let mut a = WebAdapter::new(cfg)?;
+        a.bus = bus;
+        Ok(a)
+    }
+
     pub fn new(cfg: WebConfig) -> Result<WebAdapter, ServiceError> {
         let cache = moka::sync::Cache::builder()
             .max_capacity(256)
@@ -98,6 +113,7 @@ impl WebAdapter {
         Ok(WebAdapter {
             state: Live::new(build(cfg)?),
             cache,
+            bus: None,
         })
     }
 
@@ -148,7 +164,43 @@ impl WebAdapter {
         Ok(out)
     }
 
+    /// The page rendered by the browser adapter: its final URL, status and
+    /// HTML.
+    async fn render(&self, url: &Url, intent: &str) -> Result<Rendered, ServiceError> {
+        let Some(bus) = &self.bus else {
+            return Err(ServiceError::new(
+                ErrorCode::Unavailable,
+                "web_fetch: rendering needs the browser adapter, and this adapter has no bus",
+            ));
+        };
+        let s = self.state();
+        let opts =
+            CallOptions::deadline(Duration::from_secs(s.cfg.timeout_secs + 5)).for_intent(intent);
+        bus.call(
+            oi_ipc_schema::browser::RENDER,
+            &RenderRequest {
+                url: url.to_string(),
+                timeout_secs: s.cfg.timeout_secs,
+            },
+            opts,
+        )
+        .await
+        .map_err(|e| match e {
+            BusError::Remote { code, message } => {
+                ServiceError::new(code, format!("web_fetch: rendering failed: {message}"))
+            }
+            other => ServiceError::new(
+                ErrorCode::Unavailable,
+                format!("web_fetch: rendering failed: {other}"),
+            ),
+        })
+    }
+
     pub async fn web_fetch(&self, payload: &[u8]) -> Result<Value, ServiceError> {
+        self.fetch(payload, "").await
+    }
+
+    async fn fetch(&self, payload: &[u8], intent: &str) -> Result<Value, ServiceError> {
         let a: FetchArgs = tool::parse_args(tools::FETCH, payload)?;
         let url = Url::parse(a.url.trim()).map_err(|e| {
             ServiceError::bad_request(format!("web_fetch: '{}' is not a URL: {e}", a.url))
@@ -158,6 +210,14 @@ impl WebAdapter {
             .guard
             .check_url(&url)
             .map_err(|e| tool::denied(format!("web_fetch: {e}")))?;
+        let max_chars = a
+            .max_chars
+            .unwrap_or(s.cfg.max_text_chars)
+            .min(s.cfg.max_text_chars.max(100)) as usize;
+        if a.render == Some(true) {
+            let r = self.render(&url, intent).await?;
+            return Ok(rendered(&url, &r, max_chars));
+        }
         let resp = s
             .guarded
             .client
@@ -192,10 +252,6 @@ impl WebAdapter {
             "status": status,
             "content_type": ct,
         });
-        let max_chars = a
-            .max_chars
-            .unwrap_or(s.cfg.max_text_chars)
-            .min(s.cfg.max_text_chars.max(100)) as usize;
         let is_text = mime.starts_with("text/")
             || mime.contains("json")
             || mime.contains("xml")
@@ -204,6 +260,24 @@ impl WebAdapter {
             let enc = charset(Some(&ct), &body.bytes);
             let html = decode(&body.bytes, enc);
             let page = extract::page(&html, &final_url, 100, 50);
+            // Scripts and almost no text: the text is what the scripts
+            // write, so the browser renders it (unless told not to).
+            let scripted = html.to_ascii_lowercase().contains("<script");
+            if a.render.is_none()
+                && scripted
+                && page.text.trim().chars().count() < RENDER_BELOW_CHARS
+                && self.bus.is_some()
+            {
+                match self.render(&final_url, intent).await {
+                    Ok(r) => return Ok(rendered(&url, &r, max_chars)),
+                    Err(e) => {
+                        out["render_note"] = json!(format!(
+                            "the page has scripts and little text, and could not be rendered: {}",
+                            e.message
+                        ))
+                    }
+                }
+            }
             out["charset"] = json!(enc.name());
             out["title"] = json!(page.title);
             out["links"] = json!(page.links);
@@ -231,6 +305,23 @@ impl WebAdapter {
         }
         Ok(out)
     }
+}
+
+/// A rendered page's result: the same extraction as a static one.
+fn rendered(url: &Url, r: &Rendered, max_chars: usize) -> Value {
+    let base = Url::parse(&r.final_url).unwrap_or_else(|_| url.clone());
+    let page = extract::page(&r.html, &base, 100, 50);
+    let mut out = json!({
+        "url": url.as_str(),
+        "final_url": r.final_url,
+        "status": r.status,
+        "content_type": "text/html",
+        "rendered": true,
+        "title": page.title,
+        "links": page.links,
+    });
+    put_text(&mut out, &page.text, max_chars, false);
+    out
 }
 
 /// Sets `text`, cut to `max_chars` characters with a note on what was cut.
@@ -262,7 +353,7 @@ impl Service for WebAdapter {
     async fn handle(&self, req: IncomingRequest) -> Result<Reply, ServiceError> {
         match req.method() {
             tools::SEARCH => json_reply(self.web_search(req.payload()).await?),
-            tools::FETCH => json_reply(self.web_fetch(req.payload()).await?),
+            tools::FETCH => json_reply(self.fetch(req.payload(), req.intent()).await?),
             other => Err(ServiceError::bad_request(format!(
                 "the web adapter has no tool '{other}'"
             ))),
@@ -291,8 +382,8 @@ pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
 
 /// `openintentd service web`.
 pub fn run(name: &'static str) -> i32 {
-    harness::run(name, |_client| async move {
-        WebAdapter::new(harness::service_config()?.section()?)
+    harness::run(name, |client| async move {
+        WebAdapter::with_bus(harness::service_config()?.section()?, Some(client))
     })
 }
 
