@@ -336,9 +336,21 @@ fn pages_cannot_reach_metadata_private_addresses_other_ports_or_files() {
             );
         }
     }
+    // WebSockets are not seen by interception; the proxy refuses them.
+    for host in ["169.254.169.254", "10.0.0.1", other_host.as_str()] {
+        let port = host.split_once(':').map(|(_, p)| p).unwrap_or("80");
+        let h = host.split(':').next().unwrap();
+        assert!(
+            log.lines().any(|l| l.contains("connection refused")
+                && l.contains(&format!("host=\"{h}\""))
+                && l.contains(&format!("port={port}"))),
+            "the WebSocket to {host} was not refused by the proxy:\n{log}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
     assert!(
         other.requests.lock().unwrap().is_empty(),
-        "the server on the other port got nothing"
+        "the server on the other port got nothing, not even a WebSocket handshake"
     );
     let e = tool(
         &d,

@@ -195,7 +195,7 @@ fn serve(mut s: TcpStream, port: u16, requests: &Mutex<Vec<String>>) {
             let mut page = String::from("<html><body><p>reaching out</p>");
             for t in &targets {
                 page.push_str(&format!(
-                    "<img src=\"http://{t}/img.png\"><script src=\"http://{t}/evil.js\"></script><script>fetch('http://{t}/xhr').catch(() => {{}})</script>"
+                    "<img src=\"http://{t}/img.png\"><script src=\"http://{t}/evil.js\"></script><script>fetch('http://{t}/xhr').catch(() => {{}}); try {{ new WebSocket('ws://{t}/ws'); }} catch (e) {{}}</script>"
                 ));
             }
             page.push_str("</body></html>");

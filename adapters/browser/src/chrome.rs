@@ -82,6 +82,7 @@ impl Browser {
         exe: &Path,
         profile: &Path,
         window: (u32, u32),
+        proxy: std::net::SocketAddr,
         ready_within: Duration,
     ) -> Result<Browser, LaunchError> {
         let shown = exe.display().to_string();
@@ -116,7 +117,14 @@ impl Browser {
             "--disable-default-apps",
             "--mute-audio",
             "--remote-debugging-pipe",
+            // Every connection through the guarded proxy: loopback too
+            // (`<-loopback>` removes Chromium's implicit bypass), no QUIC
+            // and no WebRTC UDP beside it.
+            "--proxy-bypass-list=<-loopback>",
+            "--disable-quic",
+            "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
         ])
+        .arg(format!("--proxy-server=http://{proxy}"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--window-size={},{}", window.0, window.1))
         .arg("about:blank")

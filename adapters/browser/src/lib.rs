@@ -12,6 +12,7 @@ pub mod chrome;
 pub mod config;
 pub mod guard;
 pub mod page;
+pub mod proxy;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ struct Settings {
 /// The browser while it runs, and its tabs by who uses them.
 struct Running {
     browser: Browser,
+    /// Its only way out; stops with it.
+    _proxy: proxy::Proxy,
     refusals: Refusals,
     tabs: HashMap<String, Tab>,
 }
@@ -107,7 +110,10 @@ impl BrowserAdapter {
                 ServiceError::internal(format!("cannot create {}: {e}", profile.display()))
             })?;
             let window = (s.browser.window_width, s.browser.window_height);
-            let b = Browser::launch(&exe, &profile, window, Duration::from_secs(30))
+            let proxy = proxy::Proxy::start(s.guard.clone()).await.map_err(|e| {
+                ServiceError::internal(format!("cannot start the browser's proxy: {e}"))
+            })?;
+            let b = Browser::launch(&exe, &profile, window, proxy.addr, Duration::from_secs(30))
                 .await
                 .map_err(|e| ServiceError::new(ErrorCode::Unavailable, e.to_string()))?;
             info!(pid = b.pid, product = %b.product, ms = b.started_ms, no_sandbox = b.no_sandbox, "browser started");
@@ -122,6 +128,7 @@ impl BrowserAdapter {
                 .await;
             *slot = Some(Running {
                 browser: b,
+                _proxy: proxy,
                 refusals,
                 tabs: HashMap::new(),
             });
