@@ -266,7 +266,7 @@ impl BrowserAdapter {
         self.touch();
         let mut slot = self.running.lock().await;
         let run = self.browser(&mut slot, &s).await?;
-        let name = "browser.render";
+        let name = oi_ipc_schema::browser::methods::RENDER;
         let args = tools::Args {
             url: Some(r.url.clone()),
             wait: Some("networkidle".into()),

@@ -11,6 +11,9 @@ use crate::cdp::{Cdp, CdpError, Event};
 
 const SNAPSHOT_JS: &str = include_str!("snapshot.js");
 
+/// The largest piece of a script sent in one DevTools message.
+pub const PIECE: usize = 256 * 1024;
+
 /// A tool's failure, in words for the model.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -132,8 +135,38 @@ impl Tab {
             .await
     }
 
-    /// The value of a JavaScript expression (awaited if a promise).
+    /// The value of a JavaScript expression (awaited if a promise). One
+    /// over [`PIECE`] goes to the page in pieces first (Chrome has dropped
+    /// inbound DevTools messages over 1 MB) and is then evaluated there.
     pub async fn eval(&self, expr: &str, deadline: Duration) -> Result<Value, PageError> {
+        if expr.len() > PIECE {
+            self.eval_one("globalThis.__oiScript = []", deadline)
+                .await?;
+            let mut rest = expr;
+            while !rest.is_empty() {
+                let mut cut = PIECE.min(rest.len());
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let (piece, tail) = rest.split_at(cut);
+                self.eval_one(
+                    &format!("globalThis.__oiScript.push({})", json!(piece)),
+                    deadline,
+                )
+                .await?;
+                rest = tail;
+            }
+            return self
+                .eval_one(
+                    "(() => { const s = globalThis.__oiScript.join(''); delete globalThis.__oiScript; return (0, eval)(s); })()",
+                    deadline,
+                )
+                .await;
+        }
+        self.eval_one(expr, deadline).await
+    }
+
+    async fn eval_one(&self, expr: &str, deadline: Duration) -> Result<Value, PageError> {
         let r = self
             .send(
                 "Runtime.evaluate",
@@ -475,6 +508,22 @@ impl Tab {
     }
 }
 
+/// `s` cut into pieces of at most `max` bytes, at character boundaries.
+pub fn pieces(s: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut cut = max.max(4).min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        out.push(piece);
+        rest = tail;
+    }
+    out
+}
+
 /// A PNG's width and height, from its IHDR chunk.
 pub fn png_size(png: &[u8]) -> Option<(u32, u32)> {
     if png.len() < 24 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
@@ -483,4 +532,29 @@ pub fn png_size(png: &[u8]) -> Option<(u32, u32)> {
     let w = u32::from_be_bytes(png[16..20].try_into().ok()?);
     let h = u32::from_be_bytes(png[20..24].try_into().ok()?);
     Some((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_big_script_is_cut_at_character_boundaries_into_bounded_pieces() {
+        let s = format!("'{}'.length", "é".repeat(400_000));
+        let p = pieces(&s, PIECE);
+        assert_eq!(p.len(), s.len().div_ceil(PIECE));
+        assert!(p.iter().all(|x| x.len() <= PIECE && !x.is_empty()));
+        assert_eq!(p.concat(), s);
+        assert_eq!(pieces("aéé", 4), ["aé", "é"]);
+        assert!(pieces("", 10).is_empty());
+    }
+
+    #[test]
+    fn a_png_says_its_size() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend_from_slice(&1280u32.to_be_bytes());
+        png.extend_from_slice(&800u32.to_be_bytes());
+        assert_eq!(png_size(&png), Some((1280, 800)));
+        assert_eq!(png_size(b"GIF89a"), None);
+    }
 }
