@@ -225,6 +225,20 @@ fn a_script_written_page_a_form_by_ref_and_selector_a_stale_ref_and_a_screenshot
     )
     .unwrap_err();
     assert!(eval.contains("allow_eval"), "{eval}");
+
+    // The profile is kept between calls, and `oictl browser reset` deletes it.
+    assert!(d.path("data/browser/profile").is_dir());
+    let o = d.oictl(&["browser", "reset"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("was deleted"), "{}", out(&o));
+    assert!(!d.path("data/browser/profile").exists());
+    let again = tool(
+        &d,
+        "browser_navigate",
+        serde_json::json!({"url": web.url("/js-text")}),
+    )
+    .unwrap();
+    assert_eq!(again["title"], "Rendered", "a new browser after the reset");
 }
 
 fn nix_root() -> bool {
