@@ -207,10 +207,19 @@ impl Browser {
         self.cdp.closed().is_none()
     }
 
-    /// Kills it and waits until it is reaped.
+    /// Kills it and its helpers, and waits until it is reaped (the
+    /// helpers, orphaned, are reaped by openintentd, the subreaper).
     pub async fn stop(mut self) {
+        let helpers = descendants(self.pid);
         if let Some(k) = self.kill.take() {
             let _ = k.send(());
+        }
+        for p in helpers {
+            // SAFETY: signalling pids that were this browser's own helpers
+            // a moment ago.
+            unsafe {
+                libc::kill(p as i32, libc::SIGKILL);
+            }
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.gone).await;
     }
@@ -224,6 +233,40 @@ impl Browser {
     ) -> Result<Value, CdpError> {
         self.cdp.call(method, params, None, deadline).await
     }
+}
+
+/// Every process below `pid` (its helpers: zygote, renderers, GPU), read
+/// from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let p: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (p, pp) in &parents {
+            if *pp == parent && !out.contains(p) {
+                out.push(*p);
+                frontier.push(*p);
+            }
+        }
+    }
+    out
 }
 
 /// A pipe (read end, write end), both close-on-exec.

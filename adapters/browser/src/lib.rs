@@ -218,7 +218,18 @@ impl BrowserAdapter {
             r.browser.stop().await;
         }
         let profile = self.data.join("browser").join("profile");
-        let said = match std::fs::remove_dir_all(&profile) {
+        // A helper that has not quite died yet may still write a file.
+        let mut removed = std::fs::remove_dir_all(&profile);
+        for _ in 0..20 {
+            match &removed {
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    removed = std::fs::remove_dir_all(&profile);
+                }
+                _ => break,
+            }
+        }
+        let said = match removed {
             Ok(()) => format!(
                 "The browser's profile ({}) was deleted: cookies, logins and cache are gone.",
                 profile.display()
