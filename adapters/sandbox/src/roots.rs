@@ -510,8 +510,11 @@ mod tests {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let flips = flipper.join().unwrap();
+        // The race ran: the link was seen both ways (a loaded machine may
+        // give the flipper few turns; 73 flips were seen once, so their
+        // count is not the measure).
         assert!(
-            flips > 100 && inside > 0 && refused > 0,
+            flips >= 2 && inside > 0 && refused > 0,
             "{flips} flips, {inside} in, {refused} refused"
         );
     }
