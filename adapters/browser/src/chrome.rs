@@ -245,15 +245,7 @@ fn descendants(pid: u32) -> Vec<u32> {
         .flatten()
         .filter_map(|e| {
             let p: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let ppid = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((p, ppid))
+            Some((p, oi_kernel::lineage::parent_of(p).ok()?))
         })
         .collect();
     let mut out = Vec::new();
