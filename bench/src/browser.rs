@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_ipc_schema::control::{self, StatusReport};
 use oi_kernel::client::{BusClient, CallOptions};
 use serde_json::json;
 
-use crate::daemon::{Daemon, pss_kb, release_bins};
+use crate::daemon::{Daemon, pid_of, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -109,14 +108,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         let (client, _) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
             .await
             .context("connecting to the bus")?;
-        let opts = || CallOptions::deadline(Duration::from_secs(60));
-        let r: StatusReport = client.call(control::STATUS, &(), opts()).await?;
-        let adapter = r
-            .services
-            .iter()
-            .find(|s| s.name == oi_ipc_schema::browser::SERVICE)
-            .and_then(|s| s.pid)
-            .context("the browser adapter is not running")?;
+        let adapter = pid_of(&client, oi_ipc_schema::browser::SERVICE).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         figure("browser_adapter_idle_pss_kb", pss_kb(adapter).unwrap_or(0));
         let call = |name: &'static str, args: serde_json::Value| {

@@ -130,3 +130,19 @@ pub fn pss_kb(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("Pss:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// The pid of the running service `name`, from the supervisor's status.
+pub async fn pid_of(client: &oi_kernel::client::BusClient, name: &str) -> anyhow::Result<u32> {
+    let r: oi_ipc_schema::control::StatusReport = client
+        .call(
+            oi_ipc_schema::control::STATUS,
+            &(),
+            oi_kernel::client::CallOptions::deadline(Duration::from_secs(60)),
+        )
+        .await?;
+    r.services
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.pid)
+        .with_context(|| format!("{name} is not running"))
+}

@@ -22,25 +22,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_ipc_schema::control::{self, StatusReport};
 use oi_ipc_schema::scheduler::{self, History, HistoryQuery, JobList, JobRef, JobSpec};
 use oi_kernel::client::{BusClient, CallOptions};
 
-use crate::daemon::{Daemon, pss_kb, release_bins};
+use crate::daemon::{Daemon, pid_of, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
 fn opts() -> CallOptions {
     CallOptions::deadline(Duration::from_secs(60))
-}
-
-async fn pid_of(client: &BusClient, name: &str) -> anyhow::Result<u32> {
-    let r: StatusReport = client.call(control::STATUS, &(), opts()).await?;
-    r.services
-        .iter()
-        .find(|s| s.name == name)
-        .and_then(|s| s.pid)
-        .with_context(|| format!("{name} is not running"))
 }
 
 /// CPU ms of a process so far, and the context switches of each of its

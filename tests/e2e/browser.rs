@@ -62,19 +62,7 @@ fn children_of(pid: u32) -> Vec<u32> {
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit(')')
-                        .next()?
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<u32>()
-                        .ok()
-                })
-                == Some(pid)
-        })
+        .filter(|p| oi_kernel::lineage::parent_of(*p).ok() == Some(pid))
         .collect()
 }
 
