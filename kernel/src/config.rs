@@ -171,6 +171,9 @@ pub enum Requirement {
     Env(String),
     /// A secret in the vault.
     Secret(String),
+    /// A non-empty table (or value) at this dotted path of the config
+    /// (`config:email.accounts`).
+    Config(String),
 }
 
 impl Requirement {
@@ -183,6 +186,7 @@ impl Requirement {
         match kind.trim() {
             "env" => Some(Requirement::Env(name.into())),
             "secret" => Some(Requirement::Secret(name.into())),
+            "config" => Some(Requirement::Config(name.into())),
             _ => None,
         }
     }
@@ -193,6 +197,7 @@ impl std::fmt::Display for Requirement {
         match self {
             Requirement::Env(n) => write!(f, "the environment variable {n}"),
             Requirement::Secret(n) => write!(f, "the vault secret {n}"),
+            Requirement::Config(n) => write!(f, "a [{n}] table in the config"),
         }
     }
 }
@@ -392,6 +397,25 @@ impl Config {
         toml::to_string(&table).unwrap_or_default()
     }
 
+    /// Whether the sections hold a non-empty value at the dotted `path`.
+    pub fn has(&self, path: &str) -> bool {
+        let mut parts = path.split('.');
+        let Some(first) = parts.next() else {
+            return false;
+        };
+        let mut v = self.sections.get(first);
+        for p in parts {
+            v = v.and_then(|x| x.get(p));
+        }
+        match v {
+            None => false,
+            Some(toml::Value::Table(t)) => !t.is_empty(),
+            Some(toml::Value::Array(a)) => !a.is_empty(),
+            Some(toml::Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        }
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.bus.heartbeat_interval_ms)
     }
@@ -434,6 +458,18 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Finds where a dotted key path (`services.vault`) is defined in the text:
 /// its table header, or the last segment as a key.
 fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    // A key inside an inline table (`imap = { tls = "none" }`) is found
+    // where its table is.
+    let mut k = key;
+    loop {
+        if let Some(at) = find_exact_key(text, k) {
+            return Some(at);
+        }
+        k = k.rsplit_once('.')?.0;
+    }
+}
+
+fn find_exact_key(text: &str, key: &str) -> Option<(usize, usize)> {
     let header = format!("[{key}]");
     let last = key.rsplit('.').next().unwrap_or(key);
     let mut offset = 0;

@@ -1,6 +1,6 @@
 //! Services that start only once something they need is there
 //! (`requires` of `[services.<name>]`): a non-empty environment variable,
-//! or a secret in the vault. The Telegram gateway, for one, waits for a bot
+//! a secret in the vault, or a table of the config (an email account). The Telegram gateway, for one, waits for a bot
 //! token. A waiting service is in state WAITING and holds nothing back.
 
 use std::collections::BTreeSet;
@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use oi_ipc_schema::vault::{self, SecretList};
 use oi_kernel::client::{BusClient, CallOptions};
-use oi_kernel::config::{Requirement, ServiceSpec};
+use oi_kernel::config::{Config, Requirement, ServiceSpec};
 use tokio::sync::Mutex;
 
 /// What is missing, when none of `spec.requires` is present; `None` when
 /// one is (or nothing is required). `secrets` is `None` while the vault's
 /// list is unknown.
-pub fn missing(spec: &ServiceSpec, secrets: Option<&BTreeSet<String>>) -> Option<String> {
+pub fn missing(
+    spec: &ServiceSpec,
+    config: &Config,
+    secrets: Option<&BTreeSet<String>>,
+) -> Option<String> {
     if spec.requires.is_empty() {
         return None;
     }
@@ -31,6 +35,7 @@ pub fn missing(spec: &ServiceSpec, secrets: Option<&BTreeSet<String>>) -> Option
                 || std::env::var_os(name).is_some_and(|v| !v.is_empty())
         }
         Requirement::Secret(name) => secrets.is_some_and(|s| s.contains(name)),
+        Requirement::Config(path) => config.has(path),
     };
     if reqs.iter().any(present) {
         return None;
@@ -102,26 +107,43 @@ mod tests {
     fn any_one_requirement_is_enough() {
         let names: BTreeSet<String> = ["telegram-bot-token".to_string()].into();
         let s = spec(&["env:OI_TEST_SURELY_UNSET_VAR", "secret:telegram-bot-token"]);
-        assert_eq!(missing(&s, Some(&names)), None);
+        assert_eq!(missing(&s, &Config::defaults(), Some(&names)), None);
         assert_eq!(
-            missing(&s, None).as_deref(),
+            missing(&s, &Config::defaults(), None).as_deref(),
             Some(
                 "waiting for the environment variable OI_TEST_SURELY_UNSET_VAR or the vault secret telegram-bot-token"
             )
         );
-        assert!(missing(&s, Some(&BTreeSet::new())).is_some());
+        assert!(missing(&s, &Config::defaults(), Some(&BTreeSet::new())).is_some());
         assert!(needs_secret(&s));
-        assert_eq!(missing(&spec(&[]), None), None);
+        assert_eq!(missing(&spec(&[]), &Config::defaults(), None), None);
+    }
+
+    #[test]
+    fn a_config_table_counts_once_it_has_an_entry() {
+        let s = spec(&["config:email.accounts"]);
+        let none = Config::defaults();
+        assert_eq!(
+            missing(&s, &none, None).as_deref(),
+            Some("waiting for a [email.accounts] table in the config")
+        );
+        let some = Config::parse_layers(
+            Some("[email.accounts.a]\nusername = \"u\"\n"),
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(missing(&s, &some, None), None);
+        assert!(!needs_secret(&s));
     }
 
     #[test]
     fn env_of_the_service_spec_counts_and_empty_values_do_not() {
         let mut s = spec(&["env:OI_TEST_TOKEN_IN_SPEC"]);
-        assert!(missing(&s, None).is_some());
+        assert!(missing(&s, &Config::defaults(), None).is_some());
         s.env.insert("OI_TEST_TOKEN_IN_SPEC".into(), String::new());
-        assert!(missing(&s, None).is_some());
+        assert!(missing(&s, &Config::defaults(), None).is_some());
         s.env.insert("OI_TEST_TOKEN_IN_SPEC".into(), "x".into());
-        assert_eq!(missing(&s, None), None);
+        assert_eq!(missing(&s, &Config::defaults(), None), None);
         assert!(!needs_secret(&s));
     }
 }

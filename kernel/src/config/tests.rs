@@ -167,6 +167,7 @@ fn unknown_service_kind_is_refused() {
         "agent",
         "telegram",
         "scheduler",
+        "email",
     ];
     let build = Build {
         kinds: kinds.to_vec(),
@@ -176,7 +177,7 @@ fn unknown_service_kind_is_refused() {
     assert_eq!(e.location, Some((2, 1)));
     assert!(
             e.message.contains(
-                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler)"
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler, email)"
             ),
             "{e}"
         );
@@ -193,8 +194,9 @@ fn service_requirements_are_checked_with_their_location() {
     let e = parse("\n[services.telegram]\nrequires = [\"token:X\"]\n").unwrap_err();
     assert_eq!(e.location, Some((2, 1)));
     assert!(
-        e.message
-            .contains("'token:X' is neither 'env:<VARIABLE>' nor 'secret:<vault secret>'"),
+        e.message.contains(
+            "'token:X' is not 'env:<VARIABLE>', 'secret:<vault secret>' or 'config:<table>'"
+        ),
         "{e}"
     );
     assert_eq!(
@@ -202,6 +204,20 @@ fn service_requirements_are_checked_with_their_location() {
         Some(Requirement::Secret("telegram-bot-token".into()))
     );
     assert_eq!(Requirement::parse("env:"), None);
+    assert_eq!(
+        Requirement::parse("config:email.accounts"),
+        Some(Requirement::Config("email.accounts".into()))
+    );
+}
+
+#[test]
+fn has_finds_non_empty_values_at_a_dotted_path() {
+    let c = parse("[x.accounts.a]\nhost = \"h\"\n[y]\nlist = []\n").unwrap();
+    assert!(c.has("x.accounts"));
+    assert!(c.has("x.accounts.a.host"));
+    assert!(!c.has("x.accounts.b"));
+    assert!(!c.has("y.list"));
+    assert!(!c.has("z"));
 }
 
 crate::vocabulary! {

@@ -39,7 +39,7 @@ impl Config {
                     return Err((
                         format!("services.{name}"),
                         format!(
-                            "services.{name}.requires: '{r}' is neither 'env:<VARIABLE>' nor 'secret:<vault secret>'"
+                            "services.{name}.requires: '{r}' is not 'env:<VARIABLE>', 'secret:<vault secret>' or 'config:<table>'"
                         ),
                     ));
                 }

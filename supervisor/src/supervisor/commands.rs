@@ -47,7 +47,7 @@ impl Supervisor {
                     // A service whose `requires` are all missing stays
                     // WAITING: say so, and what for.
                     let c = &self.children[&name];
-                    requirements::missing(&c.spec, self.secret_names.as_ref())
+                    requirements::missing(&c.spec, &self.config, self.secret_names.as_ref())
                 });
                 let _ = reply.send(r);
             }

@@ -63,7 +63,7 @@ impl Supervisor {
             {
                 continue;
             }
-            match requirements::missing(&c.spec, self.secret_names.as_ref()) {
+            match requirements::missing(&c.spec, &self.config, self.secret_names.as_ref()) {
                 Some(why) if c.wanted => {
                     if c.state != ChildState::Waiting {
                         info!(service = %c.name, "not starting: {why}");
