@@ -16,6 +16,7 @@ mod browser;
 mod checks;
 pub mod cron;
 mod doctor;
+mod email;
 mod lifecycle;
 mod logs;
 pub mod memory;
@@ -192,6 +193,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Telegram { action } => crate::cli::telegram::telegram(&connect().await?, action).await,
         Cmd::Cron { action } => crate::cli::cron::cron(&connect().await?, action).await,
+        Cmd::Email { action } => crate::cli::email::email(&paths, &connect().await?, action).await,
         Cmd::Browser { action } => crate::cli::browser::browser(&connect().await?, action).await,
         Cmd::Tool {
             name,

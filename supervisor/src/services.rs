@@ -16,6 +16,7 @@ const KINDS: &[ServiceKind] = &[
     oi_adapter_web::KIND,
     oi_adapter_http::KIND,
     oi_adapter_browser::KIND,
+    oi_adapter_email::KIND,
     oi_agent::KIND,
     oi_telegram::KIND,
     oi_scheduler::KIND,

@@ -190,12 +190,12 @@ mod tests {
                 ]
             )
         );
-        // The shipped adapters have orders 10..50; x has the default 100.
+        // The shipped adapters have orders 10..60; x has the default 100.
         assert_eq!(
             l[1],
             (
                 "adapters".to_string(),
-                ["fs", "shell", "web", "http", "browser", "x"]
+                ["fs", "shell", "web", "http", "browser", "email", "x"]
                     .map(String::from)
                     .to_vec()
             )

@@ -170,6 +170,11 @@ pub(super) enum Cmd {
         #[command(subcommand)]
         action: VaultCmd,
     },
+    /// Email accounts: `login` runs an OAuth2 login.
+    Email {
+        #[command(subcommand)]
+        action: crate::cli::email::EmailCmd,
+    },
     /// The browser adapter: `reset` deletes its profile.
     Browser {
         #[command(subcommand)]

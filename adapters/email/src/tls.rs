@@ -1,0 +1,176 @@
+//! The connection to a mail server: TCP, then TLS from the first byte or
+//! after STARTTLS, verified like every other client of the project
+//! (rustls with the ring provider and the platform's roots, plus an
+//! account's own CA file).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::Tls;
+
+/// A connection, encrypted or (to this machine only) not.
+#[derive(Debug)]
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The CA certificates of `ca_file` ("" for none).
+pub fn extra_roots(ca_file: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    if ca_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| format!("cannot read the CA file {ca_file}: {e}"))?
+        .collect();
+    let certs = certs.map_err(|e| format!("the CA file {ca_file} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("the CA file {ca_file} holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// The TLS client: the platform's roots and `extra`.
+pub fn connector(extra: Vec<CertificateDer<'static>>) -> Result<TlsConnector, String> {
+    oi_sandbox::netguard::install_crypto();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| format!("cannot set up TLS verification: {e}"))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(limit, f).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what}: no answer within {} s", limit.as_secs()),
+        )
+    })?
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    host: &str,
+    tls: &TlsConnector,
+    limit: Duration,
+) -> io::Result<Conn> {
+    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+    let s = within(limit, "the TLS handshake", tls.connect(name, tcp)).await?;
+    Ok(Conn::Tls(Box::new(s)))
+}
+
+/// An IMAP connection with its greeting read: after STARTTLS, the
+/// greeting was read before the handshake, so `true` says it is done.
+pub async fn imap(
+    host: &str,
+    port: u16,
+    mode: Tls,
+    tls: &TlsConnector,
+    limit: Duration,
+) -> io::Result<(Conn, bool)> {
+    let tcp = within(
+        limit,
+        &format!("connecting to {host}:{port}"),
+        TcpStream::connect((host.trim_matches(['[', ']']), port)),
+    )
+    .await?;
+    let _ = tcp.set_nodelay(true);
+    match mode {
+        Tls::None => Ok((Conn::Plain(tcp), false)),
+        Tls::Implicit => Ok((handshake(tcp, host, tls, limit).await?, false)),
+        Tls::Starttls => {
+            let mut r = BufReader::new(tcp);
+            let mut line = String::new();
+            within(limit, "the greeting", r.read_line(&mut line)).await?;
+            if !line.starts_with("* OK") {
+                return Err(io::Error::other(format!(
+                    "{host}:{port} did not greet: {}",
+                    line.trim()
+                )));
+            }
+            r.get_mut().write_all(b"s1 STARTTLS\r\n").await?;
+            loop {
+                line.clear();
+                if within(limit, "STARTTLS", r.read_line(&mut line)).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                if line.starts_with("s1 ") {
+                    break;
+                }
+            }
+            if !line.starts_with("s1 OK") {
+                return Err(io::Error::other(format!(
+                    "{host}:{port} refused STARTTLS: {}",
+                    line.trim()
+                )));
+            }
+            if !r.buffer().is_empty() {
+                // Bytes before the handshake would be injected plain text.
+                return Err(io::Error::other(format!(
+                    "{host}:{port} sent data after STARTTLS before the handshake"
+                )));
+            }
+            Ok((handshake(r.into_inner(), host, tls, limit).await?, true))
+        }
+    }
+}
