@@ -4,8 +4,10 @@
 mod adapters;
 mod agent;
 mod browser;
+mod email;
 mod limits;
 mod llm;
+mod mailserver;
 mod memory;
 mod oictl;
 mod sandbox;

@@ -233,6 +233,7 @@ pub const OPTIONAL: &[&str] = &[
     "web",
     "http",
     "browser",
+    "email",
     "agent",
     "telegram",
     "scheduler",
