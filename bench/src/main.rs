@@ -5,6 +5,7 @@
 mod agent;
 mod browser;
 mod daemon;
+mod email;
 mod ipc;
 mod memory;
 mod router;
@@ -16,7 +17,7 @@ mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser|email> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some("telegram") => telegram::run(quick),
         Some("scheduler") => scheduler::run(quick),
         Some("browser") => browser::run(quick),
+        Some("email") => email::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),
