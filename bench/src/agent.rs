@@ -16,19 +16,18 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use oi_agent::intent::IntentRouter;
 use oi_agent::react::{self, Input, Limits};
 use oi_agent::scripted::{FnTools, ScriptedLlm, answering, calling};
 use oi_client::intent::Intent;
-use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
 use oi_ipc_schema::agent::{AgentEvent, IntentRequest};
 use oi_ipc_schema::control::{self, BusStats};
 use oi_kernel::client::{BusClient, CallOptions};
 use oi_kernel::config::Config;
 use oi_llm_router::fake::{FakeProvider, openai};
 
-use crate::daemon::{Daemon, release_bins};
+use crate::daemon::{Daemon, disabled, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -229,10 +228,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
     let fake = rt.block_on(FakeProvider::start())?;
     fake.set_default(openai::says("hello"));
     let bins = release_bins()?;
-    let off: String = ["vault", "fs", "shell", "web", "http"]
-        .iter()
-        .map(|s| format!("[services.{s}]\nenabled = false\n"))
-        .collect();
+    let off = disabled(&["vault", "fs", "shell", "web", "http"]);
     let config = format!(
         "{off}[models.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nno_key = true\ncontext_window = 32000\n[cascade]\norder = [\"fake\"]\n[agent]\nmax_concurrent_intents = 100\n",
         fake.url("/v1")
@@ -240,9 +236,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
     let daemon = Daemon::start(&bins.join("openintentd"), &config)?;
     daemon.wait_ready()?;
     rt.block_on(async {
-        let (client, _) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .context("connecting to the bus")?;
+        let client = daemon.client().await?;
         // Warm up, and the single-intent baseline.
         let mut single = Vec::new();
         for i in 0..(if quick { 20 } else { 200 }) {

@@ -15,12 +15,10 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_kernel::client::{BusClient, CallOptions};
+use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, pid_of, pss_kb, release_bins};
+use crate::daemon::{Daemon, disabled, pid_of, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -84,7 +82,7 @@ fn group_pss(pgid: u32, except: u32) -> u64 {
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let port = serve()?;
     let url = format!("http://127.0.0.1:{port}/");
-    let off: String = [
+    let off = disabled(&[
         "vault",
         "memory",
         "llm-router",
@@ -94,10 +92,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         "agent",
         "telegram",
         "scheduler",
-    ]
-    .iter()
-    .map(|s| format!("[services.{s}]\nenabled = false\n"))
-    .collect();
+    ]);
     let config = format!("{off}[web]\nallow_addresses = [\"127.0.0.1:{port}\"]\n");
     let daemon = Daemon::start(&release_bins()?.join("openintentd"), &config)?;
     daemon.wait_ready()?;
@@ -105,9 +100,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let (client, _) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .context("connecting to the bus")?;
+        let client = daemon.client().await?;
         let adapter = pid_of(&client, oi_ipc_schema::browser::SERVICE).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         figure("browser_adapter_idle_pss_kb", pss_kb(adapter).unwrap_or(0));

@@ -111,6 +111,26 @@ impl Daemon {
     pub fn bus(&self) -> PathBuf {
         self.home.path().join("run/bus.sock")
     }
+
+    /// A client on the daemon's bus.
+    pub async fn client(&self) -> anyhow::Result<oi_kernel::client::BusClient> {
+        let (client, _) = oi_kernel::client::BusClient::connect(
+            &self.bus(),
+            None,
+            oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES,
+        )
+        .await
+        .context("connecting to the bus")?;
+        Ok(client)
+    }
+}
+
+/// Config lines turning the shipped services `names` off.
+pub fn disabled(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|s| format!("[services.{s}]\nenabled = false\n"))
+        .collect()
 }
 
 impl Drop for Daemon {

@@ -17,11 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_kernel::client::{BusClient, CallOptions};
+use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, pid_of, pss_kb, release_bins};
+use crate::daemon::{Daemon, disabled, pid_of, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -206,7 +205,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let base = baseline(port, 1)
         .and_then(|_| baseline(port, n))
         .with_context(|| dovecot_log(dir.path()))?;
-    let off: String = [
+    let off = disabled(&[
         "memory",
         "llm-router",
         "fs",
@@ -217,10 +216,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         "agent",
         "telegram",
         "scheduler",
-    ]
-    .iter()
-    .map(|s| format!("[services.{s}]\nenabled = false\n"))
-    .collect();
+    ]);
     let config = format!(
         "{off}[vault]\nkey_source = \"file\"\n\n[email.accounts.bench]\nusername = \"{USER}\"\nimap = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\" }}\nsmtp = {{ host = \"127.0.0.1\", port = 9, tls = \"none\" }}\nauth = {{ method = \"password\", password_secret = \"email-bench-password\" }}\n"
     );
@@ -230,9 +226,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let (client, _) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .context("connecting to the bus")?;
+        let client = daemon.client().await?;
         client
             .call(
                 oi_ipc_schema::vault::SET,

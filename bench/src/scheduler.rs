@@ -20,12 +20,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
 use oi_ipc_schema::scheduler::{self, History, HistoryQuery, JobList, JobRef, JobSpec};
 use oi_kernel::client::{BusClient, CallOptions};
 
-use crate::daemon::{Daemon, pid_of, pss_kb, release_bins};
+use crate::daemon::{Daemon, disabled, pid_of, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -105,10 +103,7 @@ fn job(schedule: &str, n: usize) -> JobSpec {
 }
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
-    let off: String = ["vault", "llm-router", "shell", "web", "http", "telegram"]
-        .iter()
-        .map(|s| format!("[services.{s}]\nenabled = false\n"))
-        .collect();
+    let off = disabled(&["vault", "llm-router", "shell", "web", "http", "telegram"]);
     let config = format!("{off}[scheduler]\nmax_jobs = 20000\ngrace_secs = 1\n");
     let daemon = Daemon::start(&release_bins()?.join("openintentd"), &config)?;
     daemon.wait_ready()?;
@@ -116,9 +111,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let (client, _) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .context("connecting to the bus")?;
+        let client = daemon.client().await?;
         let sched = pid_of(&client, "scheduler").await?;
         figure("sched_pss_kb_empty", pss_kb(sched).unwrap_or(0));
         lateness(&client, quick).await?;

@@ -16,13 +16,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_kernel::client::BusClient;
 use oi_telegram::fake::FakeBotApi;
 use oi_telegram::format;
 
 use crate::agent::one_intent;
-use crate::daemon::{Daemon, release_bins};
+use crate::daemon::{Daemon, disabled, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -78,10 +76,7 @@ fn render(quick: bool) {
 fn end_to_end(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
     let tg = rt.block_on(FakeBotApi::start(TOKEN))?;
     let chats: Vec<String> = (1..=50).map(|c| c.to_string()).collect();
-    let off: String = ["vault", "llm-router", "fs", "shell", "web", "http"]
-        .iter()
-        .map(|s| format!("[services.{s}]\nenabled = false\n"))
-        .collect();
+    let off = disabled(&["vault", "llm-router", "fs", "shell", "web", "http"]);
     let config = format!(
         "{off}[services.telegram]\nenv = {{ TELEGRAM_BOT_TOKEN = \"{TOKEN}\" }}\n[telegram]\napi_base_url = \"{}\"\nallowed_chat_ids = [{}]\npoll_timeout_secs = 30\n",
         tg.url(),
@@ -90,9 +85,7 @@ fn end_to_end(rt: &tokio::runtime::Runtime, quick: bool) -> anyhow::Result<()> {
     let daemon = Daemon::start(&release_bins()?.join("openintentd"), &config)?;
     daemon.wait_ready()?;
     rt.block_on(async {
-        let (client, _) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .context("connecting to the bus")?;
+        let client = daemon.client().await?;
         // The gateway is polling once it has registered its commands.
         let t0 = Instant::now();
         while tg.calls_of("getUpdates").is_empty() {

@@ -12,17 +12,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use oi_ipc_schema::DEFAULT_MAX_FRAME_BYTES;
-use oi_kernel::client::{BusClient, CallOptions};
+use oi_kernel::client::CallOptions;
 
-use crate::daemon::{Daemon, release_bins};
+use crate::daemon::{Daemon, disabled, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let bins = release_bins()?;
-    let off: String = [
+    let off = disabled(&[
         "vault",
         "memory",
         "llm-router",
@@ -30,10 +28,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         "web",
         "http",
         "agent",
-    ]
-    .iter()
-    .map(|s| format!("[services.{s}]\nenabled = false\n"))
-    .collect();
+    ]);
     let daemon = Daemon::start(&bins.join("openintentd"), &off)?;
     daemon.wait_ready()?;
     let ws = daemon.home.path().join("data/workspace");
@@ -50,9 +45,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .build()?;
     let n = if quick { 500 } else { 5000 };
     let (direct, inproc, bus) = rt.block_on(async {
-        let (client, _inbound) = BusClient::connect(&daemon.bus(), None, DEFAULT_MAX_FRAME_BYTES)
-            .await
-            .context("connecting to the bus")?;
+        let client = daemon.client().await?;
         let args = br#"{"path": "small.txt"}"#;
         let opts = || CallOptions::deadline(Duration::from_secs(10)).waiting();
         let path = ws.join("small.txt");

@@ -556,12 +556,7 @@ fn through_the_agent_open_the_page_fill_the_form_and_read_the_confirmation() {
     ]);
     assert!(o.status.success(), "{}", out(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = r["tool_calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&r);
     assert_eq!(
         names,
         [

@@ -542,12 +542,7 @@ fn through_the_agent_unread_mail_is_read_and_summarized_by_email() {
     ]);
     assert!(o.status.success(), "{}", out(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = r["tool_calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&r);
     assert_eq!(
         names,
         ["email_list_inbox", "email_read", "email_read", "email_send"]

@@ -431,3 +431,13 @@ pub fn sqlite_rows(db: &std::path::Path, sql: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The names of the tools an `oictl ask --json` answer called, in order.
+pub fn tool_names(answer: &serde_json::Value) -> Vec<&str> {
+    answer["tool_calls"]
+        .as_array()
+        .expect("the answer lists its tool calls")
+        .iter()
+        .map(|c| c["name"].as_str().expect("a tool call has a name"))
+        .collect()
+}
