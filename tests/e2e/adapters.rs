@@ -8,16 +8,6 @@ use serde_json::{Value, json};
 use crate::support::*;
 use crate::webserver::WebServer;
 
-/// Calls a tool; `Ok(result)` or `Err(oictl's message)`.
-fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
-    let o = d.oictl(&["tool", name, &args.to_string()]);
-    if o.status.success() {
-        Ok(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o))))
-    } else {
-        Err(out(&o))
-    }
-}
-
 fn adapters(on: &[&str], extra: &str) -> Daemon {
     let d = Daemon::start(&config_enabling(on, "", extra));
     for s in on {

@@ -37,16 +37,6 @@ fn start_with(allow: &str, browser: &str) -> Daemon {
     d
 }
 
-/// A tool's JSON result, or its error text.
-fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
-    let o = d.oictl(&["tool", name, &args.to_string()]);
-    if o.status.success() {
-        Ok(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o))))
-    } else {
-        Err(out(&o))
-    }
-}
-
 /// The ref of the snapshot line that contains `has`.
 fn ref_of(snapshot: &str, has: &str) -> u64 {
     let line = snapshot

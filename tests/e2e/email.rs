@@ -56,16 +56,6 @@ fn password_account(m: &MailServers, extra: &str) -> String {
     )
 }
 
-/// A tool's JSON result, or its error text.
-fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
-    let o = d.oictl(&["tool", name, &args.to_string()]);
-    if o.status.success() {
-        Ok(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o))))
-    } else {
-        Err(out(&o))
-    }
-}
-
 fn ok(d: &Daemon, name: &str, args: Value) -> Value {
     tool(d, name, args).unwrap_or_else(|e| panic!("{name}: {e}"))
 }

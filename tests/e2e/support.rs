@@ -441,3 +441,14 @@ pub fn tool_names(answer: &serde_json::Value) -> Vec<&str> {
         .map(|c| c["name"].as_str().expect("a tool call has a name"))
         .collect()
 }
+
+/// A tool called through `oictl tool`: its JSON result, or oictl's error
+/// text.
+pub fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
+    let o = d.oictl(&["tool", name, &args.to_string()]);
+    if o.status.success() {
+        Ok(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o))))
+    } else {
+        Err(out(&o))
+    }
+}
