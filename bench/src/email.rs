@@ -76,6 +76,9 @@ fn start_dovecot(dir: &std::path::Path, port: u16) -> anyhow::Result<Dovecot> {
     let conf = include_str!("../../tests/email/dovecot.conf")
         .replace("@DIR@", &dir.display().to_string())
         .replace("@IMAP_PORT@", &port.to_string())
+        .replace("@SSL@", "no")
+        .replace("@SSL_FILES@", "")
+        .replace("@IMAPS_PORT@", "0")
         .replace("@LMTP_PORT@", &free_port()?.to_string());
     std::fs::write(dir.join("dovecot.conf"), conf)?;
     std::fs::write(dir.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n"))?;

@@ -321,6 +321,87 @@ fn a_wrong_password_is_named_by_its_secret_never_shown() {
 }
 
 #[test]
+fn tls_from_the_first_byte_and_after_starttls_is_verified_against_the_accounts_ca() {
+    let m = MailServers::start();
+    fixtures(&m);
+    let account = |name: &str, imap_port: u16, imap_tls: &str, ca: bool| {
+        let ca = if ca {
+            format!("ca_file = \"{}\"\n", m.ca_file.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "[email.accounts.{name}]\nusername = \"{USER}\"\nimap = {{ host = \"127.0.0.1\", port = {imap_port}, tls = \"{imap_tls}\" }}\nsmtp = {{ host = \"127.0.0.1\", port = {}, tls = \"starttls\" }}\nauth = {{ method = \"password\", password_secret = \"email-tls-password\" }}\n{ca}\n",
+            m.smtp_port
+        )
+    };
+    let d = start(
+        &m,
+        &[
+            account("implicit", m.imaps_port, "implicit", true),
+            account("starttls", m.real_imap_port, "starttls", true),
+            account("untrusted", m.imaps_port, "implicit", false),
+        ]
+        .concat(),
+    );
+    set_secret(&d, "email-tls-password", PASSWORD);
+
+    for name in ["implicit", "starttls"] {
+        let list = ok(&d, "email_list_inbox", json!({"account": name}));
+        assert_eq!(list["matching"], 3, "{name}: {list}");
+    }
+    // Dovecot logged both logins as made over TLS, not in the clear.
+    let log = std::fs::read_to_string(m.dir.path().join("dovecot.log")).unwrap();
+    let tls_logins: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("imap-login: Info: Login:") && l.contains(", TLS"))
+        .collect();
+    assert_eq!(tls_logins.len(), 2, "{log}");
+    // SMTP after STARTTLS, and the copy filed in Sent over implicit TLS.
+    let sent = ok(
+        &d,
+        "email_send",
+        json!({"account": "implicit", "to": [USER], "subject": "over tls", "body": "b"}),
+    );
+    assert_eq!(sent["sent"], true, "{sent}");
+    let mail = m.stats()["mail"].clone();
+    let last = mail.as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["data"].as_str().unwrap().contains("over tls"),
+        "{last}"
+    );
+    assert_eq!(last["tls"], true, "sent in the clear: {last}");
+    let filed = ok(
+        &d,
+        "email_list_inbox",
+        json!({"account": "implicit", "folder": "Sent"}),
+    );
+    assert_eq!(subjects(&filed), ["over tls"]);
+
+    // A certificate from a CA the account does not trust is refused, for
+    // IMAP and for SMTP, and nothing is sent.
+    let e = tool(&d, "email_list_inbox", json!({"account": "untrusted"})).unwrap_err();
+    assert!(
+        e.contains("IMAP 127.0.0.1:")
+            && e.contains("invalid peer certificate: UnknownIssuer (the server's certificate is not signed by a CA this machine trusts; for a private CA, set the account's ca_file)"),
+        "{e}"
+    );
+    let before = m.stats()["mail"].as_array().unwrap().len();
+    let e = tool(
+        &d,
+        "email_send",
+        json!({"account": "untrusted", "to": [USER], "subject": "s", "body": "b"}),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("SMTP 127.0.0.1:")
+            && e.contains("invalid peer certificate: UnknownIssuer (the server's certificate is not signed by a CA this machine trusts; for a private CA, set the account's ca_file)"),
+        "{e}"
+    );
+    assert_eq!(m.stats()["mail"].as_array().unwrap().len(), before);
+}
+
+#[test]
 fn the_server_killed_mid_call_is_an_error_and_the_next_call_connects_again() {
     let mut m = MailServers::start();
     fixtures(&m);

@@ -143,8 +143,93 @@ impl Proxy {
     }
 }
 
+/// A test CA and a certificate for 127.0.0.1 signed by it (openssl), in
+/// `<dir>/tls`: `ca.pem`, `server.pem`, `server.key`.
+fn make_certs(dir: &std::path::Path) -> std::path::PathBuf {
+    let t = dir.join("tls");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(
+        t.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(&t)
+            .output()
+            .expect("the email TLS tests need openssl (apt-get install openssl)");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=oi test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    t
+}
+
 pub struct MailServers {
     pub dir: tempfile::TempDir,
+    /// Dovecot's implicit-TLS IMAP port (STARTTLS is on `real_imap_port`).
+    pub imaps_port: u16,
+    /// The CA that signed both servers' certificate.
+    pub ca_file: std::path::PathBuf,
     /// Where the adapter connects for IMAP (the proxy).
     pub imap_port: u16,
     pub real_imap_port: u16,
@@ -183,8 +268,14 @@ impl MailServers {
             .arg(d.join("mail"))
             .status()
             .unwrap();
-        let (real_imap_port, lmtp_port, smtp_port, http_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (real_imap_port, lmtp_port, smtp_port, http_port, imaps_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let tls = make_certs(d);
         std::fs::write(d.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
         std::fs::write(
             d.join("oauth2.conf"),
@@ -196,7 +287,16 @@ impl MailServers {
         let conf = include_str!("../email/dovecot.conf")
             .replace("@DIR@", &d.display().to_string())
             .replace("@IMAP_PORT@", &real_imap_port.to_string())
-            .replace("@LMTP_PORT@", &lmtp_port.to_string());
+            .replace("@LMTP_PORT@", &lmtp_port.to_string())
+            .replace("@SSL@", "yes")
+            .replace(
+                "@SSL_FILES@",
+                &format!(
+                    "ssl_cert = <{0}/server.pem\nssl_key = <{0}/server.key",
+                    tls.display()
+                ),
+            )
+            .replace("@IMAPS_PORT@", &imaps_port.to_string());
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
         let mut fake = Command::new("python3")
             .arg(concat!(
@@ -209,6 +309,8 @@ impl MailServers {
                 lmtp_port.to_string(),
                 USER.to_string(),
                 PASSWORD.to_string(),
+                tls.join("server.pem").display().to_string(),
+                tls.join("server.key").display().to_string(),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -221,6 +323,8 @@ impl MailServers {
             .unwrap();
         assert_eq!(line.trim(), "ready", "mailfake.py did not start");
         let mut m = MailServers {
+            imaps_port,
+            ca_file: tls.join("ca.pem"),
             dir,
             imap_port: 0,
             real_imap_port,

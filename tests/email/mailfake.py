@@ -8,7 +8,8 @@
   refresh_token), /introspect (what Dovecot's oauth2 passdb asks), and
   /control and /stats for the test.
 
-Usage: mailfake.py SMTP_PORT HTTP_PORT LMTP_PORT USER PASSWORD
+Usage: mailfake.py SMTP_PORT HTTP_PORT LMTP_PORT USER PASSWORD [CERT KEY]
+With CERT and KEY (PEM files), the submission server offers STARTTLS.
 Prints "ready" once both listen. Every port is on 127.0.0.1.
 """
 
@@ -16,6 +17,7 @@ import base64
 import hashlib
 import json
 import smtplib
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -26,6 +28,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 SMTP_PORT, HTTP_PORT, LMTP_PORT = (int(a) for a in sys.argv[1:4])
 USER, PASSWORD = sys.argv[4], sys.argv[5]
+CERT_KEY = sys.argv[6:8]
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-client-secret"
 
 lock = threading.Lock()
@@ -39,7 +42,7 @@ state = {
     "code_grants": 0,
     "introspections": 0,
     "smtp_xoauth2": 0,
-    "mail": [],           # what SMTP accepted: from, to, data
+    "mail": [],           # what SMTP accepted: from, to, data, tls
 }
 
 
@@ -65,6 +68,7 @@ class Handler:
                 "from": envelope.mail_from,
                 "to": envelope.rcpt_tos,
                 "data": envelope.content.decode("utf-8", "replace"),
+                "tls": session.ssl is not None,
             })
         # The local user's mail goes into Dovecot; the rest would be
         # relayed, and is only recorded.
@@ -206,6 +210,10 @@ class Http(BaseHTTPRequestHandler):
 
 
 def main():
+    tls = None
+    if CERT_KEY:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*CERT_KEY)
     smtp = Controller(
         Handler(),
         hostname="127.0.0.1",
@@ -213,6 +221,7 @@ def main():
         authenticator=authenticator,
         auth_required=True,
         auth_require_tls=False,
+        tls_context=tls,
     )
     smtp.start()
     http = ThreadingHTTPServer(("127.0.0.1", HTTP_PORT), Http)

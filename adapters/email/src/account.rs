@@ -178,7 +178,9 @@ impl Account {
         for attempt in 0..2 {
             let (conn, greeted) = tls::imap(&s.host, s.port, s.tls, &self.tls, self.limit)
                 .await
-                .map_err(|e| self.unavailable(format!("IMAP {}:{}: {e}", s.host, s.port)))?;
+                .map_err(|e| {
+                    self.unavailable(tls::explain(format!("IMAP {}:{}: {e}", s.host, s.port)))
+                })?;
             let mut client = async_imap::Client::new(conn);
             if !greeted {
                 // async-imap waits for the greeting only when told to; an
@@ -376,7 +378,7 @@ impl Account {
                     "account '{}': the SMTP server refused the message: {chain}",
                     self.name
                 )),
-                _ => self.unavailable(format!("SMTP {}:{}: {chain}", s.host, s.port)),
+                _ => self.unavailable(tls::explain(format!("SMTP {}:{}: {chain}", s.host, s.port))),
             });
         }
         Err(self.unavailable("the SMTP login failed twice"))

@@ -78,6 +78,21 @@ pub fn extra_roots(ca_file: &str) -> Result<Vec<CertificateDer<'static>>, String
     Ok(certs)
 }
 
+/// `error` with what to do when it is a certificate the client did not
+/// accept.
+pub fn explain(error: String) -> String {
+    let hint = if error.contains("UnknownIssuer") {
+        "the server's certificate is not signed by a CA this machine trusts; for a private CA, set the account's ca_file"
+    } else if error.contains("NotValidForName") {
+        "the server's certificate is for another name; check the host"
+    } else if error.contains("Expired") && error.contains("certificate") {
+        "the server's certificate has expired"
+    } else {
+        return error;
+    };
+    format!("{error} ({hint})")
+}
+
 /// The TLS client: the platform's roots and `extra`.
 pub fn connector(extra: Vec<CertificateDer<'static>>) -> Result<TlsConnector, String> {
     oi_sandbox::netguard::install_crypto();

@@ -355,11 +355,19 @@ pub fn install_crypto() {
 /// a few levels deep).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
+    // Where the last link's text starts: a source that repeats it and
+    // says more ("Connection error" then "Connection error: bad
+    // certificate") takes its place instead of following it.
+    let mut last = 0;
     let mut cur = e.source();
     while let Some(s) = cur {
         let text = s.to_string();
-        if !out.contains(&text) {
+        if text.starts_with(&out[last..]) {
+            out.truncate(last);
+            out.push_str(&text);
+        } else if !out.contains(&text) {
             out.push_str(": ");
+            last = out.len();
             out.push_str(&text);
         }
         cur = s.source();
@@ -373,6 +381,54 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// An error with a message and a source, for the chain.
+    #[derive(Debug)]
+    struct Link(&'static str, Option<Box<Link>>);
+
+    impl std::fmt::Display for Link {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Link {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_thing_once() {
+        let chain = |links: &[&'static str]| {
+            let e = links
+                .iter()
+                .rev()
+                .fold(None, |inner, t| Some(Box::new(Link(t, inner))))
+                .unwrap();
+            error_chain(&*e)
+        };
+        assert_eq!(chain(&["connect", "refused"]), "connect: refused");
+        // A source its outer error already quotes adds nothing.
+        assert_eq!(chain(&["connect: refused", "refused"]), "connect: refused");
+        // A source that repeats its outer error and says more replaces it.
+        assert_eq!(
+            chain(&[
+                "SMTP",
+                "Connection error",
+                "Connection error: bad certificate"
+            ]),
+            "SMTP: Connection error: bad certificate"
+        );
+        assert_eq!(
+            chain(&[
+                "Connection error",
+                "Connection error: bad certificate",
+                "bad certificate"
+            ]),
+            "Connection error: bad certificate"
+        );
     }
 
     #[test]
