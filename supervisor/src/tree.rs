@@ -190,14 +190,16 @@ mod tests {
                 ]
             )
         );
-        // The shipped adapters have orders 10..60; x has the default 100.
+        // The shipped adapters have orders 10..70; x has the default 100.
         assert_eq!(
             l[1],
             (
                 "adapters".to_string(),
-                ["fs", "shell", "web", "http", "browser", "email", "x"]
-                    .map(String::from)
-                    .to_vec()
+                [
+                    "fs", "shell", "web", "http", "browser", "email", "calendar", "x"
+                ]
+                .map(String::from)
+                .to_vec()
             )
         );
     }

@@ -168,6 +168,7 @@ fn unknown_service_kind_is_refused() {
         "telegram",
         "scheduler",
         "email",
+        "calendar",
     ];
     let build = Build {
         kinds: kinds.to_vec(),
@@ -177,7 +178,7 @@ fn unknown_service_kind_is_refused() {
     assert_eq!(e.location, Some((2, 1)));
     assert!(
             e.message.contains(
-                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler, email)"
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler, email, calendar)"
             ),
             "{e}"
         );
