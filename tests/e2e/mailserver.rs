@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::wait_for;
+use crate::support::{kill_group, wait_for};
 
 pub const USER: &str = "alice@example.test";
 pub const PASSWORD: &str = "alice-secret-pw";
@@ -36,41 +36,6 @@ fn require(cmd: &str, install: &str) {
     assert!(
         found,
         "the email tests need {cmd}: {install} (.ci/run installs it)"
-    );
-}
-
-/// Kills a child's process group and reaps the child.
-fn kill_group(c: &mut Child) {
-    let pgid = c.id() as i32;
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = c.wait();
-    // Dovecot's own children are in the group too; reap what is ours.
-    wait_for(
-        Duration::from_secs(5),
-        "the server's processes to end",
-        || {
-            let alive = std::fs::read_dir("/proc")
-                .unwrap()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .any(|p| {
-                    std::fs::read_to_string(format!("/proc/{p}/stat"))
-                        .ok()
-                        .and_then(|s| {
-                            let f: Vec<String> = s
-                                .rsplit(')')
-                                .next()?
-                                .split_whitespace()
-                                .map(String::from)
-                                .collect();
-                            Some(f.get(2)?.parse::<i32>().ok()? == pgid && f.first()? != "Z")
-                        })
-                        .unwrap_or(false)
-                });
-            (!alive).then_some(())
-        },
     );
 }
 

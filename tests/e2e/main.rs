@@ -4,6 +4,8 @@
 mod adapters;
 mod agent;
 mod browser;
+mod calendar;
+mod calserver;
 mod email;
 mod limits;
 mod llm;

@@ -234,6 +234,7 @@ pub const OPTIONAL: &[&str] = &[
     "http",
     "browser",
     "email",
+    "calendar",
     "agent",
     "telegram",
     "scheduler",
@@ -451,4 +452,40 @@ pub fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
     } else {
         Err(out(&o))
     }
+}
+
+/// Kills a child's process group and reaps the child.
+pub fn kill_group(c: &mut Child) {
+    let pgid = c.id() as i32;
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = c.wait();
+    // A server's own children are in the group too; wait until none is
+    // left but zombies (ours is reaped above).
+    wait_for(
+        Duration::from_secs(5),
+        "the server's processes to end",
+        || {
+            let alive = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .any(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .ok()
+                        .and_then(|s| {
+                            let f: Vec<String> = s
+                                .rsplit(')')
+                                .next()?
+                                .split_whitespace()
+                                .map(String::from)
+                                .collect();
+                            Some(f.get(2)?.parse::<i32>().ok()? == pgid && f.first()? != "Z")
+                        })
+                        .unwrap_or(false)
+                });
+            (!alive).then_some(())
+        },
+    );
 }
