@@ -4,6 +4,7 @@
 
 mod agent;
 mod browser;
+mod calendar;
 mod daemon;
 mod email;
 mod ipc;
@@ -17,7 +18,7 @@ mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser|email> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser|email|calendar> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Some("scheduler") => scheduler::run(quick),
         Some("browser") => browser::run(quick),
         Some("email") => email::run(quick),
+        Some("calendar") => calendar::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),
