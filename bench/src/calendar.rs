@@ -10,16 +10,15 @@
 //! - `calendar_adapter_idle_pss_kb` before any call, `calendar_adapter_pss_kb`
 //!   after the calls.
 
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, disabled, pid_of, pss_kb, release_bins};
+use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, wait_port};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -29,20 +28,7 @@ const EVENTS: usize = 200;
 const RECURRING: usize = 40;
 const REPORT: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<c:calendar-query xmlns:d=\"DAV:\" xmlns:c=\"urn:ietf:params:xml:ns:caldav\"><d:prop><d:getetag/><c:calendar-data/></d:prop><c:filter><c:comp-filter name=\"VCALENDAR\"><c:comp-filter name=\"VEVENT\"><c:time-range start=\"20261130T230000Z\" end=\"20261231T230000Z\"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>";
 
-/// Radicale, killed with its process group when dropped.
-struct Radicale(Child);
-
-impl Drop for Radicale {
-    fn drop(&mut self) {
-        // SAFETY: signalling the group of our own child.
-        unsafe {
-            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn start_radicale(dir: &std::path::Path, port: u16) -> anyhow::Result<Radicale> {
+fn start_radicale(dir: &std::path::Path, port: u16) -> anyhow::Result<Group> {
     std::fs::write(dir.join("users"), format!("{USER}:{PASSWORD}\n"))?;
     std::fs::write(
         dir.join("config"),
@@ -61,16 +47,9 @@ fn start_radicale(dir: &std::path::Path, port: u16) -> anyhow::Result<Radicale> 
         .process_group(0)
         .spawn()
         .context("radicale did not start: python3 -m pip install radicale==3.9.0")?;
-    let r = Radicale(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(20),
-            "Radicale never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(r)
+    let g = Group(child);
+    wait_port(port, "Radicale", Duration::from_secs(20))?;
+    Ok(g)
 }
 
 /// Event `i`: one-off events spread over December, and weekly series

@@ -166,3 +166,27 @@ pub async fn pid_of(client: &oi_kernel::client::BusClient, name: &str) -> anyhow
         .and_then(|s| s.pid)
         .with_context(|| format!("{name} is not running"))
 }
+
+/// A server the benchmark started in its own process group, killed with
+/// the group and reaped when dropped.
+pub struct Group(pub std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: signalling the group of our own child.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
+pub fn wait_port(port: u16, what: &str, limit: Duration) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(t0.elapsed() < limit, "{what} never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}

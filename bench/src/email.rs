@@ -13,14 +13,14 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, disabled, pid_of, pss_kb, release_bins};
+use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, wait_port};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -34,19 +34,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// Dovecot, killed with its process group when dropped.
-struct Dovecot(Child);
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        // SAFETY: signalling the group of our own child.
-        unsafe {
-            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.0.wait();
-    }
 }
 
 /// A maildir INBOX of `MESSAGES`, the last `UNREAD` of them unread.
@@ -72,7 +59,7 @@ fn fill(maildir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_dovecot(dir: &std::path::Path, port: u16) -> anyhow::Result<Dovecot> {
+fn start_dovecot(dir: &std::path::Path, port: u16) -> anyhow::Result<Group> {
     let conf = include_str!("../../tests/email/dovecot.conf")
         .replace("@DIR@", &dir.display().to_string())
         .replace("@IMAP_PORT@", &port.to_string())
@@ -104,16 +91,9 @@ fn start_dovecot(dir: &std::path::Path, port: u16) -> anyhow::Result<Dovecot> {
         .process_group(0)
         .spawn()
         .context("dovecot did not start: apt-get install dovecot-imapd dovecot-lmtpd")?;
-    let d = Dovecot(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(15),
-            "Dovecot never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(d)
+    let g = Group(child);
+    wait_port(port, "Dovecot", Duration::from_secs(15))?;
+    Ok(g)
 }
 
 /// The end of Dovecot's log, for an error that happened on its side.

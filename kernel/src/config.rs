@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 mod section;
 mod validate;
 
-pub use section::{Invalid, Section, SectionRule, at_least_one, http_url};
+pub use section::{Invalid, Section, SectionRule, at_least_one, http_url, pick_account};
 
 /// The shipped defaults.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");

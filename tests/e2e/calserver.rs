@@ -4,23 +4,15 @@
 //! process group.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{kill_group, wait_for};
+use crate::support::{free_port, kill_group, wait_for};
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "alice-cal-pw";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn require(module: &str) {
     let ok = Command::new("python3")

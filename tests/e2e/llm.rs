@@ -2,7 +2,6 @@
 //! `oictl models`, per-chat overrides that survive a restart, a key held in
 //! the vault, and a real llama.cpp server (killed mid-conversation).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -257,14 +256,6 @@ impl Drop for Llama {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_llama() -> Llama {

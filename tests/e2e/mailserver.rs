@@ -15,18 +15,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{kill_group, wait_for};
+use crate::support::{free_port, kill_group, wait_for};
 
 pub const USER: &str = "alice@example.test";
 pub const PASSWORD: &str = "alice-secret-pw";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn require(cmd: &str, install: &str) {
     let found = std::env::var_os("PATH")

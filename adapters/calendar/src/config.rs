@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
-use oi_kernel::config::{Config, Invalid, Section, SectionRule, at_least_one, http_url};
+use oi_kernel::config::{
+    Config, Invalid, Section, SectionRule, at_least_one, http_url, pick_account,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -116,22 +118,7 @@ impl CalendarConfig {
 
     /// The account `name`, or the first one when `name` is `None`.
     pub fn account(&self, name: Option<&str>) -> Result<(&str, &Account), String> {
-        let names = || self.accounts.keys().cloned().collect::<Vec<_>>().join(", ");
-        match name {
-            Some(n) => self
-                .accounts
-                .get_key_value(n)
-                .map(|(k, a)| (k.as_str(), a))
-                .ok_or_else(|| format!("no calendar account '{n}' (accounts: {})", names())),
-            None => self
-                .accounts
-                .iter()
-                .next()
-                .map(|(k, a)| (k.as_str(), a))
-                .ok_or_else(|| {
-                    "no calendar account is configured ([calendar.accounts.<name>])".into()
-                }),
-        }
+        pick_account(&self.accounts, name, "calendar")
     }
 }
 

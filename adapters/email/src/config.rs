@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use oi_kernel::config::{Config, Invalid, Section, SectionRule, at_least_one, http_url};
+use oi_kernel::config::{
+    Config, Invalid, Section, SectionRule, at_least_one, http_url, pick_account,
+};
 use serde::{Deserialize, Serialize};
 
 oi_kernel::vocabulary! {
@@ -145,24 +147,7 @@ pub fn local(host: &str) -> bool {
 impl EmailConfig {
     /// The account `name`, or the first one when `name` is `None`.
     pub fn account(&self, name: Option<&str>) -> Result<(&str, &Account), String> {
-        match name {
-            Some(n) => self
-                .accounts
-                .get_key_value(n)
-                .map(|(k, a)| (k.as_str(), a))
-                .ok_or_else(|| {
-                    format!(
-                        "no email account '{n}' (accounts: {})",
-                        self.accounts.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                }),
-            None => self
-                .accounts
-                .iter()
-                .next()
-                .map(|(k, a)| (k.as_str(), a))
-                .ok_or_else(|| "no email account is configured ([email.accounts.<name>])".into()),
-        }
+        pick_account(&self.accounts, name, "email")
     }
 }
 

@@ -185,3 +185,30 @@ pub fn at_least_one(fields: &[(&str, u64)]) -> Result<(), Invalid> {
 pub fn http_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
+
+/// The entry `name` of an `[<section>.accounts]` table, or the first one
+/// when `name` is `None`; the error names what there is.
+pub fn pick_account<'a, A>(
+    accounts: &'a std::collections::BTreeMap<String, A>,
+    name: Option<&str>,
+    section: &str,
+) -> Result<(&'a str, &'a A), String> {
+    match name {
+        Some(n) => accounts
+            .get_key_value(n)
+            .map(|(k, a)| (k.as_str(), a))
+            .ok_or_else(|| {
+                format!(
+                    "no {section} account '{n}' (accounts: {})",
+                    accounts.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            }),
+        None => accounts
+            .iter()
+            .next()
+            .map(|(k, a)| (k.as_str(), a))
+            .ok_or_else(|| {
+                format!("no {section} account is configured ([{section}.accounts.<name>])")
+            }),
+    }
+}
