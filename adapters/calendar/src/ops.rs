@@ -179,19 +179,7 @@ fn written(
     etag: Option<String>,
     zone: Tz,
 ) -> Value {
-    let far = |d: i64| Utc::now() + TimeDelta::days(d);
-    let first = ical::parse(text)
-        .ok()
-        .and_then(|c| {
-            ical::occurrences(
-                &c[0],
-                zone,
-                Utc.timestamp_opt(0, 0).single()?,
-                far(366 * 50),
-            )
-            .ok()
-        })
-        .and_then(|o| o.into_iter().next());
+    let first = first_occurrence(text, uid, zone);
     json!({
         "account": acc.name, "calendar": cal.name, "uid": uid, "etag": etag,
         "event": first.map(|o| o.to_json(zone)),
@@ -219,14 +207,20 @@ pub async fn create(
     Ok(v)
 }
 
+/// The first occurrence of the event `uid` in an object's text.
+fn first_occurrence(text: &str, uid: &str, zone: Tz) -> Option<Occurrence> {
+    let cal = ical::parse(text).ok()?;
+    let start = Utc.timestamp_opt(0, 0).single()?;
+    let end = Utc::now() + TimeDelta::days(366 * 50);
+    ical::occurrences(&cal[0], zone, start, end)
+        .ok()?
+        .into_iter()
+        .find(|x| x.uid == uid)
+}
+
 /// The fields of an event that a change is shown by.
 fn summary(o: &Object, uid: &str, zone: Tz) -> Option<Value> {
-    let cal = ical::parse(&o.text).ok()?;
-    let start = Utc.timestamp_opt(0, 0).single()?;
-    let occ =
-        ical::occurrences(&cal[0], zone, start, Utc::now() + TimeDelta::days(366 * 50)).ok()?;
-    let first = occ.into_iter().find(|x| x.uid == uid)?;
-    let mut v = first.to_json(zone);
+    let mut v = first_occurrence(&o.text, uid, zone)?.to_json(zone);
     if let Some(m) = v.as_object_mut() {
         m.remove("uid");
     }
