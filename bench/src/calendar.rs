@@ -18,7 +18,7 @@ use anyhow::Context;
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, wait_port};
+use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, set_secret, wait_port};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -153,17 +153,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     daemon.wait_ready()?;
     rt.block_on(async {
         let client = daemon.client().await?;
-        client
-            .call(
-                oi_ipc_schema::vault::SET,
-                &oi_ipc_schema::vault::SetSecret {
-                    name: "caldav-bench-password".into(),
-                    value: PASSWORD.as_bytes().to_vec(),
-                    hosts: None,
-                },
-                CallOptions::deadline(Duration::from_secs(10)),
-            )
-            .await?;
+        set_secret(&client, "caldav-bench-password", PASSWORD).await?;
         let adapter = pid_of(&client, "calendar").await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         figure("calendar_adapter_idle_pss_kb", pss_kb(adapter).unwrap_or(0));

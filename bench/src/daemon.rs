@@ -190,3 +190,23 @@ pub fn wait_port(port: u16, what: &str, limit: Duration) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Stores a vault secret through the bus (as oictl does).
+pub async fn set_secret(
+    client: &oi_kernel::client::BusClient,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<()> {
+    client
+        .call(
+            oi_ipc_schema::vault::SET,
+            &oi_ipc_schema::vault::SetSecret {
+                name: name.into(),
+                value: value.as_bytes().to_vec(),
+                hosts: None,
+            },
+            oi_kernel::client::CallOptions::deadline(Duration::from_secs(10)),
+        )
+        .await?;
+    Ok(())
+}

@@ -20,7 +20,7 @@ use anyhow::Context;
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, wait_port};
+use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, set_secret, wait_port};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -210,17 +210,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let client = daemon.client().await?;
-        client
-            .call(
-                oi_ipc_schema::vault::SET,
-                &oi_ipc_schema::vault::SetSecret {
-                    name: "email-bench-password".into(),
-                    value: PASSWORD.as_bytes().to_vec(),
-                    hosts: None,
-                },
-                CallOptions::deadline(Duration::from_secs(10)),
-            )
-            .await?;
+        set_secret(&client, "email-bench-password", PASSWORD).await?;
         let adapter = pid_of(&client, "email").await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         figure("email_adapter_idle_pss_kb", pss_kb(adapter).unwrap_or(0));
