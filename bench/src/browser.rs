@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, disabled, pid_of, pss_kb, release_bins};
+use crate::daemon::{Daemon, only, pid_of, pss_kb, release_bins};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -82,17 +82,7 @@ fn group_pss(pgid: u32, except: u32) -> u64 {
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let port = serve()?;
     let url = format!("http://127.0.0.1:{port}/");
-    let off = disabled(&[
-        "vault",
-        "memory",
-        "llm-router",
-        "shell",
-        "web",
-        "http",
-        "agent",
-        "telegram",
-        "scheduler",
-    ]);
+    let off = only(&["fs", "browser"]);
     let config = format!("{off}[web]\nallow_addresses = [\"127.0.0.1:{port}\"]\n");
     let daemon = Daemon::start(&release_bins()?.join("openintentd"), &config)?;
     daemon.wait_ready()?;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, set_secret, wait_port};
+use crate::daemon::{Daemon, Group, only, pid_of, pss_kb, release_bins, set_secret, wait_port};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -135,19 +135,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
 
     let config = format!(
         "{}[vault]\nkey_source = \"file\"\n\n[calendar]\ntimezone = \"Europe/Berlin\"\n\n[calendar.accounts.bench]\nurl = \"http://127.0.0.1:{port}/\"\nusername = \"{USER}\"\npassword_secret = \"caldav-bench-password\"\n",
-        disabled(&[
-            "memory",
-            "llm-router",
-            "fs",
-            "shell",
-            "web",
-            "http",
-            "browser",
-            "email",
-            "agent",
-            "telegram",
-            "scheduler"
-        ])
+        only(&["vault", "calendar"])
     );
     let daemon = Daemon::start(&release_bins()?.join("openintentd"), &config)?;
     daemon.wait_ready()?;

@@ -125,6 +125,34 @@ impl Daemon {
     }
 }
 
+/// The services of the shipped config.
+const SHIPPED: &[&str] = &[
+    "vault",
+    "memory",
+    "llm-router",
+    "fs",
+    "shell",
+    "web",
+    "http",
+    "browser",
+    "email",
+    "calendar",
+    "github",
+    "agent",
+    "telegram",
+    "scheduler",
+];
+
+/// Config lines turning every shipped service but `keep` off.
+pub fn only(keep: &[&str]) -> String {
+    let off: Vec<&str> = SHIPPED
+        .iter()
+        .copied()
+        .filter(|s| !keep.contains(s))
+        .collect();
+    disabled(&off)
+}
+
 /// Config lines turning the shipped services `names` off.
 pub fn disabled(names: &[&str]) -> String {
     names

@@ -20,7 +20,7 @@ use anyhow::Context;
 use oi_kernel::client::CallOptions;
 use serde_json::json;
 
-use crate::daemon::{Daemon, Group, disabled, pid_of, pss_kb, release_bins, set_secret, wait_port};
+use crate::daemon::{Daemon, Group, only, pid_of, pss_kb, release_bins, set_secret, wait_port};
 use crate::figure;
 use crate::stats::Samples;
 
@@ -188,18 +188,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let base = baseline(port, 1)
         .and_then(|_| baseline(port, n))
         .with_context(|| dovecot_log(dir.path()))?;
-    let off = disabled(&[
-        "memory",
-        "llm-router",
-        "fs",
-        "shell",
-        "web",
-        "http",
-        "browser",
-        "agent",
-        "telegram",
-        "scheduler",
-    ]);
+    let off = only(&["vault", "email"]);
     let config = format!(
         "{off}[vault]\nkey_source = \"file\"\n\n[email.accounts.bench]\nusername = \"{USER}\"\nimap = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\" }}\nsmtp = {{ host = \"127.0.0.1\", port = 9, tls = \"none\" }}\nauth = {{ method = \"password\", password_secret = \"email-bench-password\" }}\n"
     );

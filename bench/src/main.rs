@@ -7,6 +7,7 @@ mod browser;
 mod calendar;
 mod daemon;
 mod email;
+mod github;
 mod ipc;
 mod memory;
 mod router;
@@ -18,7 +19,7 @@ mod tools;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser|email|calendar> [--quick]";
+const USAGE: &str = "usage: oi-bench <ipc|coldstart|restart|idle-memory|size|vault|memory|router|tools|intent-router|agent|telegram|scheduler|browser|email|calendar|github> [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Some("browser") => browser::run(quick),
         Some("email") => email::run(quick),
         Some("calendar") => calendar::run(quick),
+        Some("github") => github::run(quick),
         // Helper processes the benchmarks start.
         Some("__raw-echo") => ipc::raw_echo(&args[1]),
         Some("__async-echo") => ipc::async_echo(&args[1]),

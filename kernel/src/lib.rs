@@ -15,12 +15,14 @@
 //! - [`secrets`]: reading a vault secret as the calling service.
 //! - [`tool`]: tools on the bus: specs, argument parsing, calling one by name.
 
+pub mod accounts;
 pub mod audit;
 pub mod broker;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod framing;
+pub mod glob;
 pub mod harness;
 pub mod kind;
 pub mod limits;

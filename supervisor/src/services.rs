@@ -18,6 +18,7 @@ const KINDS: &[ServiceKind] = &[
     oi_adapter_browser::KIND,
     oi_adapter_email::KIND,
     oi_adapter_calendar::KIND,
+    oi_adapter_github::KIND,
     oi_agent::KIND,
     oi_telegram::KIND,
     oi_scheduler::KIND,

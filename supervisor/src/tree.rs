@@ -190,13 +190,13 @@ mod tests {
                 ]
             )
         );
-        // The shipped adapters have orders 10..70; x has the default 100.
+        // The shipped adapters have orders 10..80; x has the default 100.
         assert_eq!(
             l[1],
             (
                 "adapters".to_string(),
                 [
-                    "fs", "shell", "web", "http", "browser", "email", "calendar", "x"
+                    "fs", "shell", "web", "http", "browser", "email", "calendar", "github", "x"
                 ]
                 .map(String::from)
                 .to_vec()

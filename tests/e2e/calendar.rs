@@ -26,11 +26,6 @@ fn account(name: &str, url: &str, calendar: &str) -> String {
     )
 }
 
-fn set_secret(d: &Daemon, name: &str, value: &str) {
-    let o = oictl_input(d, &["vault", "set", name], value.as_bytes());
-    assert!(o.status.success(), "{}", out(&o));
-}
-
 fn ok(d: &Daemon, name: &str, args: Value) -> Value {
     tool(d, name, args).unwrap_or_else(|e| panic!("{name}: {e}"))
 }

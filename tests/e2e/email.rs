@@ -41,11 +41,6 @@ fn start(m: &MailServers, email: &str) -> Daemon {
     d
 }
 
-fn set_secret(d: &Daemon, name: &str, value: &str) {
-    let o = oictl_input(d, &["vault", "set", name], value.as_bytes());
-    assert!(o.status.success(), "{}", out(&o));
-}
-
 fn password_account(m: &MailServers, extra: &str) -> String {
     format!(
         "[email]\nallowed_recipients = [\"corp.example\"]\n{extra}\n{}",

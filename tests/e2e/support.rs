@@ -235,6 +235,7 @@ pub const OPTIONAL: &[&str] = &[
     "browser",
     "email",
     "calendar",
+    "github",
     "agent",
     "telegram",
     "scheduler",
@@ -445,6 +446,12 @@ pub fn tool_names(answer: &serde_json::Value) -> Vec<&str> {
 
 /// A tool called through `oictl tool`: its JSON result, or oictl's error
 /// text.
+/// Stores a vault secret with `oictl vault set` (the value on stdin).
+pub fn set_secret(d: &Daemon, name: &str, value: &str) {
+    let o = oictl_input(d, &["vault", "set", name], value.as_bytes());
+    assert!(o.status.success(), "{}", out(&o));
+}
+
 pub fn tool(d: &Daemon, name: &str, args: Value) -> Result<Value, String> {
     let o = d.oictl(&["tool", name, &args.to_string()]);
     if o.status.success() {
@@ -491,10 +498,27 @@ pub fn kill_group(c: &mut Child) {
 }
 
 /// A port nothing listens on now, on 127.0.0.1.
+///
+/// It is taken below Linux's ephemeral range (32768-60999), where every
+/// `bind(0)` of the other tests running meanwhile lands: a server started
+/// later on this port would otherwise race them for it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 20);
+    for _ in 0..1000 {
+        // A splitmix64 step: spread over 20000..32767.
+        let mut z = seed.wrapping_add(NEXT.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let port = 20_000 + ((z ^ (z >> 31)) % 12_768) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below 32768 on 127.0.0.1")
 }

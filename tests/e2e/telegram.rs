@@ -350,6 +350,43 @@ fn kill_9_between_polls_loses_no_update_and_repeats_none() {
 }
 
 #[test]
+fn kill_9_while_an_answer_is_on_its_way_does_not_reply_twice() {
+    let rt = fake_runtime();
+    let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();
+    let d = start(&tg, &[], &[], "");
+    let pid = d.ready_pid("telegram");
+    wait_for(Duration::from_secs(10), "the first poll", || {
+        (!tg.calls_of("getUpdates").is_empty()).then_some(())
+    });
+    // The answer reaches the chat, but the gateway never hears back, so
+    // it is killed before it could mark the update done.
+    tg.stall_replies(true);
+    let asked = tg.push_message(ME, USER, "what time is it");
+    wait_for(Duration::from_secs(20), "the answer in the chat", || {
+        (!replies_to(&tg, ME, asked.message_id).is_empty()).then_some(())
+    });
+    signal(pid, libc::SIGKILL);
+    tg.stall_replies(false);
+    d.new_ready_pid("telegram", pid);
+    // A later message is answered, so the restarted gateway has gone
+    // through what the stop left unfinished.
+    let later = tg.push_message(ME, USER, "what time is it");
+    wait_for(Duration::from_secs(20), "the later answer", || {
+        (!replies_to(&tg, ME, later.message_id).is_empty()).then_some(())
+    });
+    let replies: Vec<String> = replies_to(&tg, ME, asked.message_id)
+        .iter()
+        .map(|m| m.current().to_string())
+        .collect();
+    assert_eq!(
+        replies.len(),
+        1,
+        "one reply, no restart notice: {replies:?}"
+    );
+    assert_eq!(tg.sent_to(ME).len(), 2);
+}
+
+#[test]
 fn an_intent_cut_by_a_restart_is_reported_not_repeated() {
     let rt = fake_runtime();
     let tg = rt.block_on(FakeBotApi::start(TOKEN)).unwrap();

@@ -122,6 +122,16 @@ impl CalendarConfig {
     }
 }
 
+impl oi_kernel::accounts::WithAccounts for CalendarConfig {
+    type Account = Account;
+    fn accounts(&self) -> &BTreeMap<String, Account> {
+        &self.accounts
+    }
+    fn same_shared(&self, other: &Self) -> bool {
+        self.timeout_secs == other.timeout_secs
+    }
+}
+
 impl Section for CalendarConfig {
     const NAME: &'static str = "calendar";
     fn validate(&self, _config: &Config) -> Result<(), Invalid> {

@@ -16,28 +16,21 @@ pub mod tools;
 pub mod when;
 pub mod write;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use oi_ipc_schema::{ErrorCode, ToolSpec};
+use oi_kernel::accounts::LiveAccounts;
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::Config;
-use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply};
 use serde_json::Value;
 
 use crate::account::{Account, CalError};
 pub use crate::config::CalendarConfig;
 
-struct State {
-    cfg: CalendarConfig,
-    accounts: BTreeMap<String, Arc<Account>>,
-}
-
 pub struct CalendarAdapter {
     bus: BusClient,
-    state: Live<State>,
+    accounts: LiveAccounts<CalendarConfig, Account>,
 }
 
 impl From<CalError> for ServiceError {
@@ -51,42 +44,17 @@ impl From<CalError> for ServiceError {
     }
 }
 
-/// The accounts of `cfg`; one whose settings did not change keeps its
-/// discovered calendars.
-fn build(cfg: CalendarConfig, old: Option<&State>) -> Result<State, ServiceError> {
-    let limit = Duration::from_secs(cfg.timeout_secs);
-    let mut accounts = BTreeMap::new();
-    for (name, a) in &cfg.accounts {
-        let kept = old
-            .filter(|o| o.cfg.timeout_secs == cfg.timeout_secs)
-            .and_then(|o| o.accounts.get(name))
-            .filter(|acc| acc.cfg == *a)
-            .cloned();
-        let acc = match kept {
-            Some(k) => k,
-            None => Arc::new(Account::new(name, a.clone(), limit).map_err(|e| {
-                ServiceError::config_error(format!("[calendar.accounts.{name}] {e}"))
-            })?),
-        };
-        accounts.insert(name.clone(), acc);
-    }
-    Ok(State { cfg, accounts })
+/// One account of `[calendar.accounts]`, built.
+fn make(name: &str, a: &config::Account, c: &CalendarConfig) -> Result<Account, String> {
+    Account::new(name, a.clone(), Duration::from_secs(c.timeout_secs))
 }
 
 impl CalendarAdapter {
     pub async fn call(&self, req: &IncomingRequest) -> Result<Value, ServiceError> {
         let name = req.method();
         let args: tools::Args = tool::args(req)?;
-        let st = self.state.get();
-        let (key, _) = st
-            .cfg
-            .account(args.account.as_deref())
-            .map_err(|e| ServiceError::bad_request(format!("{name}: {e}")))?;
-        let acc = st
-            .accounts
-            .get(key)
-            .ok_or_else(|| ServiceError::internal(format!("account '{key}' is not built")))?
-            .clone();
+        let st = self.accounts.get();
+        let acc = st.pick(name, args.account.as_deref())?;
         let (bus, c) = (&self.bus, &st.cfg);
         let v = match name {
             tools::LIST => ops::list(&acc, bus).await?,
@@ -115,13 +83,7 @@ impl Service for CalendarAdapter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(cfg) = harness::config_update(generation, config_toml, |c: &Config| {
-            c.section::<CalendarConfig>()
-        }) else {
-            return;
-        };
-        let old = self.state.get();
-        self.state.rebuild("calendar", || build(cfg, Some(&old)));
+        self.accounts.config_changed(generation, config_toml);
     }
 }
 
@@ -136,12 +98,9 @@ pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
 /// `openintentd service calendar`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = harness::service_config()?;
-        let cfg: CalendarConfig = config.section()?;
-        let state = build(cfg, None)?;
         Ok(CalendarAdapter {
             bus: client,
-            state: Live::new(state),
+            accounts: LiveAccounts::start(make)?,
         })
     })
 }

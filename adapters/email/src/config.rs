@@ -144,6 +144,16 @@ pub fn local(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "::1" | "[::1]" | "localhost")
 }
 
+impl oi_kernel::accounts::WithAccounts for EmailConfig {
+    type Account = Account;
+    fn accounts(&self) -> &BTreeMap<String, Account> {
+        &self.accounts
+    }
+    fn same_shared(&self, other: &Self) -> bool {
+        self.timeout_secs == other.timeout_secs && self.refresh_skew_secs == other.refresh_skew_secs
+    }
+}
+
 impl EmailConfig {
     /// The account `name`, or the first one when `name` is `None`.
     pub fn account(&self, name: Option<&str>) -> Result<(&str, &Account), String> {

@@ -22,29 +22,21 @@ pub mod tls;
 pub mod tools;
 pub mod utf7;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use oi_ipc_schema::{ErrorCode, ToolSpec};
+use oi_kernel::accounts::LiveAccounts;
 use oi_kernel::client::{BusClient, IncomingRequest};
-use oi_kernel::config::Config;
-use oi_kernel::harness::{self, Live, Reply, Service, ServiceError};
+use oi_kernel::harness::{self, Reply, Service, ServiceError};
 use oi_kernel::tool::{self, json_reply};
 use serde_json::Value;
 
 use crate::account::{Account, EmailError};
 pub use crate::config::EmailConfig;
 
-/// The settings and the accounts built from them.
-struct State {
-    cfg: EmailConfig,
-    accounts: BTreeMap<String, Arc<Account>>,
-}
-
 pub struct EmailAdapter {
     bus: BusClient,
-    state: Live<State>,
+    accounts: LiveAccounts<EmailConfig, Account>,
 }
 
 impl From<EmailError> for ServiceError {
@@ -58,49 +50,27 @@ impl From<EmailError> for ServiceError {
     }
 }
 
-/// The accounts of `cfg`; an account whose settings did not change keeps
-/// its session and token from `old`.
-fn build(cfg: EmailConfig, old: Option<&State>) -> Result<State, ServiceError> {
-    let limit = Duration::from_secs(cfg.timeout_secs);
-    let skew = Duration::from_secs(cfg.refresh_skew_secs);
-    let mut accounts = BTreeMap::new();
-    for (name, a) in &cfg.accounts {
-        let kept = old
-            .filter(|o| o.cfg.timeout_secs == cfg.timeout_secs)
-            .and_then(|o| o.accounts.get(name))
-            .filter(|acc| acc.cfg == *a)
-            .cloned();
-        let acc =
-            match kept {
-                Some(k) => k,
-                None => Arc::new(Account::new(name, a.clone(), limit, skew).map_err(|e| {
-                    ServiceError::config_error(format!("[email.accounts.{name}] {e}"))
-                })?),
-            };
-        accounts.insert(name.clone(), acc);
-    }
-    Ok(State { cfg, accounts })
+/// One account of `[email.accounts]`, built.
+fn make(name: &str, a: &config::Account, c: &EmailConfig) -> Result<Account, String> {
+    Account::new(
+        name,
+        a.clone(),
+        Duration::from_secs(c.timeout_secs),
+        Duration::from_secs(c.refresh_skew_secs),
+    )
 }
 
 impl EmailAdapter {
     pub async fn call(&self, req: &IncomingRequest) -> Result<Value, ServiceError> {
         let name = req.method();
         let args: tools::Args = tool::args(req)?;
-        let st = self.state.get();
-        let (key, _) = st
-            .cfg
-            .account(args.account.as_deref())
-            .map_err(|e| ServiceError::bad_request(format!("{name}: {e}")))?;
-        let acc = st
-            .accounts
-            .get(key)
-            .ok_or_else(|| ServiceError::internal(format!("account '{key}' is not built")))?
-            .clone();
+        let st = self.accounts.get();
+        let acc = st.pick(name, args.account.as_deref())?;
         let (bus, c) = (&self.bus, &st.cfg);
         let v = match name {
             tools::FOLDERS => {
                 let mut v = ops::folders(&acc, bus).await?;
-                v["accounts"] = st.accounts.keys().cloned().collect();
+                v["accounts"] = st.names().into();
                 v
             }
             tools::LIST => ops::list(&acc, bus, c, &args).await?,
@@ -129,13 +99,7 @@ impl Service for EmailAdapter {
     }
 
     async fn config_changed(&self, generation: u64, config_toml: &str) {
-        let Some(cfg) = harness::config_update(generation, config_toml, |c: &Config| {
-            c.section::<EmailConfig>()
-        }) else {
-            return;
-        };
-        let old = self.state.get();
-        self.state.rebuild("email", || build(cfg, Some(&old)));
+        self.accounts.config_changed(generation, config_toml);
     }
 }
 
@@ -150,12 +114,9 @@ pub const KIND: oi_kernel::kind::ServiceKind = oi_kernel::kind::ServiceKind {
 /// `openintentd service email`.
 pub fn run(name: &'static str) -> i32 {
     harness::run(name, |client| async move {
-        let config = harness::service_config()?;
-        let cfg: EmailConfig = config.section()?;
-        let state = build(cfg, None)?;
         Ok(EmailAdapter {
             bus: client,
-            state: Live::new(state),
+            accounts: LiveAccounts::start(make)?,
         })
     })
 }

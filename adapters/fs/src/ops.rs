@@ -305,30 +305,6 @@ pub fn list(roots: &Roots, path: &str, max: usize) -> Result<ListOut, FsError> {
     })
 }
 
-/// `*` and `?` wildcards, case-insensitive (for file names).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let n: Vec<char> = name.to_lowercase().chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
 #[derive(Debug, Serialize)]
 pub struct Hit {
     pub path: String,
@@ -421,7 +397,7 @@ pub fn search(roots: &Roots, path: &str, q: &Query<'_>) -> Result<SearchOut, FsE
                     }
                 }
                 Type::File => {
-                    if q.name.is_some_and(|p| !glob_match(p, &text)) {
+                    if q.name.is_some_and(|p| !oi_kernel::glob::matches(p, &text)) {
                         continue;
                     }
                     let Some(needle) = &needle else {
@@ -602,16 +578,5 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.md", "Report.MD"));
-        assert!(glob_match("a?c*", "abcdef"));
-        assert!(!glob_match("*.md", "x.mdx"));
-        assert!(glob_match("*a*b*", "xxaYYbzz"));
-        assert!(glob_match("*", ""));
-        assert!(!glob_match("?", ""));
-        assert!(glob_match("日*", "日本語.txt"));
     }
 }

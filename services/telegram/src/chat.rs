@@ -4,7 +4,8 @@
 //! the kit's `conversation` makes it a command or an intent. Button
 //! presses (the `/model <alias>` buttons of `/models`) are Telegram's own.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oi_client::gateway::conversation::{self, Kind, NOTHING_RUNNING};
@@ -45,6 +46,14 @@ struct Queued {
 pub struct Chats {
     workers: Arc<Workers<i64, Queued>>,
     running: Running<i64>,
+    /// The update each chat's worker is handling, for [`Surface::replying`].
+    current: Mutex<HashMap<i64, i64>>,
+}
+
+impl Chats {
+    fn current(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Default for Chats {
@@ -52,7 +61,16 @@ impl Default for Chats {
         Chats {
             workers: Arc::new(Workers::new(WORKER_IDLE)),
             running: Running::default(),
+            current: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+/// Records that the reply ending an update is being sent (see
+/// [`Surface::replying`]).
+async fn replying(gw: &Gateway, update_id: i64) {
+    if let Err(e) = gw.store.mark_replying(update_id).await {
+        warn!(update = update_id, "{e}");
     }
 }
 
@@ -115,6 +133,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, u: Update) {
     }
     crate::account::record(gw, &m);
     if text.trim().is_empty() {
+        replying(gw, id).await;
         send_text(
             gw,
             chat,
@@ -126,6 +145,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, u: Update) {
     }
     if conversation::kind(&text) == Kind::Cancel {
         if !gw.chats.running.cancel(&chat) {
+            replying(gw, id).await;
             send_text(gw, chat, NOTHING_RUNNING, Some(m.message_id)).await;
         }
         return done(gw, id).await;
@@ -153,6 +173,7 @@ fn enqueue(gw: &Arc<Gateway>, chat: i64, q: Queued) {
 
 /// One message of a chat, in its turn.
 async fn handle(gw: Arc<Gateway>, chat: i64, q: Queued) {
+    gw.chats.current().insert(chat, q.update_id);
     match q.job {
         Job::Text { message_id, text } if conversation::kind(&text) != Kind::Intent => {
             conversation::command(&*gw, &gw.client, chat, message_id, &text).await;
@@ -172,6 +193,7 @@ async fn handle(gw: Arc<Gateway>, chat: i64, q: Queued) {
         }
         Job::Button { query_id, data } => button(&gw, chat, &query_id, &data).await,
     }
+    gw.chats.current().remove(&chat);
     done(&gw, q.update_id).await;
 }
 
@@ -371,6 +393,13 @@ impl Surface for Gateway {
         let chunks = render(self, markdown);
         for (i, c) in chunks.iter().enumerate() {
             send(self, chat, c, (i == 0).then_some(reply_to), None).await;
+        }
+    }
+
+    async fn replying(&self, chat: i64) {
+        let update = self.chats.current().get(&chat).copied();
+        if let Some(id) = update {
+            replying(self, id).await;
         }
     }
 

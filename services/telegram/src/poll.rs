@@ -17,7 +17,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::Gateway;
-use crate::store::Received;
+use crate::store::{Received, Unfinished};
 use crate::types::Update;
 
 /// The commands shown in Telegram's command menu.
@@ -142,7 +142,8 @@ async fn dispatch(gw: &Arc<Gateway>, r: Received) {
 }
 
 /// Updates received before a restart but not finished: their intents may
-/// have had effects, so they are not run again; the chat is told.
+/// have had effects, so they are not run again; the chat is told, unless
+/// the reply that finished it was already being sent.
 async fn resume_interrupted(gw: &Arc<Gateway>) {
     let pending = match gw.store.unhandled().await {
         Ok(p) => p,
@@ -154,7 +155,21 @@ async fn resume_interrupted(gw: &Arc<Gateway>) {
     if !pending.is_empty() {
         info!(count = pending.len(), "updates interrupted by a restart");
     }
-    for r in pending {
+    for Unfinished {
+        update: r,
+        replying,
+    } in pending
+    {
+        if replying {
+            // Its reply was on the way: the chat may have it, and a notice
+            // now would be a second reply to the same message.
+            warn!(
+                update = r.update_id,
+                "the reply to this update was being sent when the gateway stopped; not sent again"
+            );
+            crate::chat::done(gw, r.update_id).await;
+            continue;
+        }
         let u = serde_json::from_str::<Update>(&r.body).ok();
         if let Some(m) = u.and_then(|u| u.message)
             && gw.access().allows(m.chat.id)

@@ -4,7 +4,8 @@
 //! - the `getUpdates` offset, stored in the same transaction as the updates
 //!   it confirms, so a restart neither loses nor repeats one;
 //! - each update received, by id (a duplicate delivery is dropped), and
-//!   whether it was handled;
+//!   how far its handling got: received, replying (the reply that ends it
+//!   is being sent) or handled;
 //! - the chats paired with `oictl telegram pair`.
 
 use std::path::Path;
@@ -26,6 +27,14 @@ pub struct Received {
     pub body: String,
 }
 
+/// An update whose handling a stop cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub update: Received,
+    /// Its last reply had begun: the chat may have it already.
+    pub replying: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paired {
     pub chat_id: i64,
@@ -44,6 +53,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS updates (
     update_id INTEGER PRIMARY KEY,
     body TEXT NOT NULL,
+    -- 0 received, 2 replying, 1 handled
     handled INTEGER NOT NULL DEFAULT 0,
     received_ms INTEGER NOT NULL
 );
@@ -157,16 +167,32 @@ impl Store {
         .await
     }
 
+    /// Records that the reply ending an update's handling is being sent,
+    /// before it is sent.
+    pub async fn mark_replying(&self, update_id: i64) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                "UPDATE updates SET handled = 2 WHERE update_id = ?1 AND handled = 0",
+                params![update_id],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
     /// Updates received but not handled (the process stopped meanwhile).
-    pub async fn unhandled(&self) -> Result<Vec<Received>, StoreError> {
+    pub async fn unhandled(&self) -> Result<Vec<Unfinished>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT update_id, body FROM updates WHERE handled = 0 ORDER BY update_id",
+                "SELECT update_id, body, handled FROM updates WHERE handled != 1 ORDER BY update_id",
             )?;
             let rows = st.query_map([], |r| {
-                Ok(Received {
-                    update_id: r.get(0)?,
-                    body: r.get(1)?,
+                Ok(Unfinished {
+                    update: Received {
+                        update_id: r.get(0)?,
+                        body: r.get(1)?,
+                    },
+                    replying: r.get::<_, i64>(2)? == 2,
                 })
             })?;
             rows.collect()
@@ -235,7 +261,11 @@ mod tests {
         drop(s);
         let s = Store::open(&p).unwrap();
         assert_eq!(s.offset().await.unwrap(), 12);
-        assert_eq!(s.unhandled().await.unwrap(), vec![r(11)]);
+        let cut = |id, replying| Unfinished {
+            update: r(id),
+            replying,
+        };
+        assert_eq!(s.unhandled().await.unwrap(), vec![cut(11, false)]);
         // Telegram delivers 11 again (its confirmation was lost) and 12.
         let fresh = s.receive(vec![r(11), r(12)], 2).await.unwrap();
         assert_eq!(fresh, vec![r(12)]);
@@ -243,6 +273,17 @@ mod tests {
         // An older batch never moves the offset back.
         assert!(s.receive(vec![r(5)], 3).await.unwrap().len() == 1);
         assert_eq!(s.offset().await.unwrap(), 13);
+        // A reply begun is remembered as such; a handled update stays
+        // handled whatever comes late.
+        s.mark_replying(12).await.unwrap();
+        s.mark_replying(10).await.unwrap();
+        s.mark_handled(5).await.unwrap();
+        drop(s);
+        let s = Store::open(&p).unwrap();
+        assert_eq!(
+            s.unhandled().await.unwrap(),
+            vec![cut(11, false), cut(12, true)]
+        );
     }
 
     #[tokio::test]

@@ -103,9 +103,12 @@ pub async fn command<S: Surface>(
 ) {
     let word = command_word(text).unwrap_or("");
     if word == "/pair" {
+        surface.replying(chat).await;
         return surface.send(chat, ALREADY_PAIRED, Some(reply_to)).await;
     }
-    match command_text(client, &surface.chat_key(chat), text).await {
+    let reply = command_text(client, &surface.chat_key(chat), text).await;
+    surface.replying(chat).await;
+    match reply {
         Ok(mut reply) => {
             if matches!(word, "/help" | "/start") {
                 reply.text = reply.text.replacen(
@@ -141,7 +144,10 @@ pub async fn intent<S: Surface>(
     };
     let mut stream = match Intent::start(client, &req, UNTIL_THE_AGENTS_LIMIT) {
         Ok(st) => st,
-        Err(e) => return surface.send(chat, &format!("⚠️ {e}"), Some(reply_to)).await,
+        Err(e) => {
+            surface.replying(chat).await;
+            return surface.send(chat, &format!("⚠️ {e}"), Some(reply_to)).await;
+        }
     };
     let mut stop = running.start(chat);
     let mut status = Status::default();
@@ -155,6 +161,7 @@ pub async fn intent<S: Surface>(
                 drop(stream);
                 info!(%chat, "intent cancelled from the chat");
                 status.show(surface, chat, true).await;
+                surface.replying(chat).await;
                 surface.send(chat, "Cancelled.", Some(reply_to)).await;
                 return;
             }
@@ -191,10 +198,12 @@ pub async fn intent<S: Surface>(
                         text.push_str("\n\n");
                         text.push_str(&summary_line(&r));
                     }
+                    surface.replying(chat).await;
                     surface.answer(chat, reply_to, &text).await;
                     break;
                 }
                 Some(Err(why)) => {
+                    surface.replying(chat).await;
                     surface.send(chat, &format!("⚠️ {}", capitalised(&why)), Some(reply_to)).await;
                     break;
                 }

@@ -59,6 +59,14 @@ pub trait Surface: Sync {
         markdown: &str,
     ) -> impl Future<Output = ()> + Send;
 
+    /// Called once, just before the reply that ends the handling of the
+    /// chat's current message (the answer, an error, "Cancelled.", a
+    /// command's reply). A surface whose inbox outlives a restart records
+    /// it there, so a crash between this reply and the message being marked
+    /// done does not make the restarted gateway report the message as
+    /// unfinished: that would be a second reply.
+    fn replying(&self, chat: Self::Chat) -> impl Future<Output = ()> + Send;
+
     /// A chat command's reply, its choices as buttons where the surface
     /// has them.
     fn command_reply(

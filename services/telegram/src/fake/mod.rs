@@ -102,6 +102,9 @@ struct State {
     lose_confirmations: u32,
     /// Queued updates are not handed out while this is set.
     holding: bool,
+    /// While set, `sendMessage` is carried out but its answer held back,
+    /// as when the connection stalls after Telegram took the message.
+    stalling_replies: bool,
     /// (chat, message id) of every message there is: pushed and sent.
     messages: HashSet<(i64, i64)>,
     /// Callback query ids handed out.
@@ -288,6 +291,12 @@ impl FakeBotApi {
         self.notify.notify_waiters();
     }
 
+    /// While `on`, each `sendMessage` is carried out at once (the message
+    /// is in the chat) but its response is held until this is turned off.
+    pub fn stall_replies(&self, on: bool) {
+        lock(&self.state).stalling_replies = on;
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.state).calls.clone()
     }
@@ -407,7 +416,14 @@ async fn handle(
             json!({"id": 4242, "is_bot": true, "first_name": "OpenIntent", "username": "openintent_test_bot"}),
         ),
         "getUpdates" => get_updates(&params, &state, &notify).await,
-        "sendMessage" => send_message(&params, &state),
+        "sendMessage" => {
+            let r = send_message(&params, &state);
+            let until = Instant::now() + Duration::from_secs(60);
+            while lock(&state).stalling_replies && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r
+        }
         "editMessageText" => edit_message(&params, &state),
         "sendChatAction" => answer(checks::chat_action(&params)),
         "answerCallbackQuery" => {
