@@ -21,6 +21,7 @@ const KINDS: &[ServiceKind] = &[
     oi_adapter_github::KIND,
     oi_agent::KIND,
     oi_telegram::KIND,
+    oi_feishu::KIND,
     oi_scheduler::KIND,
     #[cfg(feature = "chaos")]
     crate::chaos::KIND,

@@ -14,7 +14,7 @@ use crate::support::*;
 
 const LATIN1_SUBJECT: &[u8] = b"Subject: Caf\xe9 cr\xe8me\r\n";
 
-fn fixtures(m: &MailServers) {
+pub(crate) fn fixtures(m: &MailServers) {
     m.deliver(
         USER,
         b"From: =?UTF-8?B?SsO8cmdlbiBNw7xsbGVy?= <juergen@partner.example>\r\nTo: alice@example.test\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_M=C3=BCnchen?=\r\nDate: Mon, 30 Nov 2026 09:00:00 +0100\r\nMessage-ID: <first@partner.example>\r\n\r\nHallo Alice, the contract is attached tomorrow.\r\n",
@@ -41,7 +41,7 @@ fn start(m: &MailServers, email: &str) -> Daemon {
     d
 }
 
-fn password_account(m: &MailServers, extra: &str) -> String {
+pub(crate) fn password_account(m: &MailServers, extra: &str) -> String {
     format!(
         "[email]\nallowed_recipients = [\"corp.example\"]\n{extra}\n{}",
         m.account(

@@ -7,6 +7,7 @@ mod browser;
 mod calendar;
 mod calserver;
 mod email;
+mod feishu;
 mod github;
 mod limits;
 mod llm;

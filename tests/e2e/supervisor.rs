@@ -661,7 +661,7 @@ fn the_shipped_config_idles_a_minute_without_flooding_the_log_or_the_audit() {
     let d = Daemon::start("");
     // Every optional service but those waiting for what a user gives: the
     // bot for its token, the mail and calendar adapters for an account.
-    const WAITING: [&str; 4] = ["telegram", "email", "calendar", "github"];
+    const WAITING: [&str; 5] = ["telegram", "email", "calendar", "github", "feishu"];
     for s in OPTIONAL.iter().filter(|s| !WAITING.contains(s)) {
         d.ready_pid(s);
     }

@@ -239,6 +239,7 @@ pub const OPTIONAL: &[&str] = &[
     "agent",
     "telegram",
     "scheduler",
+    "feishu",
 ];
 
 /// A config with fast supervision timings for tests, plus `extra`.

@@ -170,6 +170,7 @@ fn unknown_service_kind_is_refused() {
         "email",
         "calendar",
         "github",
+        "feishu",
     ];
     let build = Build {
         kinds: kinds.to_vec(),
@@ -179,7 +180,7 @@ fn unknown_service_kind_is_refused() {
     assert_eq!(e.location, Some((2, 1)));
     assert!(
             e.message.contains(
-                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler, email, calendar, github)"
+                "kind 'imap', which this build does not have (kinds: vault, memory, llm-router, fs, shell, web, http, browser, agent, telegram, scheduler, email, calendar, github, feishu)"
             ),
             "{e}"
         );
