@@ -253,3 +253,146 @@ fn the_seeds_example_unread_mail_summarized_to_the_team_group() {
     );
     assert_eq!(posted[0].content["zh_cn"]["title"], "Urgent mail");
 }
+
+/// An `im.message.receive_v1` event: `text` from `open_id` in `chat`.
+fn message_event(chat: &str, open_id: &str, message_id: &str, text: &str) -> Value {
+    json!({
+        "sender": {"sender_id": {"open_id": open_id, "union_id": "on_fake", "user_id": "u_fake"},
+                   "sender_type": "user", "tenant_key": "tk_fake"},
+        "message": {"message_id": message_id, "root_id": "", "parent_id": "", "create_time": "1764633600000",
+                    "chat_id": chat, "chat_type": "group", "message_type": "text",
+                    "content": json!({"text": text}).to_string(), "mentions": []}
+    })
+}
+
+#[test]
+fn the_official_clients_long_connection_takes_the_fakes_events() {
+    let rt = fake_runtime();
+    let fs = rt.block_on(FakeFeishu::start(APP_ID, SECRET)).unwrap();
+    /// The SDK's process, killed and reaped whatever happens.
+    struct Sdk(std::process::Child);
+    impl Drop for Sdk {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut py = Sdk(std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/feishu/lark_ws_check.py"
+        ))
+        .args([&fs.url(), APP_ID, SECRET])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap());
+    wait_for(
+        std::time::Duration::from_secs(20),
+        "the SDK to connect",
+        || (fs.connections() >= 1).then_some(()),
+    );
+    let frame_id = fs.push_event(
+        "im.message.receive_v1",
+        message_event("oc_team", "ou_ann", "om_1", "hello from the fake"),
+    );
+    let status = py.0.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut py.0.stdout.take().unwrap(), &mut said).unwrap();
+    assert!(status.success(), "the SDK exited with {status}: {said}");
+    let v: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(
+        v,
+        json!({"message_id": "om_1", "chat_id": "oc_team", "text": "hello from the fake", "sender": "ou_ann"})
+    );
+    let acks = fs.acks();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].0, frame_id);
+    let ack: Value = serde_json::from_str(&acks[0].1).unwrap();
+    assert_eq!(ack["code"], 200, "the SDK's own acknowledgement: {ack}");
+    assert_eq!(fs.connections(), 1);
+}
+
+#[test]
+fn our_long_connection_acks_reassembles_reconnects_and_notices_silence() {
+    use oi_feishu::longconn;
+    let rt = fake_runtime();
+    let fs = rt.block_on(FakeFeishu::start(APP_ID, SECRET)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let task = rt.spawn(longconn::run(
+        fs.url(),
+        APP_ID.into(),
+        || async { Ok(zeroize::Zeroizing::new(SECRET.to_string())) },
+        tx,
+        |_| {},
+    ));
+    let secs = std::time::Duration::from_secs;
+    wait_for(secs(10), "a connection", || {
+        (fs.connections() == 1).then_some(())
+    });
+    let next = |rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>| -> Value {
+        let got = rt
+            .block_on(async { tokio::time::timeout(secs(10), rx.recv()).await })
+            .expect("an event within 10 s")
+            .expect("the channel is open");
+        serde_json::from_slice(&got).unwrap()
+    };
+
+    let id = fs.push_event(
+        "im.message.receive_v1",
+        message_event("oc_t", "ou_a", "om_1", "one"),
+    );
+    let ev = next(&mut rx);
+    assert_eq!(ev["header"]["event_type"], "im.message.receive_v1");
+    assert_eq!(ev["event"]["message"]["message_id"], "om_1");
+    wait_for(secs(5), "the acknowledgement", || {
+        fs.acks()
+            .iter()
+            .any(|(a, p)| *a == id && p.contains("\"code\":200"))
+            .then_some(())
+    });
+
+    // A big event in three frames arrives whole, once.
+    fs.split_next(3);
+    let long = "x".repeat(3000);
+    let split = fs.push_event(
+        "im.message.receive_v1",
+        message_event("oc_t", "ou_a", "om_2", &long),
+    );
+    let ev = next(&mut rx);
+    let content: Value =
+        serde_json::from_str(ev["event"]["message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content["text"].as_str().unwrap().len(), 3000);
+    // One acknowledgement for the three frames. (An event whose
+    // acknowledgement had not arrived when the socket dropped would come
+    // again on the next connection, as the platform sends it: the
+    // gateway's store is what answers it once.)
+    wait_for(secs(5), "the split event's acknowledgement", || {
+        (fs.acks().iter().filter(|(a, _)| *a == split).count() == 1).then_some(())
+    });
+
+    // The platform drops the socket; an event sent meanwhile is not lost.
+    fs.drop_connections();
+    let down = fs.push_event(
+        "im.message.receive_v1",
+        message_event("oc_t", "ou_a", "om_3", "while down"),
+    );
+    let ev = next(&mut rx);
+    assert_eq!(ev["event"]["message"]["message_id"], "om_3");
+    assert_eq!(fs.connections(), 2);
+    wait_for(secs(5), "its acknowledgement", || {
+        fs.acks().iter().any(|(a, _)| *a == down).then_some(())
+    });
+
+    // Pings without pongs: a dead connection, made again.
+    fs.silent(true);
+    wait_for(secs(15), "a new connection after the silence", || {
+        (fs.connections() == 3).then_some(())
+    });
+    fs.silent(false);
+    fs.push_event(
+        "im.message.receive_v1",
+        message_event("oc_t", "ou_a", "om_4", "after"),
+    );
+    assert_eq!(next(&mut rx)["event"]["message"]["message_id"], "om_4");
+    task.abort();
+}

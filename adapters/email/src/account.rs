@@ -10,8 +10,8 @@ use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use oi_kernel::client::BusClient;
 use oi_kernel::secrets;
+use oi_sandbox::tls::TlsConnector;
 use tokio::sync::Mutex;
-use tokio_rustls::TlsConnector;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
@@ -62,6 +62,9 @@ fn refused_login(e: &async_imap::error::Error) -> bool {
     use async_imap::error::Error as E;
     matches!(e, E::No(_) | E::Bad(_))
 }
+
+/// What to do about a server whose CA this machine does not trust.
+const CA_FIX: &str = "for a private CA, set the account's ca_file";
 
 impl Account {
     pub fn new(
@@ -179,7 +182,10 @@ impl Account {
             let (conn, greeted) = tls::imap(&s.host, s.port, s.tls, &self.tls, self.limit)
                 .await
                 .map_err(|e| {
-                    self.unavailable(tls::explain(format!("IMAP {}:{}: {e}", s.host, s.port)))
+                    self.unavailable(tls::explain(
+                        format!("IMAP {}:{}: {e}", s.host, s.port),
+                        CA_FIX,
+                    ))
                 })?;
             let mut client = async_imap::Client::new(conn);
             if !greeted {
@@ -378,7 +384,10 @@ impl Account {
                     "account '{}': the SMTP server refused the message: {chain}",
                     self.name
                 )),
-                _ => self.unavailable(tls::explain(format!("SMTP {}:{}: {chain}", s.host, s.port))),
+                _ => self.unavailable(tls::explain(
+                    format!("SMTP {}:{}: {chain}", s.host, s.port),
+                    CA_FIX,
+                )),
             });
         }
         Err(self.unavailable("the SMTP login failed twice"))

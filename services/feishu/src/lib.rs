@@ -12,6 +12,8 @@ pub mod config;
 pub mod content;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod frame;
+pub mod longconn;
 pub mod ops;
 pub mod tools;
 

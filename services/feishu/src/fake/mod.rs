@@ -13,7 +13,11 @@
 //!   `POST /open-apis/im/v1/messages/{id}/reply`: `content` must be a JSON
 //!   *string* whose object fits `msg_type` (text, post, interactive), else
 //!   230001; a chat the bot is not in is 230002; an unknown person 230013;
-//!   an unknown message 230011. Sent messages are recorded.
+//!   an unknown message 230011. Sent messages are recorded;
+//! - the long connection ([`ws`]): `POST /callback/ws/endpoint` and a
+//!   WebSocket of `pbbp2.Frame`s.
+
+pub mod ws;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -75,17 +79,22 @@ struct State {
     sent: Vec<Sent>,
     /// Refused calls, by code.
     refused: Vec<i64>,
+    ws_port: u16,
 }
 
 pub struct FakeFeishu {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    ws: Arc<Mutex<ws::Ws>>,
     task: tokio::task::JoinHandle<()>,
+    ws_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for FakeFeishu {
     fn drop(&mut self) {
         self.task.abort();
+        self.ws_task.abort();
+        ws::drop_all(&self.ws);
     }
 }
 
@@ -97,11 +106,19 @@ impl FakeFeishu {
     pub async fn start(app_id: &str, app_secret: &str) -> std::io::Result<FakeFeishu> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let ws_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let ws_port = ws_listener.local_addr()?.port();
         let state = Arc::new(Mutex::new(State {
             app_id: app_id.into(),
             app_secret: app_secret.into(),
+            ws_port,
             ..State::default()
         }));
+        let wss = Arc::new(Mutex::new(ws::Ws {
+            ping_interval: 1,
+            ..ws::Ws::default()
+        }));
+        let ws_task = tokio::spawn(ws::serve(ws_listener, wss.clone()));
         let st = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -117,7 +134,13 @@ impl FakeFeishu {
                 });
             }
         });
-        Ok(FakeFeishu { addr, state, task })
+        Ok(FakeFeishu {
+            addr,
+            state,
+            ws: wss,
+            task,
+            ws_task,
+        })
     }
 
     /// The `[feishu] domain` to configure.
@@ -156,6 +179,48 @@ impl FakeFeishu {
 
     pub fn sent(&self) -> Vec<Sent> {
         lock(&self.state).sent.clone()
+    }
+
+    /// Sends an event of schema 2.0 (`event_type`, `event`) over every open
+    /// long connection; its frame's message id. Kept until acknowledged.
+    pub fn push_event(&self, event_type: &str, event: Value) -> String {
+        let (app_id, n) = {
+            let mut s = lock(&self.state);
+            s.next += 1;
+            (s.app_id.clone(), s.next)
+        };
+        let body = json!({"schema": "2.0", "header": {"event_id": format!("ev_{n:032x}"), "event_type": event_type,
+            "create_time": "1764633600000", "token": "", "app_id": app_id, "tenant_key": "tk_fake"}, "event": event});
+        ws::push(&self.ws, body.to_string().into_bytes())
+    }
+
+    /// The next event goes out in `parts` frames.
+    pub fn split_next(&self, parts: usize) {
+        ws::lock(&self.ws).split = parts;
+    }
+
+    /// Acknowledgements received: (message id, payload).
+    pub fn acks(&self) -> Vec<(String, String)> {
+        ws::lock(&self.ws).acks.clone()
+    }
+
+    /// Long connections accepted so far.
+    pub fn connections(&self) -> u32 {
+        ws::lock(&self.ws).accepted
+    }
+
+    pub fn pings(&self) -> u32 {
+        ws::lock(&self.ws).pings
+    }
+
+    /// While `on`, pings get no pong.
+    pub fn silent(&self, on: bool) {
+        ws::lock(&self.ws).silent = on;
+    }
+
+    /// Ends every open long connection.
+    pub fn drop_connections(&self) {
+        ws::drop_all(&self.ws)
     }
 
     /// Codes of the calls refused so far.
@@ -242,6 +307,24 @@ async fn handle(req: Request<Incoming>, st: &Mutex<State>) -> Response<Full<Byte
         return answer(
             200,
             json!({"code": 0, "msg": "ok", "tenant_access_token": t, "expire": 7200}),
+        );
+    }
+    if (method.as_str(), path.as_str()) == ("POST", "/callback/ws/endpoint") {
+        if body["AppID"] != s.app_id.as_str() || body["AppSecret"] != s.app_secret.as_str() {
+            return answer(
+                200,
+                json!({"code": 1000040344, "msg": "app credential invalid"}),
+            );
+        }
+        s.next += 1;
+        let url = format!(
+            "ws://127.0.0.1:{}/ws/v2?device_id={}&service_id=77",
+            s.ws_port, s.next
+        );
+        return answer(
+            200,
+            json!({"code": 0, "msg": "ok", "data": {"URL": url,
+            "ClientConfig": {"ReconnectCount": 5, "ReconnectInterval": 1, "ReconnectNonce": 0, "PingInterval": 1}}}),
         );
     }
     let Some(token) = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) else {
